@@ -1,0 +1,25 @@
+"""Margin-MSE (Hofstaetter et al.; METHODS.md section 1).
+
+    L = mean_{q, j != pos} ( (s_pos - s_j) - (t_pos - t_j) )^2
+
+with s = student score / T_s and t = teacher logit / T_t. Inputs [B, K]; column ``pos`` (default 0)
+holds each query's positive; ``mask`` [B, K] marks real candidates.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def margin_mse(student: torch.Tensor, teacher: torch.Tensor, teacher_temperature: float = 1.0,
+               student_temperature: float = 1.0, mask: torch.Tensor | None = None, pos: int = 0) -> torch.Tensor:
+    s = student / student_temperature
+    t = teacher.detach().to(s.dtype) / teacher_temperature
+    ds = s[:, pos:pos + 1] - s
+    dt = t[:, pos:pos + 1] - t
+    err = (ds - dt) ** 2
+    keep = torch.ones_like(err, dtype=torch.bool)
+    keep[:, pos] = False
+    if mask is not None:
+        keep &= mask
+    return (err * keep).sum() / keep.sum().clamp(min=1)

@@ -1,0 +1,24 @@
+"""Ranking metrics through ranx: nDCG@10, MRR@10, Recall@100 (no hand-written metric code)."""
+
+from __future__ import annotations
+
+METRICS = ["ndcg@10", "mrr@10", "recall@100"]
+
+
+def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]],
+                 metrics: list[str] = METRICS) -> dict[str, float]:
+    """Mean of each metric over the judged queries; a query with no results counts as zero."""
+    from ranx import Qrels, Run, evaluate
+
+    judged = {q: {d: int(r) for d, r in docs.items() if r > 0} for q, docs in qrels.items()}
+    judged = {q: docs for q, docs in judged.items() if docs}
+    full_run = {q: {d: float(s) for d, s in run.get(q, {}).items()} for q in judged}
+    for q, docs in full_run.items():
+        if not docs:  # ranx needs one entry per query; an unjudged dummy scores zero on every metric
+            docs["__none__"] = 0.0
+    scores = evaluate(Qrels(judged), Run(full_run), metrics, make_comparable=True)
+    return {m: float(scores[m]) for m in metrics}
+
+
+def to_run(qids: list[str], ranked_ids: list[list[str]], scores) -> dict[str, dict[str, float]]:
+    return {q: {d: float(s) for d, s in zip(ids, row)} for q, ids, row in zip(qids, ranked_ids, scores)}

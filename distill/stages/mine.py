@@ -1,0 +1,75 @@
+"""Stage ``mine``: candidates per training query from BM25 and/or the zero-shot student + FAISS.
+
+Each source contributes its top ``depth``; candidates are merged in source order without duplicates,
+and every judged positive is kept (appended when no source found it). The zero-shot student's corpus
+embeddings are kept beside the candidates (``zeroshot/``) for the baseline row of the evaluation.
+Output ``candidates/candidates.parquet``: qid, docid, rank, score, source, label.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distill.bm25 import BM25
+from distill.index import build_index
+from distill.models import resolve_model
+from distill.stages.encode import encode_texts, write_embeddings
+
+
+def zero_shot_kwargs(student_cfg) -> dict:
+    return {"pooling": student_cfg.pooling, "normalize": student_cfg.normalize,
+            "max_length": student_cfg.max_length, "trust_remote_code": student_cfg.trust_remote_code}
+
+
+def merge_candidates(qids: list[str], ranked: dict[str, tuple[list[list[str]], list]],
+                     qrels: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """Merge per-source rankings; positives always kept. ``ranked[source] = (docids, scores)`` per qid."""
+    rows = []
+    for i, q in enumerate(qids):
+        seen: set[str] = set()
+        rank = 0
+        for source, (ids, scores) in ranked.items():
+            for d, s in zip(ids[i], scores[i]):
+                if d in seen:
+                    continue
+                seen.add(d)
+                rows.append((q, d, rank, float(s), source, int(qrels.get(q, {}).get(d, 0) > 0)))
+                rank += 1
+        for d, rel in qrels.get(q, {}).items():
+            if rel > 0 and d not in seen:
+                seen.add(d)
+                rows.append((q, d, rank, float("nan"), "qrels", 1))
+                rank += 1
+    return pd.DataFrame(rows, columns=["qid", "docid", "rank", "score", "source", "label"])
+
+
+def run(rd, data) -> dict:
+    cfg = rd.config
+    qrels = data.qrels[cfg.data.train_split]
+    qids = list(qrels)
+    if cfg.data.max_train_queries:
+        qids = qids[: cfg.data.max_train_queries]
+    qtexts = [data.queries[q] for q in qids]
+    docids = list(data.corpus)
+    dtexts = [data.doc_text(d) for d in docids]
+    ranked = {}
+    with rd.atomic_output("mine") as tmp:
+        if "bm25" in cfg.mining.sources:
+            ranked["bm25"] = BM25(docids, dtexts).search(qtexts, cfg.mining.depth)
+        # zero-shot student: corpus embeddings are kept for the baseline evaluation either way
+        model = resolve_model(cfg.student.model)
+        kw = zero_shot_kwargs(cfg.student)
+        demb = encode_texts(docids, dtexts, model, cfg.ray, cfg.encoding.batch_size, cfg.encoding.actors, kw)
+        write_embeddings(tmp / "zeroshot", docids, demb)
+        if "student" in cfg.mining.sources:
+            qemb = encode_texts(qids, qtexts, model, cfg.ray, cfg.encoding.batch_size, cfg.encoding.actors, kw)
+            scores, idx = build_index(demb).search(qemb, min(cfg.mining.depth, len(docids)))
+            ranked["student"] = ([[docids[j] for j in row] for row in idx], scores)
+        cands = merge_candidates(qids, ranked, qrels)
+        pq.write_table(pa.Table.from_pandas(cands, preserve_index=False), tmp / "candidates.parquet")
+    counts = {"queries": len(qids), "candidates": len(cands), "positives": int(cands["label"].sum()),
+              "positives_added": int((cands["source"] == "qrels").sum())}
+    rd.mark_done("mine", counts)
+    return counts

@@ -1,0 +1,117 @@
+"""Stage ``score``: Ray Data shards the (query, candidate) pairs over an actor pool of teachers.
+
+Pairs are sorted by length before they become blocks (length-bucketed batches); each actor holds one
+teacher and returns its raw logit per pair (a dual-encoder teacher returns q . d). Rows in equal rows
+out, checked by (qid, docid). A warning is raised when the teacher's scores make softmax(t / T) nearly
+one-hot or nearly uniform at the configured temperature (soft labels would then carry little).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distill.stages.encode import check_rows
+
+log = logging.getLogger(__name__)
+
+
+class TeacherActor:
+    """Ray Data actor: scores a batch of (``query``, ``doc``) text pairs with the teacher."""
+
+    def __init__(self, model_dir: str, kind: str, max_length: int, threads: int, batch_size: int,
+                 trust_remote_code: bool = False):
+        import torch
+
+        from distill.models import CrossEncoder, DualEncoder
+
+        torch.set_num_threads(threads)
+        self.kind = kind
+        self.batch_size = batch_size
+        if kind == "cross-encoder":
+            self.model = CrossEncoder(model_dir, max_length, trust_remote_code)
+        else:
+            self.model = DualEncoder(model_dir, max_length=max_length, trust_remote_code=trust_remote_code)
+
+    def __call__(self, batch: dict) -> dict:
+        q, d = list(batch["query"]), list(batch["doc"])
+        if self.kind == "cross-encoder":
+            s = self.model.score(q, d, batch_size=self.batch_size)
+        else:
+            s = (self.model.encode(q, self.batch_size) * self.model.encode(d, self.batch_size)).sum(-1)
+        return {"qid": batch["qid"], "docid": batch["docid"], "teacher_score": s.astype(np.float32)}
+
+
+def score_pairs(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_dir: str, teacher_cfg,
+                scoring_cfg, ray_cfg) -> pd.DataFrame:
+    """Teacher logits for each (qid, docid) row of ``pairs``; same rows out, checked."""
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    from distill.raycluster import actor_threads, ensure_ray
+
+    ensure_ray(ray_cfg)
+    qtext = [queries[q] for q in pairs["qid"]]
+    dtext = [doc_text(d) for d in pairs["docid"]]
+    order = np.argsort([-(len(a) + len(b)) for a, b in zip(qtext, dtext)], kind="stable")
+    table = pa.table({"qid": pairs["qid"].to_numpy()[order], "docid": pairs["docid"].to_numpy()[order],
+                      "query": [qtext[i] for i in order], "doc": [dtext[i] for i in order]})
+    bs = scoring_cfg.batch_size
+    ds = ray.data.from_arrow(table).repartition(max(1, min(scoring_cfg.actors * 4, len(pairs) // bs + 1)))
+    ds = ds.map_batches(
+        TeacherActor,
+        fn_constructor_kwargs={"model_dir": teacher_dir, "kind": teacher_cfg.kind,
+                               "max_length": teacher_cfg.max_length, "threads": actor_threads(ray_cfg.actor_cpus),
+                               "batch_size": bs, "trust_remote_code": teacher_cfg.trust_remote_code},
+        batch_size=bs, compute=ActorPoolStrategy(size=scoring_cfg.actors),
+        num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy")
+    frames = [pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str),
+                            "teacher_score": b["teacher_score"]})
+              for b in ds.iter_batches(batch_size=None, batch_format="numpy")]
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["qid", "docid", "teacher_score"])
+    key_in = list(zip(pairs["qid"], pairs["docid"]))
+    key_out = list(zip(out["qid"], out["docid"]))
+    check_rows("score", key_in, key_out)
+    return pairs.merge(out, on=["qid", "docid"], how="left", validate="one_to_one")
+
+
+def softmax_spread(scores: pd.DataFrame, temperature: float) -> dict:
+    """Mean normalised entropy of softmax(t / T) per query (0 = one-hot, 1 = uniform) and the logit std."""
+    ents = []
+    for _, g in scores.groupby("qid"):
+        t = g["teacher_score"].to_numpy(np.float64) / temperature
+        if len(t) < 2:
+            continue
+        p = np.exp(t - t.max())
+        p /= p.sum()
+        ents.append(float(-(p * np.log(p + 1e-12)).sum() / math.log(len(t))))
+    return {"mean_norm_entropy": float(np.mean(ents)) if ents else float("nan"),
+            "logit_std": float(scores["teacher_score"].std())}
+
+
+def run(rd, data, teacher_dir: str) -> dict:
+    cfg = rd.config
+    cands = pq.read_table(rd.stage_path("mine") / "candidates.parquet").to_pandas()
+    scored = score_pairs(cands, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray)
+    spread = softmax_spread(scored, cfg.training.teacher_temperature)
+    share = cfg.scoring.min_softmax_entropy_share
+    warning = None
+    if spread["mean_norm_entropy"] < share:
+        warning = (f"teacher soft labels are nearly one-hot at temperature {cfg.training.teacher_temperature} "
+                   f"(mean normalised entropy {spread['mean_norm_entropy']:.3f}); raise training.teacher_temperature")
+    elif spread["mean_norm_entropy"] > 1 - share:
+        warning = (f"teacher soft labels are nearly uniform at temperature {cfg.training.teacher_temperature} "
+                   f"(mean normalised entropy {spread['mean_norm_entropy']:.3f}); lower training.teacher_temperature")
+    if warning:
+        log.warning(warning)
+        print(f"WARNING: {warning}")
+    with rd.atomic_output("score") as tmp:
+        pq.write_table(pa.Table.from_pandas(scored, preserve_index=False), tmp / "scores.parquet")
+    counts = {"pairs_in": len(cands), "pairs_out": len(scored), "queries": int(scored["qid"].nunique())}
+    rd.mark_done("score", counts, softmax=spread, warning=warning)
+    return counts

@@ -1,0 +1,145 @@
+"""Stage ``teacher`` (optional): fine-tune a cross-encoder teacher on the train qrels, on Ray Train.
+
+Each training group is one query with one judged positive and ``negatives_per_query`` BM25-mined
+negatives (judged positives excluded). The loss is the localised contrastive estimate
+
+    L = -log( exp(f(q, d+)) / sum_{d in group} exp(f(q, d)) )
+
+over the cross-encoder's logits f. With ``teacher.finetune: false`` the configured model is used as is.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distill.bm25 import BM25
+
+EXPORT_DIR = "export"
+
+
+def build_teacher_groups(data, split: str, pool_depth: int = 30, max_queries: int | None = None) -> pd.DataFrame:
+    qrels = data.qrels[split]
+    qids = list(qrels)[:max_queries] if max_queries else list(qrels)
+    docids = list(data.corpus)
+    bm25 = BM25(docids, [data.doc_text(d) for d in docids])
+    ranked, _ = bm25.search([data.queries[q] for q in qids], pool_depth)
+    rows = []
+    for q, cands in zip(qids, ranked):
+        pos = [d for d, r in qrels[q].items() if r > 0]
+        neg = [d for d in cands if d not in qrels[q]]
+        if pos and neg:
+            rows.append({"query": data.queries[q], "positives": [data.doc_text(d) for d in pos],
+                         "negatives": [data.doc_text(d) for d in neg]})
+    return pd.DataFrame(rows)
+
+
+def teacher_loop(config: dict) -> None:
+    import ray.train
+    import torch
+    from ray.train.torch import prepare_model
+
+    from distill.models import CrossEncoder
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])
+    groups = pq.read_table(config["groups_path"]).to_pandas()
+    n_neg = config["negatives"]
+    per_step = max(1, config["batch_size"] // (n_neg + 1))
+    steps_per_epoch = max(1, len(groups) // (per_step * world))
+    total = steps_per_epoch * config["epochs"]
+    ce = CrossEncoder(config["model"], config["max_length"], config["trust_remote_code"])
+    model = prepare_model(ce)
+    optim = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=0.01)
+    warmup = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    device = next(model.parameters()).device
+    model.train()
+    loss = torch.tensor(0.0)
+    for step in range(total):
+        epoch, within = divmod(step, steps_per_epoch)
+        perm = np.random.default_rng([config["seed"], epoch]).permutation(len(groups))
+        idx = perm[(within * world + rank) * per_step:(within * world + rank + 1) * per_step]
+        rng = np.random.default_rng([config["seed"], step, rank])
+        qs, ds = [], []
+        for i in idx:
+            g = groups.iloc[i]
+            negs = list(g["negatives"])
+            chosen = [g["positives"][rng.integers(len(g["positives"]))]]
+            chosen += [negs[j] for j in rng.choice(len(negs), size=n_neg, replace=len(negs) < n_neg)]
+            qs += [g["query"]] * len(chosen)
+            ds += chosen
+        inputs = {k: v.to(device) for k, v in ce.tokenize(qs, ds).items()}
+        logits = model(**inputs).view(len(idx), n_neg + 1)
+        loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long, device=device))
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        sched.step()
+    with tempfile.TemporaryDirectory() as tmp:
+        if rank == 0:
+            ce.save(Path(tmp) / EXPORT_DIR)
+            (Path(tmp) / "state.json").write_text(json.dumps({"steps": total}))
+        ray.train.report({"loss": float(loss), "steps": total},
+                         checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
+
+
+def teacher_path(rd) -> str:
+    """Where scoring and evaluation load the teacher from."""
+    from distill.models import resolve_model
+
+    cfg = rd.config
+    if cfg.teacher.finetune and cfg.teacher.kind == "cross-encoder":
+        return str(rd.stage_path("teacher").resolve())
+    return resolve_model(cfg.teacher.model)
+
+
+def run(rd, data) -> dict:
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from distill.models import resolve_model
+    from distill.raycluster import ensure_ray
+
+    cfg = rd.config
+    t = cfg.teacher
+    if not t.finetune or t.kind != "cross-encoder":
+        rd.stage_path("teacher").mkdir(exist_ok=True)
+        rd.mark_done("teacher", {"finetuned": 0}, model=resolve_model(t.model))
+        return {"finetuned": 0}
+    ensure_ray(cfg.ray)
+    groups = build_teacher_groups(data, cfg.data.train_split, max_queries=cfg.data.max_train_queries)
+    work = rd.path / "teacher_work"
+    work.mkdir(exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(groups, preserve_index=False), work / "groups.parquet")
+    trainer = TorchTrainer(
+        teacher_loop,
+        train_loop_config={"groups_path": str((work / "groups.parquet").resolve()), "model": resolve_model(t.model),
+                           "max_length": t.max_length, "trust_remote_code": t.trust_remote_code,
+                           "threads": max(1, int(t.cpus_per_worker)), "seed": t.seed,
+                           "epochs": t.epochs, "lr": t.learning_rate, "batch_size": t.batch_size,
+                           "negatives": t.negatives_per_query},
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=cfg.training.use_gpu,
+                                     resources_per_worker={"CPU": t.cpus_per_worker,
+                                                           **({"GPU": 1} if cfg.training.use_gpu else {})}),
+        torch_config=TorchConfig(backend="nccl" if cfg.training.use_gpu else "gloo"),
+        run_config=RunConfig(name="teacher", storage_path=str((work / "checkpoints").resolve())),
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as ckpt, rd.atomic_output("teacher") as tmp:
+        shutil.copytree(Path(ckpt) / EXPORT_DIR, tmp, dirs_exist_ok=True)
+        steps = json.loads((Path(ckpt) / "state.json").read_text())["steps"]
+    counts = {"groups": len(groups), "steps": steps}
+    rd.mark_done("teacher", counts, final_loss=(result.metrics or {}).get("loss"))
+    return counts

@@ -1,0 +1,312 @@
+"""Stage ``train``: Ray Train ``TorchTrainer`` distils the student (DeepSpeed ZeRO or plain DDP).
+
+Each step takes B queries per worker; each query brings a group of K candidates: one judged positive
+(column 0) and K-1 negatives sampled from its mined candidates, with the teacher's raw logits. The
+student scores s = sim(E(q), E(d)); the loss is
+
+    w_kl * KL(softmax(t/T_t) || softmax(s/T_s)) + w_mm * MarginMSE + w_mse * MSE
+    + w_nce * InfoNCE(q, all documents of the step gathered from every worker)
+
+Batches are a pure function of (seed, global step), so a worker restarted from a checkpoint (Ray's
+``FailureConfig``) or a re-run of the driver continues the same sequence from the saved step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+STATE_FILE = "distill_state.json"
+EXPORT_DIR = "export"
+
+
+# ---- data ----------------------------------------------------------------------------------------------
+def build_groups(scores: pd.DataFrame, queries: dict[str, str], doc_text) -> pd.DataFrame:
+    """One row per query with at least one positive and one negative: texts, teacher logits, labels."""
+    rows = []
+    for qid, g in scores.groupby("qid", sort=True):
+        labels = g["label"].to_numpy(np.int8)
+        if labels.sum() == 0 or labels.sum() == len(labels):
+            continue
+        rows.append({"qid": qid, "query": queries[qid], "docs": [doc_text(d) for d in g["docid"]],
+                     "scores": g["teacher_score"].astype(np.float32).tolist(), "labels": labels.tolist()})
+    return pd.DataFrame(rows)
+
+
+def sample_group(row, k: int, rng: np.random.Generator):
+    """(docs, teacher scores, mask): a random positive first, then up to k-1 random negatives."""
+    labels = np.asarray(row["labels"])
+    pos = np.flatnonzero(labels > 0)
+    neg = np.flatnonzero(labels == 0)
+    chosen = [int(rng.choice(pos))] + rng.choice(neg, size=min(k - 1, len(neg)), replace=False).tolist()
+    docs = [row["docs"][i] for i in chosen]
+    scores = [row["scores"][i] for i in chosen]
+    mask = [True] * len(chosen)
+    while len(docs) < k:  # pad short lists; padded slots are masked out of every loss
+        docs.append("")
+        scores.append(0.0)
+        mask.append(False)
+    return docs, scores, mask
+
+
+def step_indices(n: int, step: int, steps_per_epoch: int, batch: int, world: int, rank: int, seed: int):
+    """Row indices for this worker at a global step: epoch-wise permutation, disjoint worker slices."""
+    epoch, within = divmod(step, steps_per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    start = (within * world + rank) * batch
+    return perm[start:start + batch]
+
+
+# ---- the training loop (runs on every Ray Train worker) -------------------------------------------------
+def train_loop(config: dict) -> None:
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    from distill import losses
+    from distill.models import DualEncoder
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"] + rank)
+    groups = pq.read_table(config["groups_path"]).to_pandas()
+    B, K = config["queries_per_batch"], config["group_size"]
+    steps_per_epoch = max(1, len(groups) // (B * world))
+    total = config["max_steps"] or steps_per_epoch * config["epochs"]
+    w = config["losses"]
+
+    student = DualEncoder(**config["student"])
+    tokenize = student.tokenize
+
+    class PairModel(torch.nn.Module):
+        def __init__(self, enc):
+            super().__init__()
+            self.encoder = enc
+
+        def forward(self, q, d):
+            return self.encoder(**q), self.encoder(**d)
+
+    model = PairModel(student)
+    warmup = int(config["warmup_ratio"] * total)
+    use_ds = config["backend"] == "deepspeed"
+    if use_ds:
+        os.environ.setdefault("DS_ACCELERATOR", "cuda" if config["use_gpu"] else "cpu")
+        import deepspeed
+
+        ds_config = {
+            "train_micro_batch_size_per_gpu": B,
+            "gradient_accumulation_steps": 1,
+            "gradient_clipping": 1.0,
+            "optimizer": {"type": "AdamW", "params": {"lr": config["lr"], "weight_decay": config["weight_decay"],
+                                                      "torch_adam": True}},
+            "scheduler": {"type": "WarmupDecayLR", "params": {
+                "warmup_min_lr": 0.0, "warmup_max_lr": config["lr"], "warmup_num_steps": max(1, warmup),
+                "total_num_steps": max(total, warmup + 1), "warmup_type": "linear"}},
+            "zero_optimization": {"stage": config["zero_stage"]},
+            "bf16": {"enabled": config["precision"] == "bf16"},
+            "steps_per_print": 10**9,
+            "wall_clock_breakdown": False,
+        }
+        engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=ds_config,
+                                               dist_init_required=False)
+        device = engine.device
+    else:
+        from ray.train.torch import prepare_model
+
+        engine = prepare_model(model)
+        device = next(engine.parameters()).device
+        optim = torch.optim.AdamW(engine.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            optim, lambda s: min((s + 1) / max(1, warmup), max(0.0, (total - s) / max(1, total - warmup))))
+
+    # ---- resume ----
+    start = 0
+    ckpt = ray.train.get_checkpoint()
+    ckpt_dir = None
+    if ckpt is not None:
+        ckpt_dir = ckpt.to_directory()
+    elif config.get("resume_from"):
+        ckpt_dir = config["resume_from"]
+    if ckpt_dir:
+        state = json.loads((Path(ckpt_dir) / STATE_FILE).read_text())
+        start = state["step"]
+        if use_ds:
+            engine.load_checkpoint(ckpt_dir, tag="ckpt")
+        else:
+            from safetensors.torch import load_file
+
+            engine_module = engine.module if hasattr(engine, "module") else engine
+            engine_module.load_state_dict(load_file(str(Path(ckpt_dir) / "model.safetensors")))
+            optim.load_state_dict(torch.load(Path(ckpt_dir) / "optim.pt", weights_only=True))
+            sched.load_state_dict(state["scheduler"])
+
+    def gather(x: torch.Tensor) -> torch.Tensor:
+        if world == 1:
+            return x
+        import torch.distributed.nn.functional as dnf
+
+        return torch.cat(dnf.all_gather(x), dim=0)
+
+    def save(step: int, metrics: dict, final: bool) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            state = {"step": step, "total": total, "world": world}
+            if use_ds:
+                engine.save_checkpoint(tmp, tag="ckpt")
+            elif rank == 0:
+                from safetensors.torch import save_file
+
+                m = engine.module if hasattr(engine, "module") else engine
+                save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(Path(tmp) / "model.safetensors"))
+                torch.save(optim.state_dict(), Path(tmp) / "optim.pt")
+                state["scheduler"] = sched.state_dict()
+            if rank == 0:
+                (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
+                if final:
+                    m = engine.module if hasattr(engine, "module") else engine
+                    m.encoder.save(Path(tmp) / EXPORT_DIR)
+            has_files = use_ds or rank == 0
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if has_files else None)
+
+    T_t, T_s = config["teacher_temperature"], config["student_temperature"]
+    engine.train()
+    metrics = {}
+    for step in range(start, total):
+        idx = step_indices(len(groups), step, steps_per_epoch, B, world, rank, config["seed"])
+        rng = np.random.default_rng([config["seed"], step, rank])
+        docs, tscores, masks = [], [], []
+        for i in idx:
+            d, s, m = sample_group(groups.iloc[i], K, rng)
+            docs += d
+            tscores.append(s)
+            masks.append(m)
+        q_in = {k: v.to(device) for k, v in tokenize(groups["query"].iloc[idx].tolist()).items()}
+        d_in = {k: v.to(device) for k, v in tokenize(docs).items()}
+        q, d = engine(q_in, d_in)
+        q, d = q.float(), d.float()
+        t = torch.tensor(tscores, dtype=torch.float32, device=device)
+        mask = torch.tensor(masks, dtype=torch.bool, device=device)
+        s = (q.unsqueeze(1) * d.view(len(idx), K, -1)).sum(-1)
+        terms = {}
+        if w["kl"]:
+            terms["kl"] = losses.listwise_kl(s, t, T_t, T_s, mask)
+        if w["margin_mse"]:
+            terms["margin_mse"] = losses.margin_mse(s, t, T_t, T_s, mask)
+        if w["mse"]:
+            terms["mse"] = losses.score_mse(s, t, T_t, T_s, mask)
+        if w["infonce"]:
+            all_d = gather(d)
+            all_mask = gather(mask.reshape(-1).float()).bool()
+            pos = torch.arange(len(idx), device=device) * K + rank * len(idx) * K
+            terms["infonce"] = losses.info_nce(q, all_d, pos, T_s, all_mask)
+        loss = sum(w[k] * v for k, v in terms.items())
+        if use_ds:
+            engine.backward(loss)
+            engine.step()
+        else:
+            optim.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(engine.parameters(), 1.0)
+            optim.step()
+            sched.step()
+        metrics = {"step": step + 1, "loss": float(loss), **{k: float(v) for k, v in terms.items()}}
+        done = step + 1 == total
+        if done or (step + 1) % config["checkpoint_every"] == 0:
+            save(step + 1, metrics, final=done)
+    if start >= total:  # resumed after the last step: export again so the driver finds the student
+        save(total, {"step": total, "loss": float("nan")}, final=True)
+    if world > 1 and dist.is_initialized():
+        dist.barrier()
+
+
+# ---- driver side ---------------------------------------------------------------------------------------
+def latest_checkpoint(storage: Path) -> str | None:
+    """The saved checkpoint with the highest step under ``storage`` (scanned, so it survives a driver crash)."""
+    best, best_step = None, -1
+    for f in storage.rglob(STATE_FILE):
+        try:
+            step = json.loads(f.read_text())["step"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if step > best_step:
+            best, best_step = str(f.parent), step
+    return best
+
+
+def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | None) -> dict:
+    t = cfg.training
+    from distill.models import resolve_model
+
+    return {
+        "groups_path": str(groups_path), "resume_from": resume_from,
+        "student": {"model": resolve_model(student_model), "pooling": cfg.student.pooling,
+                    "normalize": cfg.student.normalize, "max_length": cfg.student.max_length,
+                    "trust_remote_code": cfg.student.trust_remote_code},
+        "backend": t.backend, "zero_stage": t.zero_stage, "use_gpu": t.use_gpu, "precision": t.precision,
+        "threads": max(1, int(t.cpus_per_worker)), "seed": t.seed, "epochs": t.epochs, "max_steps": t.max_steps,
+        "lr": t.learning_rate, "warmup_ratio": t.warmup_ratio, "weight_decay": t.weight_decay,
+        "queries_per_batch": t.queries_per_batch, "group_size": t.group_size,
+        "teacher_temperature": t.teacher_temperature, "student_temperature": t.student_temperature,
+        "losses": t.losses.model_dump(), "checkpoint_every": t.checkpoint_every,
+    }
+
+
+def fit(cfg, groups_path: Path, storage: Path, name: str, student_model: str):
+    """Run the TorchTrainer; returns (result, exported student dir inside the final checkpoint)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from distill.raycluster import ensure_ray
+
+    ensure_ray(cfg.ray)
+    t = cfg.training
+    resources = {"CPU": t.cpus_per_worker}
+    if t.use_gpu:
+        resources["GPU"] = 1
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=loop_config(cfg, groups_path, student_model, latest_checkpoint(storage)),
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
+        torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
+        run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
+                             checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints),
+                             failure_config=FailureConfig(max_failures=t.max_failures)),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError("training finished without a checkpoint")
+    return result
+
+
+def run(rd, data) -> dict:
+    cfg = rd.config
+    scores = pq.read_table(rd.stage_path("score") / "scores.parquet").to_pandas()
+    groups = build_groups(scores, data.queries, data.doc_text)
+    if len(groups) == 0:
+        raise RuntimeError("train: no query has both a positive and a negative candidate")
+    work = rd.path / "train_work"
+    work.mkdir(exist_ok=True)
+    groups_path = work / "groups.parquet"
+    pq.write_table(pa.Table.from_pandas(groups, preserve_index=False), groups_path)
+    from distill.manifest import stage_digest
+
+    name = f"train-{stage_digest(cfg, 'train')}"
+    result = fit(cfg, groups_path, work / "checkpoints", name, cfg.student.model)
+    with result.checkpoint.as_directory() as ckpt, rd.atomic_output("train") as tmp:
+        export = Path(ckpt) / EXPORT_DIR
+        if not export.exists():
+            raise RuntimeError(f"final checkpoint {ckpt} holds no exported student")
+        shutil.copytree(export, tmp, dirs_exist_ok=True)
+        state = json.loads((Path(ckpt) / STATE_FILE).read_text())
+    counts = {"groups": len(groups), "steps": state["step"], "workers": cfg.training.num_workers}
+    rd.mark_done("train", counts, final_metrics={k: v for k, v in (result.metrics or {}).items()
+                                                 if isinstance(v, (int, float))})
+    return counts

@@ -1,0 +1,117 @@
+"""Builders for tests and benchmarks: tiny random models from a config and generated BEIR data.
+
+The generated corpus has a learnable signal: every document carries two words unique to it plus words
+of its topic, and each query names one of its document's unique words, a synonym-free paraphrase of
+nothing else, and a topic word shared with the topic's other documents (hard negatives).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+FILLER = ["the", "a", "of", "and", "in", "on", "with", "for", "about", "study", "report", "note"]
+
+
+def _pseudo_words(rng: np.random.Generator, n: int) -> list[str]:
+    cons, vow = "bcdfgklmnprstvz", "aeiou"
+    words: set[str] = set()
+    while len(words) < n:
+        words.add("".join(rng.choice(list(cons)) + rng.choice(list(vow)) for _ in range(3)))
+    return sorted(words)
+
+
+def make_beir(directory: str | Path, topics: int = 12, docs_per_topic: int = 10, train_queries: int = 60,
+              test_queries: int = 30, seed: int = 0) -> dict:
+    """Write corpus.jsonl, queries.jsonl, qrels/{train,test}.tsv; returns counts and the vocabulary."""
+    rng = np.random.default_rng(seed)
+    n_docs = topics * docs_per_topic
+    words = _pseudo_words(rng, topics * 4 + n_docs * 2)
+    topic_words = [words[4 * t:4 * t + 4] for t in range(topics)]
+    unique = words[topics * 4:]
+    d = Path(directory)
+    (d / "qrels").mkdir(parents=True, exist_ok=True)
+    docs = []
+    for i in range(n_docs):
+        t = i // docs_per_topic
+        body = list(topic_words[t]) + [unique[2 * i], unique[2 * i + 1]] + list(rng.choice(FILLER, 6))
+        rng.shuffle(body)
+        docs.append({"_id": f"d{i}", "title": f"{topic_words[t][0]} {unique[2 * i]}", "text": " ".join(body)})
+    with open(d / "corpus.jsonl", "w") as f:
+        for doc in docs:
+            f.write(json.dumps(doc) + "\n")
+    n_q = train_queries + test_queries
+    targets = rng.choice(n_docs, size=n_q, replace=n_q > n_docs)
+    with open(d / "queries.jsonl", "w") as f:
+        for j, i in enumerate(targets):
+            t = i // docs_per_topic
+            q = [unique[2 * i + int(rng.integers(2))], str(rng.choice(topic_words[t])), str(rng.choice(FILLER))]
+            rng.shuffle(q)
+            f.write(json.dumps({"_id": f"q{j}", "text": " ".join(q)}) + "\n")
+    for split, rows in (("train", range(train_queries)), ("test", range(train_queries, n_q))):
+        with open(d / "qrels" / f"{split}.tsv", "w") as f:
+            f.write("query-id\tcorpus-id\tscore\n")
+            for j in rows:
+                f.write(f"q{j}\td{targets[j]}\t1\n")
+    vocab = sorted(set(words) | set(FILLER))
+    return {"docs": n_docs, "queries": n_q, "train": train_queries, "test": test_queries, "vocab": vocab}
+
+
+def word_tokenizer(tokens: list[str]):
+    """A BERT-style WordPiece tokenizer over a whole-word vocabulary ([CLS] q [SEP] d [SEP] for pairs)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tk = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tk.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_input_names=[
+                                       "input_ids", "token_type_ids", "attention_mask"])
+
+
+def make_tiny_bert(directory: str | Path, vocab: list[str], hidden: int = 32, layers: int = 2, heads: int = 2,
+                   cross_encoder: bool = False, seed: int = 0) -> Path:
+    """A random BERT (or BERT cross-encoder) with a whole-word vocabulary, saved as safetensors."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tokens = SPECIAL + [w for w in dict.fromkeys(vocab) if w not in SPECIAL] + [str(i) for i in range(10)] + list(".,")
+    tok = word_tokenizer(tokens)
+    cfg = BertConfig(vocab_size=len(tokens), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                     intermediate_size=hidden * 2, max_position_embeddings=128, num_labels=1)
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(cfg) if cross_encoder else BertModel(cfg, add_pooling_layer=False)
+    model.save_pretrained(d, safe_serialization=True)
+    tok.save_pretrained(d)
+    return d
+
+
+def make_bow_encoder(directory: str | Path, vocab: list[str], hidden: int = 256, seed: int = 0) -> Path:
+    """A 1-layer BERT whose attention and feed-forward outputs are zeroed, so mean pooling gives a
+    normalised bag of random (nearly orthogonal) word vectors: cosine ~ word overlap. A teacher with
+    a real signal on :func:`make_beir` data, built from a config, no download."""
+    import torch
+
+    d = make_tiny_bert(directory, vocab, hidden=hidden, layers=1, heads=2, seed=seed)
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(d, add_pooling_layer=False)
+    with torch.no_grad():
+        model.embeddings.position_embeddings.weight.zero_()
+        model.embeddings.token_type_embeddings.weight.zero_()
+        for layer in model.encoder.layer:
+            for lin in (layer.attention.output.dense, layer.output.dense):
+                lin.weight.zero_()
+                lin.bias.zero_()
+    model.save_pretrained(d, safe_serialization=True)
+    return d
