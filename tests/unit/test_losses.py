@@ -1,0 +1,67 @@
+"""Each loss against values computed by hand on small tensors."""
+
+import math
+
+import pytest
+import torch
+
+from distill.losses import info_nce, listwise_kl, margin_mse, score_mse
+
+
+def test_listwise_kl_by_hand():
+    s = torch.tensor([[1.0, 0.0]])
+    t = torch.tensor([[0.0, 0.0]])
+    # p_t = (.5, .5); p_s = softmax(1, 0) = (e/(e+1), 1/(e+1))
+    ps = [math.e / (math.e + 1), 1 / (math.e + 1)]
+    expected = 0.5 * math.log(0.5 / ps[0]) + 0.5 * math.log(0.5 / ps[1])
+    assert listwise_kl(s, t).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_listwise_kl_temperatures_and_zero_when_equal():
+    s = torch.tensor([[0.2, 0.1, -0.3]])
+    t = s * 20  # teacher at T_t = 20 equals student at T_s = 1
+    assert listwise_kl(s, t, teacher_temperature=20.0).item() == pytest.approx(0.0, abs=1e-6)
+    # student temperature scales the student scores
+    assert listwise_kl(s / 0.05, t, 20.0, 1.0).item() == pytest.approx(listwise_kl(s, t, 20.0, 0.05).item(), rel=1e-5)
+
+
+def test_listwise_kl_mask_ignores_padding():
+    s = torch.tensor([[1.0, 0.0, 5.0]])
+    t = torch.tensor([[0.0, 0.0, -9.0]])
+    mask = torch.tensor([[True, True, False]])
+    assert listwise_kl(s, t, mask=mask).item() == pytest.approx(listwise_kl(s[:, :2], t[:, :2]).item(), rel=1e-5)
+
+
+def test_listwise_kl_teacher_gets_no_gradient():
+    s = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    t = torch.tensor([[2.0, 0.0]], requires_grad=True)
+    listwise_kl(s, t).backward()
+    assert t.grad is None and s.grad is not None
+
+
+def test_margin_mse_by_hand():
+    s = torch.tensor([[3.0, 1.0, 0.0]])
+    t = torch.tensor([[2.0, 1.0, 1.0]])
+    # margins s: (2, 3); t: (1, 1) -> errors 1, 4 -> mean 2.5
+    assert margin_mse(s, t).item() == pytest.approx(2.5)
+    mask = torch.tensor([[True, True, False]])
+    assert margin_mse(s, t, mask=mask).item() == pytest.approx(1.0)
+
+
+def test_score_mse_by_hand():
+    s = torch.tensor([[1.0, 2.0]])
+    t = torch.tensor([[2.0, 2.0]])
+    assert score_mse(s, t).item() == pytest.approx(0.5)
+    assert score_mse(s, t, teacher_temperature=2.0).item() == pytest.approx((0 + 1) / 2)
+
+
+def test_info_nce_by_hand():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    d = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    pos = torch.tensor([0, 1])
+    # row 0 logits (1, 0, 1), row 1 (0, 1, 1); each: -log(e / (2e + 1))
+    expected = -math.log(math.e / (2 * math.e + 1))
+    assert info_nce(q, d, pos, temperature=1.0).item() == pytest.approx(expected, rel=1e-5)
+    mask = torch.tensor([True, True, False])
+    expected_masked = -math.log(math.e / (math.e + 1))
+    assert info_nce(q, d, pos, 1.0, mask).item() == pytest.approx(expected_masked, rel=1e-5)
