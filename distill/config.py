@@ -52,6 +52,7 @@ class TeacherConfig(_Section):
     trust_remote_code: bool = False
     epochs: int = Field(1, ge=1)
     learning_rate: float = Field(3e-5, gt=0)
+    head_learning_rate: float = Field(1e-3, gt=0, description="the freshly initialised scoring head's rate")
     batch_size: int = Field(16, ge=1)
     negatives_per_query: int = Field(7, ge=1)
     num_workers: int = Field(1, ge=1)

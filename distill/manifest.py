@@ -73,7 +73,7 @@ class RunDir:
 
     def __init__(self, config: RunConfig):
         self.config = config
-        self.path = config.run_dir
+        self.path = config.run_dir.resolve()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as err:

@@ -47,8 +47,7 @@ def encode_texts(ids: list[str], texts: list[str], model_dir: str, ray_cfg, batc
         raise ValueError("encode_texts: ids must be unique")
     order = np.argsort([-len(t) for t in texts], kind="stable")
     table = pa.table({"id": [ids[i] for i in order], "text": [texts[i] for i in order]})
-    blocks = max(actors * 4, 1)
-    ds = ray.data.from_arrow(table).repartition(min(blocks, max(1, len(ids))))
+    ds = ray.data.from_arrow(blocks_of(table, actors * 4))
     ds = ds.map_batches(
         EncoderActor,
         fn_constructor_kwargs={"model_dir": model_dir, "encoder_kwargs": encoder_kwargs or {},
@@ -63,6 +62,13 @@ def encode_texts(ids: list[str], texts: list[str], model_dir: str, ray_cfg, batc
     check_rows("encode", ids, got_ids)
     pos = {d: i for i, d in enumerate(got_ids)}
     return np.concatenate(parts)[[pos[d] for d in ids]]
+
+
+def blocks_of(table: pa.Table, n: int) -> list[pa.Table]:
+    """Split a (length-sorted) table into about ``n`` contiguous blocks. Made on the driver, so no Ray
+    task is needed before the actor pool starts (tasks could starve behind actors holding every CPU)."""
+    size = max(1, -(-table.num_rows // max(1, n)))
+    return [table.slice(i, size) for i in range(0, table.num_rows, size)] or [table]
 
 
 def check_rows(stage: str, expected: list, got: list) -> None:

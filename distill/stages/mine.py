@@ -61,10 +61,14 @@ def run(rd, data) -> dict:
         # zero-shot student: corpus embeddings are kept for the baseline evaluation either way
         model = resolve_model(cfg.student.model)
         kw = zero_shot_kwargs(cfg.student)
-        demb = encode_texts(docids, dtexts, model, cfg.ray, cfg.encoding.batch_size, cfg.encoding.actors, kw)
+        # one Ray Data pass (one actor pool) embeds the corpus and the training queries together
+        want_q = "student" in cfg.mining.sources
+        keys = [f"d:{d}" for d in docids] + ([f"q:{q}" for q in qids] if want_q else [])
+        emb = encode_texts(keys, dtexts + (qtexts if want_q else []), model, cfg.ray, cfg.encoding.batch_size,
+                           cfg.encoding.actors, kw)
+        demb, qemb = emb[: len(docids)], emb[len(docids):]
         write_embeddings(tmp / "zeroshot", docids, demb)
-        if "student" in cfg.mining.sources:
-            qemb = encode_texts(qids, qtexts, model, cfg.ray, cfg.encoding.batch_size, cfg.encoding.actors, kw)
+        if want_q:
             scores, idx = build_index(demb).search(qemb, min(cfg.mining.depth, len(docids)))
             ranked["student"] = ([[docids[j] for j in row] for row in idx], scores)
         cands = merge_candidates(qids, ranked, qrels)

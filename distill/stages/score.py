@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distill.stages.encode import check_rows
+from distill.stages.encode import blocks_of, check_rows
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def score_pairs(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_
     table = pa.table({"qid": pairs["qid"].to_numpy()[order], "docid": pairs["docid"].to_numpy()[order],
                       "query": [qtext[i] for i in order], "doc": [dtext[i] for i in order]})
     bs = scoring_cfg.batch_size
-    ds = ray.data.from_arrow(table).repartition(max(1, min(scoring_cfg.actors * 4, len(pairs) // bs + 1)))
+    ds = ray.data.from_arrow(blocks_of(table, max(1, min(scoring_cfg.actors * 4, len(pairs) // bs + 1))))
     ds = ds.map_batches(
         TeacherActor,
         fn_constructor_kwargs={"model_dir": teacher_dir, "kind": teacher_cfg.kind,

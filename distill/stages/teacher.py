@@ -59,7 +59,12 @@ def teacher_loop(config: dict) -> None:
     total = steps_per_epoch * config["epochs"]
     ce = CrossEncoder(config["model"], config["max_length"], config["trust_remote_code"])
     model = prepare_model(ce)
-    optim = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=0.01)
+    # a fresh scoring head learns at its own (higher) rate; the pretrained body at the configured one
+    head = [p for n, p in ce.model.named_parameters() if n.startswith(("classifier", "score", "pre_classifier"))]
+    head_ids = {id(p) for p in head}
+    body = [p for p in ce.model.parameters() if id(p) not in head_ids]
+    optim = torch.optim.AdamW([{"params": body, "lr": config["lr"]},
+                               {"params": head, "lr": config["head_lr"]}], weight_decay=0.01)
     warmup = max(1, total // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
         optim, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
@@ -128,7 +133,7 @@ def run(rd, data) -> dict:
         train_loop_config={"groups_path": str((work / "groups.parquet").resolve()), "model": resolve_model(t.model),
                            "max_length": t.max_length, "trust_remote_code": t.trust_remote_code,
                            "threads": max(1, int(t.cpus_per_worker)), "seed": t.seed,
-                           "epochs": t.epochs, "lr": t.learning_rate, "batch_size": t.batch_size,
+                           "epochs": t.epochs, "lr": t.learning_rate, "head_lr": t.head_learning_rate, "batch_size": t.batch_size,
                            "negatives": t.negatives_per_query},
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=cfg.training.use_gpu,
                                      resources_per_worker={"CPU": t.cpus_per_worker,

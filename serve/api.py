@@ -1,0 +1,308 @@
+"""The HTTP API, as a plain FastAPI app built from a backend object.
+
+``create_app(backend)`` owns everything HTTP: request and response models (so OpenAPI documents them),
+validation (bad input is a 4xx naming the field, never a 500), the 64 KiB body limit, the optional
+bearer token, health and readiness, and the search flow (retrieve, optionally rerank, cut to k).
+The backend does the model work. Two backends exist: :class:`LocalBackend` (models in this process:
+plain uvicorn, tests) and ``serve.app.ServeBackend`` (Ray Serve deployment handles).
+
+Routes:
+
+- ``POST /search`` ``{"query": str | [str], "k": 1..100 = 10, "rerank": bool = false,
+  "rerank_depth": 1..200 = 50}`` -> ``{"version", "results": [[{docid, score, title, snippet}]],
+  "truncated": [bool], "reranked": bool}``. With ``rerank``, the top ``max(k, rerank_depth)``
+  first-stage candidates are rescored by the teacher and the top k of those returned (scores are
+  then the teacher's).
+- ``GET /healthz``: 200 while the process is up. ``GET /readyz``: 200 once the retriever answers.
+
+With a token configured, every route but ``/healthz`` and ``/readyz`` needs ``Authorization: Bearer
+<token>`` (401 otherwise). Only the token's SHA-256 is held, so it never sits in a deployment config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from typing import Any, Protocol, Union
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic_core import PydanticCustomError
+
+from serve.core import rerank_order
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_QUERIES = 64
+MAX_K = 100
+MAX_RERANK_DEPTH = 200
+TOKEN_ENV = "DISTILL_SERVE_TOKEN"
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+# ---- models -------------------------------------------------------------------------------------------
+class SearchRequest(BaseModel):
+    """One query or a batch of up to 64."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"query": "how do shield volcanoes form", "k": 5},
+                     {"query": ["first query", "second query"], "k": 10, "rerank": True, "rerank_depth": 50}]})
+
+    query: Union[str, list[str]] = Field(
+        ..., description=f"a non-empty query, or a list of 1..{MAX_QUERIES} non-empty queries")
+    k: StrictInt = Field(10, ge=1, le=MAX_K, description="results per query")
+    rerank: StrictBool = Field(False, description="rescore the first-stage candidates with the teacher")
+    rerank_depth: StrictInt = Field(50, ge=1, le=MAX_RERANK_DEPTH,
+                                    description="first-stage candidates the teacher rescores (raised to k if smaller)")
+
+    @field_validator("query", mode="before")
+    @classmethod
+    def _check_query(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if not v.strip():
+                raise PydanticCustomError("query_invalid", "query must be a non-empty string")
+            return v
+        if isinstance(v, list):
+            if not v:
+                raise PydanticCustomError("query_invalid", "query list must not be empty")
+            if len(v) > MAX_QUERIES:
+                raise PydanticCustomError("query_invalid", f"at most {MAX_QUERIES} queries per request, got {len(v)}")
+            for i, q in enumerate(v):
+                if not isinstance(q, str) or not q.strip():
+                    raise PydanticCustomError("query_invalid", f"query[{i}] must be a non-empty string")
+            return v
+        raise PydanticCustomError("query_invalid", "query must be a string or a list of strings")
+
+    def queries(self) -> list[str]:
+        return [self.query] if isinstance(self.query, str) else list(self.query)
+
+
+class Hit(BaseModel):
+    docid: str
+    score: float = Field(description="the student's similarity, or the teacher's score when reranked")
+    title: str | None = Field(None, description="null when the index was built without corpus text")
+    snippet: str | None = Field(None, description="start of the passage; null without corpus text")
+
+
+class SearchResponse(BaseModel):
+    version: str = Field(description="version of the index that answered")
+    results: list[list[Hit]] = Field(description="one ranked list per query, in request order")
+    truncated: list[bool] = Field(description="per query: longer than the encoder's max_length tokens")
+    reranked: bool
+
+
+class ErrorResponse(BaseModel):
+    detail: Any
+    message: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    version: str | None = None
+    reranker: bool | None = None
+    reason: str | None = None
+
+
+# ---- backends -----------------------------------------------------------------------------------------
+class BackendUnavailable(RuntimeError):
+    """The model side cannot answer right now (-> 503)."""
+
+
+class Backend(Protocol):
+    has_reranker: bool
+
+    async def retrieve(self, queries: list[str], depth: int, with_text: bool) -> dict:
+        """``{"version": str, "candidates": [[{docid, score, title, snippet[, text]}]], "truncated": [bool]}``"""
+
+    async def rerank(self, queries: list[str], texts: list[list[str]]) -> list[list[float]]:
+        """Teacher scores per query for its candidate texts."""
+
+    async def ready(self) -> dict:
+        """``{"version": str, "reranker": bool}``; raises when not ready."""
+
+
+class LocalBackend:
+    """Models in this process (plain uvicorn, tests). Calls run inline on the event loop, one at a
+    time, so torch owns the cores it was given instead of competing threads oversubscribing them."""
+
+    def __init__(self, retrieval, reranking=None):
+        self.retrieval = retrieval
+        self.reranking = reranking
+        self.has_reranker = reranking is not None
+
+    async def retrieve(self, queries: list[str], depth: int, with_text: bool) -> dict:
+        ids, scores, truncated = self.retrieval.search(queries, depth)
+        return {"version": self.retrieval.version, "truncated": truncated,
+                "candidates": [self.retrieval.hits(i, s, with_text) for i, s in zip(ids, scores)]}
+
+    async def rerank(self, queries: list[str], texts: list[list[str]]) -> list[list[float]]:
+        flat_q = [q for q, ts in zip(queries, texts) for _ in ts]
+        flat_d = [t for ts in texts for t in ts]
+        scores = self.reranking.score(flat_q, flat_d).tolist()
+        out, i = [], 0
+        for ts in texts:
+            out.append(scores[i:i + len(ts)])
+            i += len(ts)
+        return out
+
+    async def ready(self) -> dict:
+        return {"version": self.retrieval.version, "reranker": self.has_reranker}
+
+
+async def run_search(backend: Backend, req: SearchRequest) -> dict:
+    """Retrieve, optionally rerank, cut to k: the whole search flow, whatever the backend."""
+    if req.rerank and not backend.has_reranker:
+        raise HTTPException(400, "rerank: this server has no reranker deployed (start it with --rerank, "
+                                 "or build_app args rerank: true); send rerank=false")
+    queries = req.queries()
+    depth = max(req.k, req.rerank_depth) if req.rerank else req.k
+    out = await backend.retrieve(queries, depth, req.rerank)
+    candidates = out["candidates"]
+    if req.rerank:
+        scores = await backend.rerank(queries, [[c.get("text", "") for c in cs] for cs in candidates])
+        candidates = [[{**cs[i], "score": float(s[i])} for i in rerank_order(s)]
+                      for cs, s in zip(candidates, scores)]
+    results = [[{"docid": c["docid"], "score": c["score"], "title": c.get("title"), "snippet": c.get("snippet")}
+                for c in cs[:req.k]] for cs in candidates]
+    return {"version": out["version"], "results": results, "truncated": out["truncated"], "reranked": req.rerank}
+
+
+# ---- middleware ---------------------------------------------------------------------------------------
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _send_json(send, status: int, payload: dict, headers: list | None = None) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BearerTokenMiddleware:
+    """401 for every route but the open ones unless ``Authorization: Bearer <token>`` matches."""
+
+    def __init__(self, app, token_sha256: str, open_paths=OPEN_PATHS):
+        self.app = app
+        self.digest = token_sha256.encode()
+        self.open_paths = open_paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") in self.open_paths:
+            return await self.app(scope, receive, send)
+        auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token_digest(token.strip()).encode(), self.digest):
+            return await _send_json(send, 401, {"detail": "missing or invalid bearer token (Authorization header)"},
+                                    [(b"www-authenticate", b"Bearer")])
+        return await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over ``max_bytes`` (by Content-Length, or counted while it streams in)."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        too_big = {"detail": f"request body exceeds {self.max_bytes} bytes", "message": "body: too large"}
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            try:
+                if int(length) > self.max_bytes:
+                    return await _send_json(send, 413, too_big)
+            except ValueError:
+                return await _send_json(send, 400, {"detail": "invalid Content-Length header"})
+        # Read the body up front (bounded), then replay it to the app.
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return await _send_json(send, 413, too_big)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay_receive():
+            return replay.pop() if replay else await receive()
+
+        return await self.app(scope, replay_receive, send)
+
+
+def _field_of(loc) -> str:
+    parts = [str(p) for p in loc if p != "body"]
+    return ".".join(parts) if parts else "body"
+
+
+# ---- the app ------------------------------------------------------------------------------------------
+def create_app(backend: Backend, token_sha256: str | None = None, title: str = "ray-distill search") -> FastAPI:
+    """The FastAPI app over ``backend``; with ``token_sha256``, routes but health/readiness need the token."""
+    app = FastAPI(title=title, version="1", description=(
+        "Dense retrieval with the distilled student (FAISS), optional reranking by the teacher. "
+        f"Request bodies are limited to {MAX_BODY_BYTES} bytes."
+        + (" Every route but /healthz and /readyz needs `Authorization: Bearer <token>`." if token_sha256 else "")))
+    app.state.backend = backend
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = [{"field": _field_of(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        message = "; ".join(f"{e['field']}: {e['msg']}" for e in errors) or "invalid request"
+        return JSONResponse({"detail": errors, "message": message}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException):
+        return JSONResponse({"detail": exc.detail, "message": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(BackendUnavailable)
+    async def _unavailable(request: Request, exc: BackendUnavailable):
+        return JSONResponse({"detail": str(exc), "message": "service unavailable"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
+    errors = {400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
+              503: {"model": ErrorResponse}}
+    if token_sha256:
+        errors[401] = {"model": ErrorResponse}
+
+    @app.post("/search", response_model=SearchResponse, responses=errors, summary="Search the index")
+    async def search(req: SearchRequest) -> dict:
+        return await run_search(app.state.backend, req)
+
+    @app.get("/healthz", response_model=Health, summary="Liveness: 200 while the process is up")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Readiness, response_model_exclude_none=True, responses={503: {"model": Readiness}},
+             summary="Readiness: 200 once the retriever is loaded")
+    async def readyz():
+        try:
+            info = await app.state.backend.ready()
+        except Exception as err:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse({"status": "not ready", "reason": f"{type(err).__name__}: {err}"[:500]},
+                                status_code=503)
+        return {"status": "ready", "version": info.get("version"), "reranker": info.get("reranker")}
+
+    # Starlette runs the last-added middleware outermost: the token check comes before the body is read.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    if token_sha256:
+        app.add_middleware(BearerTokenMiddleware, token_sha256=token_sha256)
+    return app

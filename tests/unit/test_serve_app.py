@@ -1,0 +1,333 @@
+"""The HTTP API without Ray: FastAPI's TestClient over a fake backend (validation, limits, auth, the
+search flow) and over the real models in-process (same rankings as the offline index search)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from serve.api import MAX_BODY_BYTES, BackendUnavailable, LocalBackend, create_app, token_digest
+from serve.core import RunArtifacts, ServeSetupError, doc_text, rerank_order, snippet
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FakeBackend:
+    """Candidates d0..d{depth-1} with falling first-stage scores; the 'teacher' reverses them."""
+
+    def __init__(self, has_reranker: bool = True, fail: Exception | None = None):
+        self.has_reranker = has_reranker
+        self.fail = fail
+        self.calls: list[tuple] = []
+
+    async def retrieve(self, queries, depth, with_text):
+        self.calls.append(("retrieve", list(queries), depth, with_text))
+        if self.fail:
+            raise self.fail
+        cands = [[{"docid": f"d{i}", "score": 1.0 - i / 1000, "title": f"title {i}", "snippet": f"snip {i}",
+                   **({"text": f"text {i}"} if with_text else {})} for i in range(depth)] for _ in queries]
+        return {"version": "fake-v1", "candidates": cands, "truncated": [len(q) > 40 for q in queries]}
+
+    async def rerank(self, queries, texts):
+        self.calls.append(("rerank", list(queries), [len(t) for t in texts]))
+        return [[float(i) for i in range(len(ts))] for ts in texts]
+
+    async def ready(self):
+        if self.fail:
+            raise self.fail
+        return {"version": "fake-v1", "reranker": self.has_reranker}
+
+
+@pytest.fixture
+def backend():
+    return FakeBackend()
+
+
+@pytest.fixture
+def client(backend):
+    with TestClient(create_app(backend)) as c:
+        yield c
+
+
+# ---- search flow ----------------------------------------------------------------------------------
+def test_search_single_query_defaults(client, backend):
+    r = client.post("/search", json={"query": "volcanoes"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["version"] == "fake-v1" and body["reranked"] is False and body["truncated"] == [False]
+    assert len(body["results"]) == 1 and len(body["results"][0]) == 10
+    assert body["results"][0][0] == {"docid": "d0", "score": 1.0, "title": "title 0", "snippet": "snip 0"}
+    assert backend.calls == [("retrieve", ["volcanoes"], 10, False)]
+
+
+def test_search_batch_and_truncation_flags(client):
+    qs = ["short", "x" * 50, "another"]
+    body = client.post("/search", json={"query": qs, "k": 3}).json()
+    assert [len(r) for r in body["results"]] == [3, 3, 3]
+    assert body["truncated"] == [False, True, False]
+
+
+def test_rerank_reorders_and_cuts_to_k(client, backend):
+    body = client.post("/search", json={"query": ["a", "b"], "k": 4, "rerank": True, "rerank_depth": 20}).json()
+    assert body["reranked"] is True
+    # The fake teacher scores candidate i with i: reranked order is d19, d18, ...
+    assert [h["docid"] for h in body["results"][0]] == ["d19", "d18", "d17", "d16"]
+    assert [h["score"] for h in body["results"][1]] == [19.0, 18.0, 17.0, 16.0]
+    assert "text" not in body["results"][0][0]
+    assert backend.calls[0] == ("retrieve", ["a", "b"], 20, True)
+    assert backend.calls[1] == ("rerank", ["a", "b"], [20, 20])
+
+
+def test_rerank_depth_below_k_is_raised_to_k(client, backend):
+    body = client.post("/search", json={"query": "a", "k": 8, "rerank": True, "rerank_depth": 3}).json()
+    assert len(body["results"][0]) == 8
+    assert backend.calls[0][2] == 8
+
+
+def test_rerank_without_reranker_is_400():
+    with TestClient(create_app(FakeBackend(has_reranker=False))) as c:
+        r = c.post("/search", json={"query": "a", "rerank": True})
+        assert r.status_code == 400
+        assert "rerank" in r.json()["message"] and "no reranker" in r.json()["message"]
+        assert c.post("/search", json={"query": "a"}).status_code == 200
+
+
+# ---- validation -------------------------------------------------------------------------------------
+BAD = [
+    ({}, "query"),
+    ({"k": 3}, "query"),
+    ({"query": ""}, "query"),
+    ({"query": "   "}, "query"),
+    ({"query": None}, "query"),
+    ({"query": 5}, "query"),
+    ({"query": {"text": "a"}}, "query"),
+    ({"query": []}, "query"),
+    ({"query": ["ok", ""]}, "query"),
+    ({"query": ["ok", 3]}, "query"),
+    ({"query": ["q"] * 65}, "query"),
+    ({"query": "a", "k": 0}, "k"),
+    ({"query": "a", "k": 101}, "k"),
+    ({"query": "a", "k": "3"}, "k"),
+    ({"query": "a", "k": 2.5}, "k"),
+    ({"query": "a", "k": True}, "k"),
+    ({"query": "a", "rerank": "yes"}, "rerank"),
+    ({"query": "a", "rerank": 1}, "rerank"),
+    ({"query": "a", "rerank_depth": 0}, "rerank_depth"),
+    ({"query": "a", "rerank_depth": 201}, "rerank_depth"),
+    ({"query": "a", "top_k": 3}, "top_k"),
+]
+
+
+@pytest.mark.parametrize("body,field", BAD, ids=[json.dumps(b)[:40] for b, _ in BAD])
+def test_bad_input_is_422_naming_the_field(client, backend, body, field):
+    r = client.post("/search", json=body)
+    assert r.status_code == 422, r.text
+    payload = r.json()
+    assert field in payload["message"]
+    assert any(e["field"].split(".")[0] == field for e in payload["detail"])
+    assert backend.calls == []
+
+
+@pytest.mark.parametrize("content,ctype", [(b"{not json", "application/json"), (b"[1, 2]", "application/json"),
+                                           (b"query=a", "application/x-www-form-urlencoded"), (b"", "application/json")])
+def test_malformed_bodies_are_4xx(client, content, ctype):
+    r = client.post("/search", content=content, headers={"content-type": ctype})
+    assert 400 <= r.status_code < 500, r.text
+
+
+def test_64_queries_is_the_limit(client):
+    assert client.post("/search", json={"query": ["q"] * 64, "k": 1}).status_code == 200
+
+
+def test_oversize_body_is_413(client, backend):
+    big = {"query": "word " * (MAX_BODY_BYTES // 5 + 10)}
+    r = client.post("/search", json=big)
+    assert r.status_code == 413 and "body" in r.json()["message"]
+    # Without Content-Length (chunked), counted while streaming.
+    payload = json.dumps(big).encode()
+    r = client.post("/search", content=iter([payload[i:i + 4096] for i in range(0, len(payload), 4096)]),
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert backend.calls == []
+    # Just under the limit is fine.
+    ok = {"query": "w " * ((MAX_BODY_BYTES - 100) // 2)}
+    assert client.post("/search", json=ok).status_code == 200
+
+
+def test_wrong_method_and_path(client):
+    assert client.get("/search").status_code == 405
+    assert client.post("/nope", json={}).status_code == 404
+
+
+# ---- health, readiness, errors ---------------------------------------------------------------------
+def test_health_and_ready(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready", "version": "fake-v1", "reranker": True}
+
+
+def test_not_ready_and_unavailable():
+    with TestClient(create_app(FakeBackend(fail=BackendUnavailable("retriever: replicas unavailable")))) as c:
+        assert c.get("/healthz").status_code == 200
+        r = c.get("/readyz")
+        assert r.status_code == 503 and r.json()["status"] == "not ready"
+        r = c.post("/search", json={"query": "a"})
+        assert r.status_code == 503 and "unavailable" in r.json()["detail"]
+
+
+# ---- auth ---------------------------------------------------------------------------------------------
+def test_bearer_token_guards_all_but_health():
+    with TestClient(create_app(FakeBackend(), token_sha256=token_digest("s3cret"))) as c:
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/readyz").status_code == 200
+        for method, path in [("post", "/search"), ("get", "/docs"), ("get", "/openapi.json"), ("get", "/nope")]:
+            r = getattr(c, method)(path, **({"json": {"query": "a"}} if method == "post" else {}))
+            assert r.status_code == 401, path
+            assert r.headers["www-authenticate"] == "Bearer"
+        bad = {"Authorization": "Bearer wrong"}
+        assert c.post("/search", json={"query": "a"}, headers=bad).status_code == 401
+        assert c.post("/search", json={"query": "a"}, headers={"Authorization": "s3cret"}).status_code == 401
+        good = {"Authorization": "Bearer s3cret"}
+        assert c.post("/search", json={"query": "a"}, headers=good).status_code == 200
+        assert c.get("/openapi.json", headers=good).status_code == 200
+        # Unauthenticated oversize bodies are refused by the token check before they are read.
+        assert c.post("/search", content=b"x" * (MAX_BODY_BYTES + 1)).status_code == 401
+
+
+def test_openapi_documents_the_api(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/search", "/healthz", "/readyz"} <= set(spec["paths"])
+    req = spec["components"]["schemas"]["SearchRequest"]
+    assert set(req["properties"]) == {"query", "k", "rerank", "rerank_depth"}
+    assert req["properties"]["k"]["maximum"] == 100 and req["properties"]["rerank_depth"]["maximum"] == 200
+    resp = spec["components"]["schemas"]["SearchResponse"]
+    assert set(resp["properties"]) == {"version", "results", "truncated", "reranked"}
+    assert set(spec["components"]["schemas"]["Hit"]["properties"]) == {"docid", "score", "title", "snippet"}
+
+
+# ---- core helpers -------------------------------------------------------------------------------------
+def test_snippet_and_doc_text():
+    assert snippet(None) is None
+    assert snippet("short  text\n here") == "short text here"
+    long = " ".join(["word"] * 100)
+    s = snippet(long, 50)
+    assert s.endswith("...") and len(s) <= 53 and not s[:-3].endswith(" ")
+    assert doc_text("Title", "body") == "Title. body" and doc_text("", "body") == "body"
+    assert rerank_order([0.1, 0.5, 0.5, -1]) == [1, 2, 0, 3]
+
+
+def test_run_artifacts_errors(tmp_path):
+    with pytest.raises(ServeSetupError, match="does not exist"):
+        RunArtifacts.load(tmp_path / "missing")
+    with pytest.raises(ServeSetupError, match="student"):
+        RunArtifacts.load(tmp_path)
+    (tmp_path / "student").mkdir()
+    (tmp_path / "student" / "config.json").write_text("{}")
+    with pytest.raises(ServeSetupError, match="index"):
+        RunArtifacts.load(tmp_path)
+
+
+def test_serve_yaml_is_valid_for_build_app():
+    from serve.app import AppArgs
+
+    cfg = yaml.safe_load((ROOT / "configs" / "serve.yaml").read_text())
+    assert cfg["http_options"]["host"] == "127.0.0.1"
+    apps = cfg["applications"]
+    assert apps and all(a["import_path"] == "serve.app:build_app" for a in apps)
+    for a in apps:
+        AppArgs.model_validate(a["args"])
+        for d in a.get("deployments", []):
+            auto = d.get("autoscaling_config")
+            if auto:
+                assert 1 <= auto["min_replicas"] <= auto["max_replicas"] and auto["target_ongoing_requests"] > 0
+
+
+# ---- the real models, in-process -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from serve.testing import make_serve_run
+
+    return make_serve_run(tmp_path_factory.mktemp("serve") / "run", version="unit-v1")
+
+
+@pytest.fixture(scope="module")
+def local_client(tiny_run):
+    from serve.core import Reranking, Retrieval
+
+    backend = LocalBackend(Retrieval(tiny_run["run_dir"]), Reranking.from_run(tiny_run["run_dir"]))
+    with TestClient(create_app(backend)) as c:
+        yield c
+
+
+def test_local_backend_matches_offline_search(tiny_run, local_client):
+    from distill.index import load_index
+    from distill.models import DualEncoder
+
+    run = tiny_run["run_dir"]
+    qs = tiny_run["queries"][:6]
+    body = local_client.post("/search", json={"query": qs, "k": 5}).json()
+    ids, scores = load_index(run / "index").search(DualEncoder.load(run / "student").encode(qs), 5)
+    assert body["version"] == "unit-v1"
+    assert [[h["docid"] for h in r] for r in body["results"]] == ids
+    np.testing.assert_allclose([[h["score"] for h in r] for r in body["results"]], scores, atol=1e-5)
+    assert all(h["title"] and h["snippet"] for r in body["results"] for h in r)
+
+
+def test_local_backend_rerank_matches_offline_teacher(tiny_run, local_client):
+    import pyarrow.parquet as pq
+
+    from distill.index import load_index
+    from distill.models import CrossEncoder, DualEncoder
+
+    run = tiny_run["run_dir"]
+    qs = tiny_run["queries"][:3]
+    body = local_client.post("/search", json={"query": qs, "k": 4, "rerank": True, "rerank_depth": 15}).json()
+    assert body["reranked"] is True
+    ids, _ = load_index(run / "index").search(DualEncoder.load(run / "student").encode(qs), 15)
+    docs = pq.read_table(run / "index" / "docs.parquet").to_pandas().set_index("docid")
+    ce = CrossEncoder(str(run / "teacher_model"), 64)
+    for q, cand, hits in zip(qs, ids, body["results"]):
+        s = ce.score([q] * len(cand), [doc_text(docs.loc[d, "title"], docs.loc[d, "text"]) for d in cand])
+        expected = [cand[i] for i in rerank_order(s)][:4]
+        assert [h["docid"] for h in hits] == expected
+
+
+def test_long_query_is_flagged_truncated(tiny_run, local_client):
+    long_q = " ".join([tiny_run["queries"][0]] * 20)
+    body = local_client.post("/search", json={"query": [tiny_run["queries"][0], long_q], "k": 2}).json()
+    assert body["truncated"] == [False, True]
+
+
+def test_index_without_docs_serves_ids_only(tiny_run, tmp_path):
+    import shutil
+
+    from serve.core import Retrieval
+
+    run = tmp_path / "nodocs"
+    shutil.copytree(tiny_run["run_dir"], run)
+    (run / "index" / "docs.parquet").unlink()
+    with TestClient(create_app(LocalBackend(Retrieval(run)))) as c:
+        body = c.post("/search", json={"query": tiny_run["queries"][0], "k": 2}).json()
+        assert body["results"][0][0]["title"] is None and body["results"][0][0]["snippet"] is None
+        assert c.post("/search", json={"query": "a", "rerank": True}).status_code == 400
+
+
+def test_build_app_checks_the_run_dir(tiny_run, tmp_path):
+    import shutil
+
+    from serve.app import build_app
+
+    with pytest.raises(ServeSetupError):
+        build_app({"run_dir": str(tmp_path / "missing")})
+    with pytest.raises(ValueError):
+        build_app({"run_dir": str(tiny_run["run_dir"]), "no_such_arg": 1})
+    run = tmp_path / "nodocs"
+    shutil.copytree(tiny_run["run_dir"], run)
+    (run / "index" / "docs.parquet").unlink()
+    with pytest.raises(ServeSetupError, match="docs.parquet"):
+        build_app({"run_dir": str(run), "rerank": True})
+    build_app({"run_dir": str(run)})  # binds (no Ray needed) without the reranker
