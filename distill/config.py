@@ -47,6 +47,8 @@ class EncoderConfig(_Section):
 class TeacherConfig(_Section):
     kind: Literal["cross-encoder", "dual-encoder"] = "cross-encoder"
     model: str
+    head: Literal["linear", "dual"] = Field(
+        "linear", description="cross-encoder head: linear on [CLS], or dual pooling of query/document tokens")
     finetune: bool = True
     max_length: int = Field(256, ge=8)
     trust_remote_code: bool = False

@@ -142,28 +142,66 @@ class DualEncoder(nn.Module):
         }, indent=2))
 
 
-class CrossEncoder(nn.Module):
-    """s(q, d) = head(backbone([CLS] q [SEP] d [SEP])): one logit per pair."""
+CROSS_META = "distill_cross_encoder.json"
 
-    def __init__(self, model: str, max_length: int = 256, trust_remote_code: bool = False):
+
+class CrossEncoder(nn.Module):
+    """A cross-encoder: reads [CLS] q [SEP] d [SEP] jointly and gives one logit per pair.
+
+    head="linear": s = w . h_[CLS] + b (the classic reranker head, freshly initialised on a new backbone).
+    head="dual" (EmbedDistill's dual pooling): s = scale * cos(mean_{i in q} h_i, mean_{j in d} h_j), the
+    query tokens and the document tokens of the joint encoding pooled separately; ``scale`` is learned
+    (init 20). Its two pooled vectors give a dual-encoder student an embedding geometry to match, and
+    it starts from a sensible ranking when the backbone is a sentence-embedding model.
+    """
+
+    def __init__(self, model: str, max_length: int = 256, trust_remote_code: bool = False, head: str | None = None):
         super().__init__()
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = resolve_model(model)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, trust_remote_code=trust_remote_code)
+        meta_file = Path(path) / CROSS_META
+        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        self.head = head or meta.get("head", "linear")
+        if self.head not in ("linear", "dual"):
+            raise ValueError(f"cross-encoder head must be 'linear' or 'dual', got {self.head!r}")
+        if self.head == "dual":
+            self.model = _load_backbone(path, trust_remote_code)
+            self.scale = nn.Parameter(torch.tensor(float(meta.get("scale", 20.0))))
+        else:
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=1, trust_remote_code=trust_remote_code)
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         self.max_length = max_length
 
     @classmethod
     def from_config(cls, cfg, path: str | None = None) -> "CrossEncoder":
-        return cls(path or cfg.model, cfg.max_length, cfg.trust_remote_code)
+        return cls(path or cfg.model, cfg.max_length, cfg.trust_remote_code, getattr(cfg, "head", None))
 
     def tokenize(self, queries: list[str], docs: list[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer(list(queries), list(docs), padding=True, truncation="longest_first",
-                              max_length=self.max_length, return_tensors="pt")
+        enc = self.tokenizer(list(queries), list(docs), padding=True, truncation="longest_first",
+                             max_length=self.max_length, return_tensors="pt")
+        if self.head == "dual":  # segment masks from the fast tokenizer's sequence ids (any model family)
+            seq = [[-1 if s is None else s for s in enc.sequence_ids(i)] for i in range(len(queries))]
+            seq = torch.tensor(seq)
+            enc["query_mask"] = (seq == 0).long()
+            enc["doc_mask"] = (seq == 1).long()
+        return dict(enc)
+
+    def pooled(self, **inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dual head only: the L2-normalised query-part and document-part vectors of the joint encoding."""
+        qm, dm = inputs.pop("query_mask"), inputs.pop("doc_mask")
+        h = self.model(**inputs).last_hidden_state
+        q = nn.functional.normalize(pool(h, qm, "mean"), dim=-1)
+        d = nn.functional.normalize(pool(h, dm, "mean"), dim=-1)
+        return q, d
 
     def forward(self, **inputs) -> torch.Tensor:
+        if self.head == "dual":
+            q, d = self.pooled(**inputs)
+            return self.scale * (q * d).sum(-1)
+        inputs.pop("query_mask", None)
+        inputs.pop("doc_mask", None)
         return self.model(**inputs).logits.squeeze(-1)
 
     @torch.inference_mode()
@@ -184,7 +222,17 @@ class CrossEncoder(nn.Module):
         path = Path(path)
         self.model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
+        meta = {"head": self.head}
+        if self.head == "dual":
+            meta["scale"] = float(self.scale.detach())
+        (path / CROSS_META).write_text(json.dumps(meta))
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Parameters that start fresh (and so learn at the head learning rate)."""
+        if self.head == "dual":
+            return [self.scale]
+        return [p for n, p in self.model.named_parameters() if n.startswith(("classifier", "score", "pre_classifier"))]
 
     @property
     def num_parameters(self) -> int:
-        return count_parameters(self.model)
+        return count_parameters(self)

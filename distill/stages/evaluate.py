@@ -76,7 +76,7 @@ def run(rd, data, teacher_dir: str) -> dict:
     s_ids, s_scores = index.search(student.encode(qtexts), depth)
     systems["student_distilled"] = evaluate_run(qrels, to_run(qids, s_ids, s_scores))
 
-    teacher = CrossEncoder(teacher_dir, cfg.teacher.max_length) if cfg.teacher.kind == "cross-encoder" else None
+    teacher = CrossEncoder(teacher_dir, cfg.teacher.max_length, head=cfg.teacher.head) if cfg.teacher.kind == "cross-encoder" else None
     n = cfg.evaluation.speed_sample
     sample_q = (qtexts * (n // max(1, len(qtexts)) + 1))[:n]
     sample_d = (dtexts * (n // max(1, len(dtexts)) + 1))[:n]

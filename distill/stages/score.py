@@ -25,7 +25,7 @@ class TeacherActor:
     """Ray Data actor: scores a batch of (``query``, ``doc``) text pairs with the teacher."""
 
     def __init__(self, model_dir: str, kind: str, max_length: int, threads: int, batch_size: int,
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, head: str = "linear"):
         import torch
 
         from distill.models import CrossEncoder, DualEncoder
@@ -34,7 +34,7 @@ class TeacherActor:
         self.kind = kind
         self.batch_size = batch_size
         if kind == "cross-encoder":
-            self.model = CrossEncoder(model_dir, max_length, trust_remote_code)
+            self.model = CrossEncoder(model_dir, max_length, trust_remote_code, head)
         else:
             self.model = DualEncoder(model_dir, max_length=max_length, trust_remote_code=trust_remote_code)
 
@@ -67,7 +67,8 @@ def score_pairs(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_
         TeacherActor,
         fn_constructor_kwargs={"model_dir": teacher_dir, "kind": teacher_cfg.kind,
                                "max_length": teacher_cfg.max_length, "threads": actor_threads(ray_cfg.actor_cpus),
-                               "batch_size": bs, "trust_remote_code": teacher_cfg.trust_remote_code},
+                               "batch_size": bs, "trust_remote_code": teacher_cfg.trust_remote_code,
+                               "head": teacher_cfg.head},
         batch_size=bs, compute=ActorPoolStrategy(size=scoring_cfg.actors),
         num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy")
     frames = [pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str),

@@ -57,12 +57,12 @@ def teacher_loop(config: dict) -> None:
     per_step = max(1, config["batch_size"] // (n_neg + 1))
     steps_per_epoch = max(1, len(groups) // (per_step * world))
     total = steps_per_epoch * config["epochs"]
-    ce = CrossEncoder(config["model"], config["max_length"], config["trust_remote_code"])
+    ce = CrossEncoder(config["model"], config["max_length"], config["trust_remote_code"], config["head"])
     model = prepare_model(ce)
     # a fresh scoring head learns at its own (higher) rate; the pretrained body at the configured one
-    head = [p for n, p in ce.model.named_parameters() if n.startswith(("classifier", "score", "pre_classifier"))]
+    head = ce.head_parameters()
     head_ids = {id(p) for p in head}
-    body = [p for p in ce.model.parameters() if id(p) not in head_ids]
+    body = [p for p in ce.parameters() if id(p) not in head_ids]
     optim = torch.optim.AdamW([{"params": body, "lr": config["lr"]},
                                {"params": head, "lr": config["head_lr"]}], weight_decay=0.01)
     warmup = max(1, total // 10)
@@ -131,7 +131,7 @@ def run(rd, data) -> dict:
     trainer = TorchTrainer(
         teacher_loop,
         train_loop_config={"groups_path": str((work / "groups.parquet").resolve()), "model": resolve_model(t.model),
-                           "max_length": t.max_length, "trust_remote_code": t.trust_remote_code,
+                           "max_length": t.max_length, "trust_remote_code": t.trust_remote_code, "head": t.head,
                            "threads": max(1, int(t.cpus_per_worker)), "seed": t.seed,
                            "epochs": t.epochs, "lr": t.learning_rate, "head_lr": t.head_learning_rate, "batch_size": t.batch_size,
                            "negatives": t.negatives_per_query},

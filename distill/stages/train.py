@@ -229,7 +229,7 @@ def train_loop(config: dict) -> None:
             torch.nn.utils.clip_grad_norm_(engine.parameters(), 1.0)
             optim.step()
             sched.step()
-        metrics = {"step": step + 1, "loss": float(loss), **{k: float(v) for k, v in terms.items()}}
+        metrics = {"step": step + 1, "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
         done = step + 1 == total
         if done or (step + 1) % config["checkpoint_every"] == 0:
             save(step + 1, metrics, final=done)

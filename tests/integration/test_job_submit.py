@@ -1,0 +1,66 @@
+"""`ray job submit --working-dir . -- python -m distill run ...` against a `ray start --head` cluster."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distill.testing import make_beir, make_bow_encoder, make_tiny_bert
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ray(*args, env, timeout=180):
+    ray_bin = Path(sys.executable).parent / "ray"
+    return subprocess.run([str(ray_bin), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.timeout(600)
+def test_ray_job_submit_runs_the_pipeline(tmp_path):
+    import ray
+
+    if ray.is_initialized():  # one Ray per process: the in-process cluster of other tests must go first
+        ray.shutdown()
+    info = make_beir(tmp_path / "data", topics=6, docs_per_topic=8, train_queries=24, test_queries=12)
+    make_tiny_bert(tmp_path / "student", info["vocab"], hidden=32, layers=1)
+    make_bow_encoder(tmp_path / "teacher", info["vocab"], hidden=64)
+    config = tmp_path / "job.yaml"
+    config.write_text(json.dumps({
+        "name": "job", "runs_dir": str(tmp_path / "runs"), "data": {"dir": str(tmp_path / "data")},
+        "teacher": {"kind": "dual-encoder", "model": str(tmp_path / "teacher"), "finetune": False, "max_length": 32},
+        "student": {"model": str(tmp_path / "student"), "max_length": 32},
+        "mining": {"sources": ["bm25"], "depth": 8},
+        "scoring": {"actors": 1}, "encoding": {"actors": 1},
+        "training": {"backend": "ddp", "num_workers": 1, "max_steps": 4, "queries_per_batch": 4, "group_size": 4},
+        "evaluation": {"rerank_depth": 10, "speed_sample": 8},
+    }))  # JSON is YAML
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)
+    port, dash = "6390", "8277"
+    started = _ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", port, "--num-cpus", "2",
+                   "--dashboard-host", "127.0.0.1", "--dashboard-port", dash, "--disable-usage-stats", env=env)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        submit = None
+        for _ in range(30):  # the job server comes up a little after the head
+            submit = _ray("job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(ROOT),
+                          "--", "python", "-m", "distill", "run", str(config), env=env, timeout=500)
+            if "Connection refused" not in submit.stderr and "Failed to connect" not in submit.stderr:
+                break
+            time.sleep(2)
+        out = submit.stdout + submit.stderr
+        assert submit.returncode == 0, out[-4000:]
+        assert "succeeded" in out
+        report = json.loads((tmp_path / "runs" / "job" / "eval" / "report.json").read_text())
+        assert report["queries"] == 12 and "student_distilled" in report["metrics"]
+        manifest = json.loads((tmp_path / "runs" / "job" / "manifest.json").read_text())
+        assert manifest["stages"]["train"]["counts"]["steps"] == 4
+    finally:
+        stopped = _ray("stop", "--force", env=env)
+        assert stopped.returncode == 0
