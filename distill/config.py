@@ -70,6 +70,8 @@ class MiningConfig(_Section):
 class ScoringConfig(_Section):
     batch_size: int = Field(32, ge=1)
     actors: int = Field(2, ge=1)
+    store_embeddings: bool = Field(False, description="also store the teacher's query/document vectors "
+                                   "(dual-encoder or dual-head cross-encoder) for embedding matching")
     min_softmax_entropy_share: float = Field(0.05, ge=0, le=1)
 
 
@@ -78,10 +80,11 @@ class LossWeights(_Section):
     margin_mse: float = Field(0.0, ge=0)
     mse: float = Field(0.0, ge=0)
     infonce: float = Field(0.0, ge=0)
+    embedding: float = Field(0.0, ge=0, description="EmbedDistill embedding matching (needs scoring.store_embeddings)")
 
     @model_validator(mode="after")
     def _some_weight(self) -> "LossWeights":
-        if self.kl + self.margin_mse + self.mse + self.infonce <= 0:
+        if self.kl + self.margin_mse + self.mse + self.infonce + self.embedding <= 0:
             raise ValueError("at least one loss weight must be positive")
         return self
 
@@ -102,6 +105,7 @@ class TrainingConfig(_Section):
     teacher_temperature: float = Field(1.0, gt=0)
     student_temperature: float = Field(0.05, gt=0)
     losses: LossWeights = LossWeights()
+    embedding_mode: Literal["l2", "cosine"] = "l2"
     checkpoint_every: int = Field(50, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     max_failures: int = Field(1, ge=0)
@@ -153,6 +157,15 @@ class RunConfig(_Section):
     index: IndexConfig = IndexConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RunConfig":
+        if self.training.losses.embedding > 0:
+            if not self.scoring.store_embeddings:
+                raise ValueError("training.losses.embedding > 0 needs scoring.store_embeddings: true")
+            if self.teacher.kind == "cross-encoder" and self.teacher.head != "dual":
+                raise ValueError("embedding matching needs a dual-encoder teacher or teacher.head: dual")
+        return self
 
     @property
     def run_dir(self) -> Path:

@@ -218,6 +218,23 @@ class CrossEncoder(nn.Module):
         self.train(was_training)
         return out
 
+    @torch.inference_mode()
+    def score_with_vectors(self, queries: list[str], docs: list[str], batch_size: int = 32):
+        """Dual head only: (query-part vectors, document-part vectors, logits), in input order."""
+        if self.head != "dual":
+            raise ValueError("only a dual-head cross-encoder has per-side vectors")
+        was_training = self.training
+        self.eval()
+        order = length_order([q + d for q, d in zip(queries, docs)])
+        dim = self.model.config.hidden_size
+        qv, dv = np.zeros((len(queries), dim), np.float32), np.zeros((len(queries), dim), np.float32)
+        for i in range(0, len(queries), batch_size):
+            idx = order[i:i + batch_size]
+            q, d = self.pooled(**self.tokenize([queries[j] for j in idx], [docs[j] for j in idx]))
+            qv[idx], dv[idx] = q.float().cpu().numpy(), d.float().cpu().numpy()
+        self.train(was_training)
+        return qv, dv, float(self.scale.detach()) * (qv * dv).sum(-1)
+
     def save(self, path: str | Path) -> None:
         path = Path(path)
         self.model.save_pretrained(path, safe_serialization=True)

@@ -25,7 +25,7 @@ class TeacherActor:
     """Ray Data actor: scores a batch of (``query``, ``doc``) text pairs with the teacher."""
 
     def __init__(self, model_dir: str, kind: str, max_length: int, threads: int, batch_size: int,
-                 trust_remote_code: bool = False, head: str = "linear"):
+                 trust_remote_code: bool = False, head: str = "linear", store_embeddings: bool = False):
         import torch
 
         from distill.models import CrossEncoder, DualEncoder
@@ -33,6 +33,7 @@ class TeacherActor:
         torch.set_num_threads(threads)
         self.kind = kind
         self.batch_size = batch_size
+        self.store_embeddings = store_embeddings
         if kind == "cross-encoder":
             self.model = CrossEncoder(model_dir, max_length, trust_remote_code, head)
         else:
@@ -40,11 +41,19 @@ class TeacherActor:
 
     def __call__(self, batch: dict) -> dict:
         q, d = list(batch["query"]), list(batch["doc"])
-        if self.kind == "cross-encoder":
-            s = self.model.score(q, d, batch_size=self.batch_size)
+        out = {"qid": batch["qid"], "docid": batch["docid"]}
+        if self.kind == "cross-encoder" and not self.store_embeddings:
+            out["teacher_score"] = self.model.score(q, d, batch_size=self.batch_size)
+            return out
+        if self.kind == "cross-encoder":  # dual head: its two pooled vectors are the embedding targets
+            qe, de, s = self.model.score_with_vectors(q, d, batch_size=self.batch_size)
         else:
-            s = (self.model.encode(q, self.batch_size) * self.model.encode(d, self.batch_size)).sum(-1)
-        return {"qid": batch["qid"], "docid": batch["docid"], "teacher_score": s.astype(np.float32)}
+            qe, de = self.model.encode(q, self.batch_size), self.model.encode(d, self.batch_size)
+            s = (qe * de).sum(-1)
+        out["teacher_score"] = s.astype(np.float32)
+        if self.store_embeddings:
+            out["teacher_q_emb"], out["teacher_d_emb"] = qe, de
+        return out
 
 
 def score_pairs(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_dir: str, teacher_cfg,
@@ -68,12 +77,17 @@ def score_pairs(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_
         fn_constructor_kwargs={"model_dir": teacher_dir, "kind": teacher_cfg.kind,
                                "max_length": teacher_cfg.max_length, "threads": actor_threads(ray_cfg.actor_cpus),
                                "batch_size": bs, "trust_remote_code": teacher_cfg.trust_remote_code,
-                               "head": teacher_cfg.head},
+                               "head": teacher_cfg.head, "store_embeddings": scoring_cfg.store_embeddings},
         batch_size=bs, compute=ActorPoolStrategy(size=scoring_cfg.actors),
         num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy")
-    frames = [pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str),
-                            "teacher_score": b["teacher_score"]})
-              for b in ds.iter_batches(batch_size=None, batch_format="numpy")]
+    frames = []
+    for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        f = pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str),
+                          "teacher_score": b["teacher_score"]})
+        for col in ("teacher_q_emb", "teacher_d_emb"):
+            if col in b:
+                f[col] = list(np.asarray(b[col], dtype=np.float32))
+        frames.append(f)
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["qid", "docid", "teacher_score"])
     key_in = list(zip(pairs["qid"], pairs["docid"]))
     key_out = list(zip(out["qid"], out["docid"]))

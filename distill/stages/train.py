@@ -36,13 +36,18 @@ def build_groups(scores: pd.DataFrame, queries: dict[str, str], doc_text) -> pd.
         labels = g["label"].to_numpy(np.int8)
         if labels.sum() == 0 or labels.sum() == len(labels):
             continue
-        rows.append({"qid": qid, "query": queries[qid], "docs": [doc_text(d) for d in g["docid"]],
-                     "scores": g["teacher_score"].astype(np.float32).tolist(), "labels": labels.tolist()})
+        row = {"qid": qid, "query": queries[qid], "docs": [doc_text(d) for d in g["docid"]],
+               "scores": g["teacher_score"].astype(np.float32).tolist(), "labels": labels.tolist()}
+        if "teacher_q_emb" in g:  # EmbedDistill targets, one pair of vectors per candidate
+            row["q_embs"] = [np.asarray(v, np.float32).tolist() for v in g["teacher_q_emb"]]
+            row["d_embs"] = [np.asarray(v, np.float32).tolist() for v in g["teacher_d_emb"]]
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def sample_group(row, k: int, rng: np.random.Generator):
-    """(docs, teacher scores, mask): a random positive first, then up to k-1 random negatives."""
+    """(docs, teacher scores, mask, chosen candidate indices): a random positive first, then up to k-1
+    random negatives; short lists are padded with masked slots (index -1)."""
     labels = np.asarray(row["labels"])
     pos = np.flatnonzero(labels > 0)
     neg = np.flatnonzero(labels == 0)
@@ -54,7 +59,8 @@ def sample_group(row, k: int, rng: np.random.Generator):
         docs.append("")
         scores.append(0.0)
         mask.append(False)
-    return docs, scores, mask
+        chosen.append(-1)
+    return docs, scores, mask, chosen
 
 
 def step_indices(n: int, step: int, steps_per_epoch: int, batch: int, world: int, rank: int, seed: int):
@@ -100,14 +106,21 @@ def train_loop(config: dict) -> None:
     tokenize = student.tokenize
 
     class PairModel(torch.nn.Module):
-        def __init__(self, enc):
+        """The student tower, plus (for embedding matching) a learned map into the teacher's width."""
+
+        def __init__(self, enc, teacher_dim: int | None):
             super().__init__()
             self.encoder = enc
+            self.proj = None
+            if teacher_dim:
+                self.proj = (torch.nn.Identity() if teacher_dim == enc.dim
+                             else torch.nn.Linear(enc.dim, teacher_dim, bias=False))
 
         def forward(self, q, d):
             return self.encoder(**q), self.encoder(**d)
 
-    model = PairModel(student)
+    use_emb = bool(w.get("embedding")) and "q_embs" in groups
+    model = PairModel(student, len(groups["q_embs"].iloc[0][0]) if use_emb else None)
     warmup = int(config["warmup_ratio"] * total)
     use_ds = config["backend"] == "deepspeed"
     if use_ds:
@@ -194,12 +207,16 @@ def train_loop(config: dict) -> None:
     for step in range(start, total):
         idx = step_indices(len(groups), step, steps_per_epoch, B, world, rank, config["seed"])
         rng = np.random.default_rng([config["seed"], step, rank])
-        docs, tscores, masks = [], [], []
+        docs, tscores, masks, t_q, t_d = [], [], [], [], []
         for i in idx:
-            d, s, m = sample_group(groups.iloc[i], K, rng)
+            row = groups.iloc[i]
+            d, s, m, chosen = sample_group(row, K, rng)
             docs += d
             tscores.append(s)
             masks.append(m)
+            if use_emb:
+                t_q.append(row["q_embs"][chosen[0]])  # the query's vector from its positive pair
+                t_d += [row["d_embs"][c] if c >= 0 else np.zeros(len(row["d_embs"][0]), np.float32) for c in chosen]
         q_in = {k: v.to(device) for k, v in tokenize(groups["query"].iloc[idx].tolist()).items()}
         d_in = {k: v.to(device) for k, v in tokenize(docs).items()}
         q, d = engine(q_in, d_in)
@@ -219,6 +236,13 @@ def train_loop(config: dict) -> None:
             all_mask = gather(mask.reshape(-1).float()).bool()
             pos = torch.arange(len(idx), device=device) * K + rank * len(idx) * K
             terms["infonce"] = losses.info_nce(q, all_d, pos, T_s, all_mask)
+        if use_emb:
+            proj = (engine.module if hasattr(engine, "module") else engine).proj
+            tq = torch.tensor(np.asarray(t_q, np.float32), device=device)
+            td = torch.tensor(np.asarray(t_d, np.float32), device=device)
+            mode = config["embedding_mode"]
+            terms["embedding"] = (losses.embedding_match(proj(q), tq, mode)
+                                  + losses.embedding_match(proj(d), td, mode, mask.reshape(-1)))
         loss = sum(w[k] * v for k, v in terms.items())
         if use_ds:
             engine.backward(loss)
@@ -272,7 +296,7 @@ def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | N
         "lr": t.learning_rate, "warmup_ratio": t.warmup_ratio, "weight_decay": t.weight_decay,
         "queries_per_batch": t.queries_per_batch, "group_size": t.group_size,
         "teacher_temperature": t.teacher_temperature, "student_temperature": t.student_temperature,
-        "losses": t.losses.model_dump(), "checkpoint_every": t.checkpoint_every,
+        "losses": t.losses.model_dump(), "embedding_mode": t.embedding_mode, "checkpoint_every": t.checkpoint_every,
     }
 
 

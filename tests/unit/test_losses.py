@@ -65,3 +65,18 @@ def test_info_nce_by_hand():
     mask = torch.tensor([True, True, False])
     expected_masked = -math.log(math.e / (math.e + 1))
     assert info_nce(q, d, pos, 1.0, mask).item() == pytest.approx(expected_masked, rel=1e-5)
+
+
+def test_embedding_match_by_hand():
+    from distill.losses import embedding_match
+
+    s = torch.tensor([[1.0, 0.0], [0.0, 2.0]], requires_grad=True)
+    t = torch.tensor([[0.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    # squared distances 1 and 1 -> mean 1; cosine: row 0 undefined-safe (t = 0 -> cos 0), row 1 cos 1
+    assert embedding_match(s, t, "l2").item() == pytest.approx(1.0)
+    assert embedding_match(s, t, "cosine").item() == pytest.approx((1 - 0 + 1 - 1) / 2)
+    assert embedding_match(s, t, "l2", mask=torch.tensor([False, True])).item() == pytest.approx(1.0)
+    embedding_match(s, t, "l2").backward()
+    assert t.grad is None and s.grad is not None
+    with pytest.raises(ValueError, match="mode"):
+        embedding_match(s, t, "dot")

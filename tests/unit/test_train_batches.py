@@ -21,10 +21,11 @@ def test_step_indices_partition_each_epoch_across_workers():
 
 def test_sample_group_positive_first_and_padding_masked():
     row = {"docs": ["p", "n1", "n2"], "scores": [3.0, 1.0, 0.5], "labels": [1, 0, 0]}
-    docs, scores, mask = sample_group(row, 5, np.random.default_rng(0))
+    docs, scores, mask, chosen = sample_group(row, 5, np.random.default_rng(0))
     assert docs[0] == "p" and scores[0] == 3.0
     assert sorted(docs[1:3]) == ["n1", "n2"] and docs[3:] == ["", ""]
     assert mask == [True, True, True, False, False]
+    assert chosen[0] == 0 and sorted(chosen[1:3]) == [1, 2] and chosen[3:] == [-1, -1]
 
 
 def test_build_groups_skips_queries_without_positive_or_negative():
