@@ -24,11 +24,15 @@ from distill.stages.mine import zero_shot_kwargs
 from distill.stages.score import score_pairs
 
 
-def _timed(fn, n: int) -> float:
-    fn()  # warm-up
-    t0 = time.perf_counter()
+def _timed(fn, n: int, repeats: int = 3) -> float:
+    """Items per second: best of ``repeats`` timed calls after a warm-up (the least disturbed run)."""
     fn()
-    return n / (time.perf_counter() - t0)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return n / best
 
 
 def speed(student: DualEncoder, teacher: CrossEncoder | None, queries: list[str], docs: list[str]) -> dict:
