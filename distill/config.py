@@ -72,6 +72,7 @@ class ScoringConfig(_Section):
     actors: int = Field(2, ge=1)
     store_embeddings: bool = Field(False, description="also store the teacher's query/document vectors "
                                    "(dual-encoder or dual-head cross-encoder) for embedding matching")
+    store_layer_scores: bool = Field(False, description="also store the teacher's per-layer scores (LEAD)")
     min_softmax_entropy_share: float = Field(0.05, ge=0, le=1)
 
 
@@ -81,12 +82,20 @@ class LossWeights(_Section):
     mse: float = Field(0.0, ge=0)
     infonce: float = Field(0.0, ge=0)
     embedding: float = Field(0.0, ge=0, description="EmbedDistill embedding matching (needs scoring.store_embeddings)")
+    lead: float = Field(0.0, ge=0, description="LEAD layer-wise distribution alignment (needs scoring.store_layer_scores)")
 
     @model_validator(mode="after")
     def _some_weight(self) -> "LossWeights":
-        if self.kl + self.margin_mse + self.mse + self.infonce + self.embedding <= 0:
+        if self.kl + self.margin_mse + self.mse + self.infonce + self.embedding + self.lead <= 0:
             raise ValueError("at least one loss weight must be positive")
         return self
+
+
+class LeadConfig(_Section):
+    layer_map: list[tuple[int, int]] | None = Field(
+        None, description="[[student_layer, teacher_layer], ...], 1-based; default: evenly spaced")
+    pairs_per_step: int = Field(2, ge=1, description="layer pairs drawn at random each step")
+    temperature: float = Field(0.05, gt=0)
 
 
 class TrainingConfig(_Section):
@@ -106,6 +115,7 @@ class TrainingConfig(_Section):
     student_temperature: float = Field(0.05, gt=0)
     losses: LossWeights = LossWeights()
     embedding_mode: Literal["l2", "cosine"] = "l2"
+    lead: LeadConfig = LeadConfig()
     checkpoint_every: int = Field(50, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     max_failures: int = Field(1, ge=0)
@@ -165,6 +175,11 @@ class RunConfig(_Section):
                 raise ValueError("training.losses.embedding > 0 needs scoring.store_embeddings: true")
             if self.teacher.kind == "cross-encoder" and self.teacher.head != "dual":
                 raise ValueError("embedding matching needs a dual-encoder teacher or teacher.head: dual")
+        if self.training.losses.lead > 0:
+            if not self.scoring.store_layer_scores:
+                raise ValueError("training.losses.lead > 0 needs scoring.store_layer_scores: true")
+            if self.teacher.kind == "cross-encoder" and self.teacher.head != "dual":
+                raise ValueError("LEAD with a cross-encoder teacher needs teacher.head: dual")
         return self
 
     @property

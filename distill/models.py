@@ -93,13 +93,35 @@ class DualEncoder(nn.Module):
         return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                               return_tensors="pt")
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_layers: bool = False,
+                **extra):
+        """The embedding [B, dim]; with ``return_layers`` also every layer's L2-normalised pooled vector
+        (a list over hidden_states 1..L, for LEAD)."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in extra:
             inputs["token_type_ids"] = extra["token_type_ids"]
-        out = self.backbone(**inputs)
+        out = self.backbone(**inputs, output_hidden_states=return_layers)
         emb = pool(out.last_hidden_state, attention_mask, self.pooling)
-        return nn.functional.normalize(emb, dim=-1) if self.normalize else emb
+        emb = nn.functional.normalize(emb, dim=-1) if self.normalize else emb
+        if not return_layers:
+            return emb
+        layers = [nn.functional.normalize(pool(h, attention_mask, self.pooling), dim=-1)
+                  for h in out.hidden_states[1:]]
+        return emb, layers
+
+    @property
+    def num_layers(self) -> int:
+        return self.backbone.config.num_hidden_layers
+
+    @torch.inference_mode()
+    def layer_scores(self, queries: list[str], docs: list[str], batch_size: int = 64) -> np.ndarray:
+        """Per-layer cosine of query and document pooled vectors: [n_pairs, num_layers] (LEAD targets)."""
+        out = np.zeros((len(queries), self.num_layers), np.float32)
+        for i in range(0, len(queries), batch_size):
+            _, ql = self(**self.tokenize(queries[i:i + batch_size]), return_layers=True)
+            _, dl = self(**self.tokenize(docs[i:i + batch_size]), return_layers=True)
+            out[i:i + batch_size] = torch.stack([(a * b).sum(-1) for a, b in zip(ql, dl)], dim=1).numpy()
+        return out
 
     @torch.inference_mode()
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
@@ -195,6 +217,22 @@ class CrossEncoder(nn.Module):
         q = nn.functional.normalize(pool(h, qm, "mean"), dim=-1)
         d = nn.functional.normalize(pool(h, dm, "mean"), dim=-1)
         return q, d
+
+    @torch.inference_mode()
+    def layer_scores(self, queries: list[str], docs: list[str], batch_size: int = 32) -> np.ndarray:
+        """Dual head only: per-layer cosine of the query-part and document-part pooled vectors of the
+        joint encoding, [n_pairs, num_layers] (LEAD targets)."""
+        if self.head != "dual":
+            raise ValueError("LEAD targets from a cross-encoder need head: dual")
+        out = np.zeros((len(queries), self.model.config.num_hidden_layers), np.float32)
+        for i in range(0, len(queries), batch_size):
+            enc = self.tokenize(queries[i:i + batch_size], docs[i:i + batch_size])
+            qm, dm = enc.pop("query_mask"), enc.pop("doc_mask")
+            hs = self.model(**enc, output_hidden_states=True).hidden_states[1:]
+            cols = [(nn.functional.normalize(pool(h, qm, "mean"), dim=-1)
+                     * nn.functional.normalize(pool(h, dm, "mean"), dim=-1)).sum(-1) for h in hs]
+            out[i:i + batch_size] = torch.stack(cols, dim=1).float().numpy()
+        return out
 
     def forward(self, **inputs) -> torch.Tensor:
         if self.head == "dual":

@@ -25,7 +25,8 @@ class TeacherActor:
     """Ray Data actor: scores a batch of (``query``, ``doc``) text pairs with the teacher."""
 
     def __init__(self, model_dir: str, kind: str, max_length: int, threads: int, batch_size: int,
-                 trust_remote_code: bool = False, head: str = "linear", store_embeddings: bool = False):
+                 trust_remote_code: bool = False, head: str = "linear", store_embeddings: bool = False,
+                 store_layer_scores: bool = False):
         import torch
 
         from distill.models import CrossEncoder, DualEncoder
@@ -34,6 +35,7 @@ class TeacherActor:
         self.kind = kind
         self.batch_size = batch_size
         self.store_embeddings = store_embeddings
+        self.store_layer_scores = store_layer_scores
         if kind == "cross-encoder":
             self.model = CrossEncoder(model_dir, max_length, trust_remote_code, head)
         else:
@@ -42,6 +44,8 @@ class TeacherActor:
     def __call__(self, batch: dict) -> dict:
         q, d = list(batch["query"]), list(batch["doc"])
         out = {"qid": batch["qid"], "docid": batch["docid"]}
+        if self.store_layer_scores:
+            out["teacher_layer_scores"] = self.model.layer_scores(q, d, self.batch_size)
         if self.kind == "cross-encoder" and not self.store_embeddings:
             out["teacher_score"] = self.model.score(q, d, batch_size=self.batch_size)
             return out
@@ -77,14 +81,15 @@ def score_pairs(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_
         fn_constructor_kwargs={"model_dir": teacher_dir, "kind": teacher_cfg.kind,
                                "max_length": teacher_cfg.max_length, "threads": actor_threads(ray_cfg.actor_cpus),
                                "batch_size": bs, "trust_remote_code": teacher_cfg.trust_remote_code,
-                               "head": teacher_cfg.head, "store_embeddings": scoring_cfg.store_embeddings},
+                               "head": teacher_cfg.head, "store_embeddings": scoring_cfg.store_embeddings,
+                               "store_layer_scores": scoring_cfg.store_layer_scores},
         batch_size=bs, compute=ActorPoolStrategy(size=scoring_cfg.actors),
         num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy")
     frames = []
     for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
         f = pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str),
                           "teacher_score": b["teacher_score"]})
-        for col in ("teacher_q_emb", "teacher_d_emb"):
+        for col in ("teacher_q_emb", "teacher_d_emb", "teacher_layer_scores"):
             if col in b:
                 f[col] = list(np.asarray(b[col], dtype=np.float32))
         frames.append(f)

@@ -41,6 +41,8 @@ def build_groups(scores: pd.DataFrame, queries: dict[str, str], doc_text) -> pd.
         if "teacher_q_emb" in g:  # EmbedDistill targets, one pair of vectors per candidate
             row["q_embs"] = [np.asarray(v, np.float32).tolist() for v in g["teacher_q_emb"]]
             row["d_embs"] = [np.asarray(v, np.float32).tolist() for v in g["teacher_d_emb"]]
+        if "teacher_layer_scores" in g:  # LEAD targets: per candidate, one score per teacher layer
+            row["layer_scores"] = [np.asarray(v, np.float32).tolist() for v in g["teacher_layer_scores"]]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -116,10 +118,18 @@ def train_loop(config: dict) -> None:
                 self.proj = (torch.nn.Identity() if teacher_dim == enc.dim
                              else torch.nn.Linear(enc.dim, teacher_dim, bias=False))
 
-        def forward(self, q, d):
-            return self.encoder(**q), self.encoder(**d)
+        def forward(self, q, d, layers: bool = False):
+            return self.encoder(**q, return_layers=layers), self.encoder(**d, return_layers=layers)
 
     use_emb = bool(w.get("embedding")) and "q_embs" in groups
+    use_lead = bool(w.get("lead")) and "layer_scores" in groups
+    if use_lead:
+        from distill.losses.lead import default_layer_map
+
+        t_layers = len(groups["layer_scores"].iloc[0][0])
+        layer_map = [tuple(p) for p in config["lead"]["layer_map"]] if config["lead"]["layer_map"] else \
+            default_layer_map(student.num_layers, t_layers)
+        lead_weights = {int(k): v for k, v in config["lead_weights"].items()}
     model = PairModel(student, len(groups["q_embs"].iloc[0][0]) if use_emb else None)
     warmup = int(config["warmup_ratio"] * total)
     use_ds = config["backend"] == "deepspeed"
@@ -207,19 +217,25 @@ def train_loop(config: dict) -> None:
     for step in range(start, total):
         idx = step_indices(len(groups), step, steps_per_epoch, B, world, rank, config["seed"])
         rng = np.random.default_rng([config["seed"], step, rank])
-        docs, tscores, masks, t_q, t_d = [], [], [], [], []
+        docs, tscores, masks, t_q, t_d, t_layers_b = [], [], [], [], [], []
         for i in idx:
             row = groups.iloc[i]
             d, s, m, chosen = sample_group(row, K, rng)
             docs += d
             tscores.append(s)
             masks.append(m)
+            if use_lead:
+                n_l = len(row["layer_scores"][0])
+                t_layers_b.append([row["layer_scores"][c] if c >= 0 else [0.0] * n_l for c in chosen])
             if use_emb:
                 t_q.append(row["q_embs"][chosen[0]])  # the query's vector from its positive pair
                 t_d += [row["d_embs"][c] if c >= 0 else np.zeros(len(row["d_embs"][0]), np.float32) for c in chosen]
         q_in = {k: v.to(device) for k, v in tokenize(groups["query"].iloc[idx].tolist()).items()}
         d_in = {k: v.to(device) for k, v in tokenize(docs).items()}
-        q, d = engine(q_in, d_in)
+        if use_lead:
+            (q, q_layers), (d, d_layers) = engine(q_in, d_in, True)
+        else:
+            q, d = engine(q_in, d_in)
         q, d = q.float(), d.float()
         t = torch.tensor(tscores, dtype=torch.float32, device=device)
         mask = torch.tensor(masks, dtype=torch.bool, device=device)
@@ -243,6 +259,15 @@ def train_loop(config: dict) -> None:
             mode = config["embedding_mode"]
             terms["embedding"] = (losses.embedding_match(proj(q), tq, mode)
                                   + losses.embedding_match(proj(d), td, mode, mask.reshape(-1)))
+        if use_lead:
+            from distill.losses.lead import lead_loss
+
+            n_pick = min(config["lead"]["pairs_per_step"], len(layer_map))
+            picked = [layer_map[j] for j in rng.choice(len(layer_map), size=n_pick, replace=False)]
+            s_layers = {m: (q_layers[m - 1].float().unsqueeze(1) * d_layers[m - 1].float().view(len(idx), K, -1)).sum(-1)
+                        for m, _ in picked}
+            tl = torch.tensor(np.asarray(t_layers_b, np.float32), device=device)
+            terms["lead"] = lead_loss(s_layers, tl, picked, lead_weights, config["lead"]["temperature"], mask)
         loss = sum(w[k] * v for k, v in terms.items())
         if use_ds:
             engine.backward(loss)
@@ -297,10 +322,11 @@ def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | N
         "queries_per_batch": t.queries_per_batch, "group_size": t.group_size,
         "teacher_temperature": t.teacher_temperature, "student_temperature": t.student_temperature,
         "losses": t.losses.model_dump(), "embedding_mode": t.embedding_mode, "checkpoint_every": t.checkpoint_every,
+        "lead": t.lead.model_dump(), "lead_weights": {},
     }
 
 
-def fit(cfg, groups_path: Path, storage: Path, name: str, student_model: str):
+def fit(cfg, groups_path: Path, storage: Path, name: str, student_model: str, lead_weights: dict | None = None):
     """Run the TorchTrainer; returns (result, exported student dir inside the final checkpoint)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -312,9 +338,11 @@ def fit(cfg, groups_path: Path, storage: Path, name: str, student_model: str):
     resources = {"CPU": t.cpus_per_worker}
     if t.use_gpu:
         resources["GPU"] = 1
+    loop_cfg = loop_config(cfg, groups_path, student_model, latest_checkpoint(storage / name))
+    loop_cfg["lead_weights"] = {str(k): v for k, v in (lead_weights or {}).items()}
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config=loop_config(cfg, groups_path, student_model, latest_checkpoint(storage / name)),
+        train_loop_config=loop_cfg,
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
         run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
@@ -340,9 +368,15 @@ def run(rd, data) -> dict:
     from distill.manifest import stage_digest
 
     name = f"train-{stage_digest(cfg, 'train')}"
+    lead_weights = None
+    if "teacher_layer_scores" in scores:
+        from distill.losses.lead import layer_weights
+
+        lead_weights = layer_weights(np.stack(scores["teacher_layer_scores"].to_numpy()), scores["label"].to_numpy(),
+                                     scores["qid"].to_numpy(), cfg.training.lead.temperature)
     resumed = latest_checkpoint(work / "checkpoints" / name)
     resumed_step = json.loads((Path(resumed) / STATE_FILE).read_text())["step"] if resumed else 0
-    result = fit(cfg, groups_path, work / "checkpoints", name, cfg.student.model)
+    result = fit(cfg, groups_path, work / "checkpoints", name, cfg.student.model, lead_weights)
     with result.checkpoint.as_directory() as ckpt, rd.atomic_output("train") as tmp:
         export = Path(ckpt) / EXPORT_DIR
         if not export.exists():
@@ -350,6 +384,6 @@ def run(rd, data) -> dict:
         shutil.copytree(export, tmp, dirs_exist_ok=True)
         state = json.loads((Path(ckpt) / STATE_FILE).read_text())
     counts = {"groups": len(groups), "steps": state["step"], "workers": cfg.training.num_workers}
-    rd.mark_done("train", counts, resumed_from_step=resumed_step, final_metrics={k: v for k, v in (result.metrics or {}).items()
+    rd.mark_done("train", counts, resumed_from_step=resumed_step, lead_layer_weights=lead_weights, final_metrics={k: v for k, v in (result.metrics or {}).items()
                                                  if isinstance(v, (int, float))})
     return counts

@@ -145,3 +145,32 @@ def test_teacher_stage_finetunes_cross_encoder(ray_session, assets):
     scores = ce.score(["q a", "q b"], ["d a", "d b"])
     assert scores.shape == (2,) and np.isfinite(scores).all()
 
+
+
+@pytest.mark.timeout(600)
+def test_embeddistill_and_lead_across_widths_depths_tokenizers(ray_session, assets):
+    """Dual-head CE teacher (48 wide, 3 layers, its own vocabulary order) teaching a 32-wide 2-layer
+    student with KL + embedding matching (learned projection) + LEAD, DeepSpeed on."""
+    from distill.testing import make_beir
+
+    vocab = make_beir(assets / "data2", topics=4, docs_per_topic=6, train_queries=16, test_queries=4)["vocab"]
+    make_tiny_bert(assets / "ce3", list(reversed(vocab)) + ["extra1", "extra2"], hidden=48, layers=3,
+                   cross_encoder=True)
+    cfg = _config(assets, name="geo", stages=["teacher", "mine", "score", "train"],
+                  data={"dir": str(assets / "data2")},
+                  teacher={"kind": "cross-encoder", "head": "dual", "model": str(assets / "ce3"), "finetune": False,
+                           "max_length": 48},
+                  mining={"sources": ["bm25"], "depth": 6},
+                  scoring={"store_embeddings": True, "store_layer_scores": True},
+                  training={"max_steps": 4, "queries_per_batch": 2, "group_size": 4, "checkpoint_every": 4,
+                            "losses": {"kl": 1.0, "embedding": 0.5, "lead": 0.5},
+                            "lead": {"pairs_per_step": 2}})
+    rd = run_pipeline(cfg)
+    scores = pq.read_table(cfg.run_dir / "teacher" / "scores.parquet").to_pandas()
+    assert len(scores["teacher_q_emb"].iloc[0]) == 48 and len(scores["teacher_layer_scores"].iloc[0]) == 3
+    st = rd.manifest["stages"]["train"]
+    assert st["counts"]["steps"] == 4
+    assert {"kl", "embedding", "lead"} <= set(st["final_metrics"])
+    assert all(np.isfinite(st["final_metrics"][k]) for k in ("kl", "embedding", "lead"))
+    w = st["lead_layer_weights"]
+    assert set(w) == {"1", "2", "3"} and sum(w.values()) == pytest.approx(1.0)

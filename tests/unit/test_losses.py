@@ -80,3 +80,23 @@ def test_embedding_match_by_hand():
     assert t.grad is None and s.grad is not None
     with pytest.raises(ValueError, match="mode"):
         embedding_match(s, t, "dot")
+
+
+def test_lead_loss_by_hand_and_layer_tools():
+    import numpy as np
+
+    from distill.losses import lead_loss
+    from distill.losses.lead import default_layer_map, layer_weights
+
+    s1 = torch.tensor([[0.1, 0.0]])
+    s2 = torch.tensor([[0.0, 0.1]])
+    t = torch.tensor([[[0.1, 0.0], [0.0, 0.0]]])  # [B=1, K=2, L_t=2]
+    # pair (1 -> teacher 1): identical distributions -> 0; pair (2 -> teacher 2): KL(uniform || softmax(0, 2))
+    ps = [1 / (1 + math.e ** 2), math.e ** 2 / (1 + math.e ** 2)]
+    kl2 = 0.5 * math.log(0.5 / ps[0]) + 0.5 * math.log(0.5 / ps[1])
+    got = lead_loss({1: s1, 2: s2}, t, [(1, 1), (2, 2)], {1: 0.25, 2: 0.75}, temperature=0.05)
+    assert got.item() == pytest.approx(0.75 * kl2, rel=1e-4)
+    assert default_layer_map(3, 12) == [(1, 4), (2, 8), (3, 12)]
+    # layer 2 ranks the positive (row 0) first, layer 1 does not: layer 2 weighs more; weights sum to 1
+    w = layer_weights(np.array([[0.0, 0.9], [0.5, 0.1]]), np.array([1, 0]), np.array(["q", "q"]), 0.1)
+    assert w[2] > w[1] and sum(w.values()) == pytest.approx(1.0)
