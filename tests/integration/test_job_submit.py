@@ -46,6 +46,7 @@ def test_ray_job_submit_runs_the_pipeline(tmp_path):
     started = _ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", port, "--num-cpus", "2",
                    "--dashboard-host", "127.0.0.1", "--dashboard-port", dash, "--disable-usage-stats", env=env)
     assert started.returncode == 0, started.stderr[-2000:]
+    session = os.path.basename(os.path.realpath("/tmp/ray/session_latest"))
     try:
         submit = None
         for _ in range(30):  # the job server comes up a little after the head
@@ -62,5 +63,21 @@ def test_ray_job_submit_runs_the_pipeline(tmp_path):
         manifest = json.loads((tmp_path / "runs" / "job" / "manifest.json").read_text())
         assert manifest["stages"]["train"]["counts"]["steps"] == 4
     finally:
-        stopped = _ray("stop", "--force", env=env)
-        assert stopped.returncode == 0
+        _stop_cluster(port, session)
+
+
+def _stop_cluster(port: str, session: str) -> None:
+    """Stop only the cluster this test started (``ray stop`` would kill every Ray on the machine)."""
+    import psutil
+
+    mine = [p for p in psutil.process_iter(["cmdline"])
+            if any(f":{port}" in a or f"--gcs_server_port={port}" in a or session in a
+                   for a in (p.info["cmdline"] or []))]
+    for p in mine:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(mine, timeout=15)
+    for p in alive:
+        p.kill()
