@@ -62,9 +62,23 @@ class TeacherConfig(_Section):
     seed: int = 0
 
 
+class QueryGenConfig(_Section):
+    """EmbedDistill query generation: extra training queries from corpus documents (see distill.querygen)."""
+
+    enabled: bool = False
+    model: str | None = Field(None, description="seq2seq generator (local dir or hub id); none = built-in spans")
+    per_doc: int = Field(1, ge=1)
+    max_docs: int | None = Field(None, ge=1)
+    min_words: int = Field(4, ge=1)
+    max_words: int = Field(10, ge=1)
+    max_test_overlap: float = Field(0.6, gt=0, le=1, description="word-set Jaccard with a test query that filters")
+    trust_remote_code: bool = False
+
+
 class MiningConfig(_Section):
     sources: list[Literal["bm25", "student"]] = ["bm25", "student"]
     depth: int = Field(30, ge=1)
+    querygen: QueryGenConfig = QueryGenConfig()
 
 
 class ScoringConfig(_Section):

@@ -29,6 +29,8 @@ def load_data(rd: RunDir):
 def run_stage(rd: RunDir, data, stage: str) -> dict:
     from distill.stages import encode, evaluate, index, mine, score, teacher, train
 
+    if stage in ("score", "train"):
+        mine.add_generated_queries(rd, data)
     if stage == "teacher":
         return teacher.run(rd, data)
     if stage == "mine":

@@ -8,6 +8,8 @@ Output ``candidates/candidates.parquet``: qid, docid, rank, score, source, label
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,6 +18,18 @@ from distill.bm25 import BM25
 from distill.index import build_index
 from distill.models import resolve_model
 from distill.stages.encode import encode_texts, write_embeddings
+
+GENERATED = "generated_queries.jsonl"
+
+
+def add_generated_queries(rd, data) -> int:
+    """Make the generated training queries that ``mine`` kept visible to the later stages."""
+    path = rd.stage_path("mine") / GENERATED
+    if not path.exists():
+        return 0
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    data.queries.update({r["_id"]: r["text"] for r in rows})
+    return len(rows)
 
 
 def zero_shot_kwargs(student_cfg) -> dict:
@@ -47,11 +61,21 @@ def merge_candidates(qids: list[str], ranked: dict[str, tuple[list[list[str]], l
 
 def run(rd, data) -> dict:
     cfg = rd.config
-    qrels = data.qrels[cfg.data.train_split]
+    qrels = dict(data.qrels[cfg.data.train_split])
     qids = list(qrels)
     if cfg.data.max_train_queries:
         qids = qids[: cfg.data.max_train_queries]
     qtexts = [data.queries[q] for q in qids]
+    gen_counts = {}
+    if cfg.mining.querygen.enabled:
+        from distill import querygen
+
+        test = list(data.split_queries(cfg.data.test_split).values())
+        gq, gqrels, gen_counts = querygen.generate({d: data.corpus[d][1] for d in data.corpus}, cfg.mining.querygen,
+                                                   qtexts, test, seed=cfg.seed)
+        qrels.update(gqrels)
+        qids += list(gq)
+        qtexts += list(gq.values())
     docids = list(data.corpus)
     dtexts = [data.doc_text(d) for d in docids]
     ranked = {}
@@ -73,7 +97,12 @@ def run(rd, data) -> dict:
             ranked["student"] = ([[docids[j] for j in row] for row in idx], scores)
         cands = merge_candidates(qids, ranked, qrels)
         pq.write_table(pa.Table.from_pandas(cands, preserve_index=False), tmp / "candidates.parquet")
+        if gen_counts:
+            with open(tmp / GENERATED, "w", encoding="utf-8") as f:
+                for q, t in zip(qids, qtexts):
+                    if q.startswith("gen:"):
+                        f.write(json.dumps({"_id": q, "text": t}) + "\n")
     counts = {"queries": len(qids), "candidates": len(cands), "positives": int(cands["label"].sum()),
               "positives_added": int((cands["source"] == "qrels").sum())}
-    rd.mark_done("mine", counts)
+    rd.mark_done("mine", counts, query_generation=gen_counts or None)
     return counts

@@ -150,7 +150,8 @@ def test_teacher_stage_finetunes_cross_encoder(ray_session, assets):
 @pytest.mark.timeout(600)
 def test_embeddistill_and_lead_across_widths_depths_tokenizers(ray_session, assets):
     """Dual-head CE teacher (48 wide, 3 layers, its own vocabulary order) teaching a 32-wide 2-layer
-    student with KL + embedding matching (learned projection) + LEAD, DeepSpeed on."""
+    student with KL + embedding matching (learned projection) + LEAD, DeepSpeed on, with generated
+    queries added to training."""
     from distill.testing import make_beir
 
     vocab = make_beir(assets / "data2", topics=4, docs_per_topic=6, train_queries=16, test_queries=4)["vocab"]
@@ -160,7 +161,8 @@ def test_embeddistill_and_lead_across_widths_depths_tokenizers(ray_session, asse
                   data={"dir": str(assets / "data2")},
                   teacher={"kind": "cross-encoder", "head": "dual", "model": str(assets / "ce3"), "finetune": False,
                            "max_length": 48},
-                  mining={"sources": ["bm25"], "depth": 6},
+                  mining={"sources": ["bm25"], "depth": 6,
+                          "querygen": {"enabled": True, "per_doc": 1, "min_words": 3, "max_words": 5}},
                   scoring={"store_embeddings": True, "store_layer_scores": True},
                   training={"max_steps": 4, "queries_per_batch": 2, "group_size": 4, "checkpoint_every": 4,
                             "losses": {"kl": 1.0, "embedding": 0.5, "lead": 0.5},
@@ -168,8 +170,12 @@ def test_embeddistill_and_lead_across_widths_depths_tokenizers(ray_session, asse
     rd = run_pipeline(cfg)
     scores = pq.read_table(cfg.run_dir / "teacher" / "scores.parquet").to_pandas()
     assert len(scores["teacher_q_emb"].iloc[0]) == 48 and len(scores["teacher_layer_scores"].iloc[0]) == 3
+    gen = rd.manifest["stages"]["mine"]["query_generation"]
+    assert gen["generated"] == 24 and gen["kept"] + gen["duplicate"] + gen["leaks_test"] + gen["empty"] == 24
+    assert rd.manifest["stages"]["mine"]["counts"]["queries"] == 16 + gen["kept"]
+    assert set(scores["qid"]) >= {q for q in scores["qid"] if q.startswith("gen:")} and gen["kept"] > 0
     st = rd.manifest["stages"]["train"]
-    assert st["counts"]["steps"] == 4
+    assert st["counts"]["steps"] == 4 and st["counts"]["groups"] > 16  # generated queries joined training
     assert {"kl", "embedding", "lead"} <= set(st["final_metrics"])
     assert all(np.isfinite(st["final_metrics"][k]) for k in ("kl", "embedding", "lead"))
     w = st["lead_layer_weights"]
