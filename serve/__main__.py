@@ -43,10 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.retriever_replicas:
         extra["retriever_replicas"] = args.retriever_replicas
     try:
-        url = deploy(args.run_dir, rerank=args.rerank, name=args.name, host=args.host, port=args.port, **extra)
+        url = deploy(
+            args.run_dir, rerank=args.rerank, name=args.name, host=args.host, port=args.port, **extra
+        )
         auth = " (bearer token required)" if os.environ.get("DISTILL_SERVE_TOKEN") else ""
-        print(f"serving {args.run_dir} at {url}{auth}: POST /search, GET /healthz, GET /readyz, docs at /docs; "
-              "Ctrl-C to stop", flush=True)
+        print(
+            f"serving {args.run_dir} at {url}{auth}: POST /search, GET /healthz, GET /readyz, docs at /docs; "
+            "Ctrl-C to stop",
+            flush=True,
+        )
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:

@@ -49,16 +49,27 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 class SearchRequest(BaseModel):
     """One query or a batch of up to 64."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"query": "how do shield volcanoes form", "k": 5},
-                     {"query": ["first query", "second query"], "k": 10, "rerank": True, "rerank_depth": 50}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"query": "how do shield volcanoes form", "k": 5},
+                {"query": ["first query", "second query"], "k": 10, "rerank": True, "rerank_depth": 50},
+            ]
+        },
+    )
 
     query: Union[str, list[str]] = Field(
-        ..., description=f"a non-empty query, or a list of 1..{MAX_QUERIES} non-empty queries")
+        ..., description=f"a non-empty query, or a list of 1..{MAX_QUERIES} non-empty queries"
+    )
     k: StrictInt = Field(10, ge=1, le=MAX_K, description="results per query")
     rerank: StrictBool = Field(False, description="rescore the first-stage candidates with the teacher")
-    rerank_depth: StrictInt = Field(50, ge=1, le=MAX_RERANK_DEPTH,
-                                    description="first-stage candidates the teacher rescores (raised to k if smaller)")
+    rerank_depth: StrictInt = Field(
+        50,
+        ge=1,
+        le=MAX_RERANK_DEPTH,
+        description="first-stage candidates the teacher rescores (raised to k if smaller)",
+    )
 
     @field_validator("query", mode="before")
     @classmethod
@@ -71,7 +82,9 @@ class SearchRequest(BaseModel):
             if not v:
                 raise PydanticCustomError("query_invalid", "query list must not be empty")
             if len(v) > MAX_QUERIES:
-                raise PydanticCustomError("query_invalid", f"at most {MAX_QUERIES} queries per request, got {len(v)}")
+                raise PydanticCustomError(
+                    "query_invalid", f"at most {MAX_QUERIES} queries per request, got {len(v)}"
+                )
             for i, q in enumerate(v):
                 if not isinstance(q, str) or not q.strip():
                     raise PydanticCustomError("query_invalid", f"query[{i}] must be a non-empty string")
@@ -121,7 +134,8 @@ class Backend(Protocol):
     has_reranker: bool
 
     async def retrieve(self, queries: list[str], depth: int, with_text: bool) -> dict:
-        """``{"version": str, "candidates": [[{docid, score, title, snippet[, text]}]], "truncated": [bool]}``"""
+        """``{"version": str, "truncated": [bool],
+        "candidates": [[{docid, score, title, snippet[, text]}]]}``"""
 
     async def rerank(self, queries: list[str], texts: list[list[str]]) -> list[list[float]]:
         """Teacher scores per query for its candidate texts."""
@@ -141,8 +155,11 @@ class LocalBackend:
 
     async def retrieve(self, queries: list[str], depth: int, with_text: bool) -> dict:
         ids, scores, truncated = self.retrieval.search(queries, depth)
-        return {"version": self.retrieval.version, "truncated": truncated,
-                "candidates": [self.retrieval.hits(i, s, with_text) for i, s in zip(ids, scores)]}
+        return {
+            "version": self.retrieval.version,
+            "truncated": truncated,
+            "candidates": [self.retrieval.hits(i, s, with_text) for i, s in zip(ids, scores)],
+        }
 
     async def rerank(self, queries: list[str], texts: list[list[str]]) -> list[list[float]]:
         flat_q = [q for q, ts in zip(queries, texts) for _ in ts]
@@ -150,7 +167,7 @@ class LocalBackend:
         scores = self.reranking.score(flat_q, flat_d).tolist()
         out, i = [], 0
         for ts in texts:
-            out.append(scores[i:i + len(ts)])
+            out.append(scores[i : i + len(ts)])
             i += len(ts)
         return out
 
@@ -161,19 +178,33 @@ class LocalBackend:
 async def run_search(backend: Backend, req: SearchRequest) -> dict:
     """Retrieve, optionally rerank, cut to k: the whole search flow, whatever the backend."""
     if req.rerank and not backend.has_reranker:
-        raise HTTPException(400, "rerank: this server has no reranker deployed (start it with --rerank, "
-                                 "or build_app args rerank: true); send rerank=false")
+        raise HTTPException(
+            400,
+            "rerank: this server has no reranker deployed (start it with --rerank, "
+            "or build_app args rerank: true); send rerank=false",
+        )
     queries = req.queries()
     depth = max(req.k, req.rerank_depth) if req.rerank else req.k
     out = await backend.retrieve(queries, depth, req.rerank)
     candidates = out["candidates"]
     if req.rerank:
         scores = await backend.rerank(queries, [[c.get("text", "") for c in cs] for cs in candidates])
-        candidates = [[{**cs[i], "score": float(s[i])} for i in rerank_order(s)]
-                      for cs, s in zip(candidates, scores)]
-    results = [[{"docid": c["docid"], "score": c["score"], "title": c.get("title"), "snippet": c.get("snippet")}
-                for c in cs[:req.k]] for cs in candidates]
-    return {"version": out["version"], "results": results, "truncated": out["truncated"], "reranked": req.rerank}
+        candidates = [
+            [{**cs[i], "score": float(s[i])} for i in rerank_order(s)] for cs, s in zip(candidates, scores)
+        ]
+    results = [
+        [
+            {"docid": c["docid"], "score": c["score"], "title": c.get("title"), "snippet": c.get("snippet")}
+            for c in cs[: req.k]
+        ]
+        for cs in candidates
+    ]
+    return {
+        "version": out["version"],
+        "results": results,
+        "truncated": out["truncated"],
+        "reranked": req.rerank,
+    }
 
 
 # ---- middleware ---------------------------------------------------------------------------------------
@@ -183,9 +214,17 @@ def token_digest(token: str) -> str:
 
 async def _send_json(send, status: int, payload: dict, headers: list | None = None) -> None:
     body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -202,9 +241,15 @@ class BearerTokenMiddleware:
             return await self.app(scope, receive, send)
         auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token_digest(token.strip()).encode(), self.digest):
-            return await _send_json(send, 401, {"detail": "missing or invalid bearer token (Authorization header)"},
-                                    [(b"www-authenticate", b"Bearer")])
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token_digest(token.strip()).encode(), self.digest
+        ):
+            return await _send_json(
+                send,
+                401,
+                {"detail": "missing or invalid bearer token (Authorization header)"},
+                [(b"www-authenticate", b"Bearer")],
+            )
         return await self.app(scope, receive, send)
 
 
@@ -253,33 +298,56 @@ def _field_of(loc) -> str:
 
 
 # ---- the app ------------------------------------------------------------------------------------------
-def create_app(backend: Backend, token_sha256: str | None = None, title: str = "ray-distill search") -> FastAPI:
+def create_app(
+    backend: Backend, token_sha256: str | None = None, title: str = "ray-distill search"
+) -> FastAPI:
     """The FastAPI app over ``backend``; with ``token_sha256``, routes but health/readiness need the token."""
-    app = FastAPI(title=title, version="1", description=(
-        "Dense retrieval with the distilled student (FAISS), optional reranking by the teacher. "
-        f"Request bodies are limited to {MAX_BODY_BYTES} bytes."
-        + (" Every route but /healthz and /readyz needs `Authorization: Bearer <token>`." if token_sha256 else "")))
+    app = FastAPI(
+        title=title,
+        version="1",
+        description=(
+            "Dense retrieval with the distilled student (FAISS), optional reranking by the teacher. "
+            f"Request bodies are limited to {MAX_BODY_BYTES} bytes."
+            + (
+                " Every route but /healthz and /readyz needs `Authorization: Bearer <token>`."
+                if token_sha256
+                else ""
+            )
+        ),
+    )
     app.state.backend = backend
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        errors = [{"field": _field_of(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in exc.errors()]
+        errors = [
+            {"field": _field_of(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
         message = "; ".join(f"{e['field']}: {e['msg']}" for e in errors) or "invalid request"
         return JSONResponse({"detail": errors, "message": message}, status_code=422)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException):
-        return JSONResponse({"detail": exc.detail, "message": str(exc.detail)}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"detail": exc.detail, "message": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(BackendUnavailable)
     async def _unavailable(request: Request, exc: BackendUnavailable):
-        return JSONResponse({"detail": str(exc), "message": "service unavailable"}, status_code=503,
-                            headers={"Retry-After": "1"})
+        return JSONResponse(
+            {"detail": str(exc), "message": "service unavailable"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
-    errors = {400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
-              503: {"model": ErrorResponse}}
+    errors = {
+        400: {"model": ErrorResponse},
+        413: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
+    }
     if token_sha256:
         errors[401] = {"model": ErrorResponse}
 
@@ -291,14 +359,20 @@ def create_app(backend: Backend, token_sha256: str | None = None, title: str = "
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=Readiness, response_model_exclude_none=True, responses={503: {"model": Readiness}},
-             summary="Readiness: 200 once the retriever is loaded")
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        response_model_exclude_none=True,
+        responses={503: {"model": Readiness}},
+        summary="Readiness: 200 once the retriever is loaded",
+    )
     async def readyz():
         try:
             info = await app.state.backend.ready()
         except Exception as err:  # noqa: BLE001 - any failure means not ready
-            return JSONResponse({"status": "not ready", "reason": f"{type(err).__name__}: {err}"[:500]},
-                                status_code=503)
+            return JSONResponse(
+                {"status": "not ready", "reason": f"{type(err).__name__}: {err}"[:500]}, status_code=503
+            )
         return {"status": "ready", "version": info.get("version"), "reranker": info.get("reranker")}
 
     # Starlette runs the last-added middleware outermost: the token check comes before the body is read.

@@ -32,8 +32,15 @@ def wait_ready(url: str, timeout_s: float = 120.0, token: str | None = None) -> 
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s (last: {last})")
 
 
-def search(url: str, query: str | list[str], k: int = 10, rerank: bool = False, rerank_depth: int = 50,
-           token: str | None = None, client: httpx.Client | None = None) -> dict:
+def search(
+    url: str,
+    query: str | list[str],
+    k: int = 10,
+    rerank: bool = False,
+    rerank_depth: int = 50,
+    token: str | None = None,
+    client: httpx.Client | None = None,
+) -> dict:
     body = {"query": query, "k": k, "rerank": rerank, "rerank_depth": rerank_depth}
     if client is not None:
         r = client.post(f"{url}/search", json=body)
@@ -48,26 +55,34 @@ def format_results(query: str, hits: list[dict], truncated: bool = False, width:
     for rank, h in enumerate(hits, 1):
         title = h.get("title") or ""
         snip = (h.get("snippet") or "")[: max(0, width - len(title) - 30)]
-        lines.append(f"  {rank:2d}. {h['docid']:<10} {h['score']:8.4f}  {title}" + (f" - {snip}" if snip else ""))
+        lines.append(
+            f"  {rank:2d}. {h['docid']:<10} {h['score']:8.4f}  {title}" + (f" - {snip}" if snip else "")
+        )
     return "\n".join(lines)
 
 
-def query_demo(url: str, queries: list[str], k: int = 3, rerank: bool | None = None,
-               token: str | None = None, out=print) -> list[dict]:
+def query_demo(
+    url: str, queries: list[str], k: int = 3, rerank: bool | None = None, token: str | None = None, out=print
+) -> list[dict]:
     """Send ``queries`` over HTTP without and (when the server has a reranker) with reranking; print
     the results and the latency of each call. Returns the responses."""
     info = wait_ready(url, token=token)
     if rerank is None:
         rerank = bool(info.get("reranker"))
-    out(f"server ready at {url}: index version {info.get('version')}, reranker {'on' if info.get('reranker') else 'off'}")
+    out(
+        f"server ready at {url}: index version {info.get('version')}, "
+        f"reranker {'on' if info.get('reranker') else 'off'}"
+    )
     responses = []
     with httpx.Client(timeout=60.0, headers=headers(token)) as c:
-        for mode in ([False, True] if rerank else [False]):
+        for mode in [False, True] if rerank else [False]:
             t0 = time.perf_counter()
             resp = search(url, queries, k=k, rerank=mode, client=c)
             ms = (time.perf_counter() - t0) * 1000
-            out(f"\n== {'student + teacher rerank' if mode else 'student (dense retrieval)'}: "
-                f"{len(queries)} queries in {ms:.0f} ms, version {resp['version']}")
+            out(
+                f"\n== {'student + teacher rerank' if mode else 'student (dense retrieval)'}: "
+                f"{len(queries)} queries in {ms:.0f} ms, version {resp['version']}"
+            )
             for q, hits, trunc in zip(queries, resp["results"], resp["truncated"]):
                 out(format_results(q, hits, trunc))
             responses.append(resp)

@@ -77,12 +77,16 @@ class RunArtifacts:
             raise ServeSetupError(f"run directory {run_dir} does not exist")
         student, index = run_dir / "student", run_dir / "index"
         if not (student / "config.json").exists():
-            raise ServeSetupError(f"{run_dir} has no trained student (expected {student}/config.json); "
-                                  "run the pipeline's train stage first")
+            raise ServeSetupError(
+                f"{run_dir} has no trained student (expected {student}/config.json); "
+                "run the pipeline's train stage first"
+            )
         for name in ("index.faiss", "docids.parquet", "meta.json"):
             if not (index / name).exists():
-                raise ServeSetupError(f"{run_dir} has no usable index (missing {index / name}); "
-                                      "run the pipeline's index stage first")
+                raise ServeSetupError(
+                    f"{run_dir} has no usable index (missing {index / name}); "
+                    "run the pipeline's index stage first"
+                )
         try:
             meta = json.loads((index / "meta.json").read_text())
         except json.JSONDecodeError as err:
@@ -114,8 +118,10 @@ class RunArtifacts:
         else:
             path = ((self.manifest.get("stages") or {}).get("teacher") or {}).get("model") or cfg.get("model")
             if not path:
-                raise ServeSetupError(f"{self.run_dir}: no teacher model to rerank with (no teacher_model/, "
-                                      "and manifest.json names none)")
+                raise ServeSetupError(
+                    f"{self.run_dir}: no teacher model to rerank with (no teacher_model/, "
+                    "and manifest.json names none)"
+                )
         return TeacherSpec(str(path), kind, max_length, trust)
 
 
@@ -149,8 +155,14 @@ def set_threads(threads: int | None) -> None:
 class Retrieval:
     """Student query encoder + FAISS index (+ doc titles/texts): top-k candidates for queries."""
 
-    def __init__(self, run_dir: str | Path, nprobe: int | None = None, ef_search: int | None = None,
-                 threads: int | None = None, encode_batch_size: int = 64):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        threads: int | None = None,
+        encode_batch_size: int = 64,
+    ):
         from distill.index import load_index
         from distill.models import DualEncoder
 
@@ -159,8 +171,11 @@ class Retrieval:
         self.encoder = DualEncoder.load(art.student)
         self.encoder.eval()
         self.encode_batch_size = encode_batch_size
-        self.index = load_index(art.index, nprobe=nprobe or art.index_meta.get("nprobe"),
-                                ef_search=ef_search or art.index_meta.get("ef_search"))
+        self.index = load_index(
+            art.index,
+            nprobe=nprobe or art.index_meta.get("nprobe"),
+            ef_search=ef_search or art.index_meta.get("ef_search"),
+        )
         self.version = art.version
         self.docs = load_docs(art.docs)
 
@@ -173,8 +188,9 @@ class Retrieval:
         return self.docs is not None
 
     def token_counts(self, queries: list[str]) -> list[int]:
-        ids = self.encoder.tokenizer(list(queries), add_special_tokens=True, truncation=False,
-                                     verbose=False)["input_ids"]
+        ids = self.encoder.tokenizer(list(queries), add_special_tokens=True, truncation=False, verbose=False)[
+            "input_ids"
+        ]
         return [len(x) for x in ids]
 
     def encode(self, queries: list[str]) -> tuple[np.ndarray, list[bool]]:
@@ -188,15 +204,19 @@ class Retrieval:
         """Top-``depth`` docids and scores per query, and the truncation flags."""
         emb, truncated = self.encode(queries)
         ids, scores = self.index.search(emb, depth)
-        return ids, [[float(s) for s in row[:len(r)]] for row, r in zip(scores, ids)], truncated
+        return ids, [[float(s) for s in row[: len(r)]] for row, r in zip(scores, ids)], truncated
 
     def hits(self, docids: list[str], scores: list[float], with_text: bool = False) -> list[dict]:
         """Result dicts (docid, score, title, snippet; plus the teacher's input text with ``with_text``)."""
         out = []
         for d, s in zip(docids, scores):
             doc = self.docs.get(d) if self.docs is not None else None
-            hit = {"docid": d, "score": float(s), "title": doc[0] if doc else None,
-                   "snippet": snippet(doc[1]) if doc else None}
+            hit = {
+                "docid": d,
+                "score": float(s),
+                "title": doc[0] if doc else None,
+                "snippet": snippet(doc[1]) if doc else None,
+            }
             if with_text:
                 hit["text"] = doc_text(*doc) if doc else ""
             out.append(hit)
@@ -215,7 +235,9 @@ class Reranking:
         if spec.kind == "cross-encoder":
             self.model = CrossEncoder(spec.path, spec.max_length, spec.trust_remote_code)
         else:
-            self.model = DualEncoder(spec.path, max_length=spec.max_length, trust_remote_code=spec.trust_remote_code)
+            self.model = DualEncoder(
+                spec.path, max_length=spec.max_length, trust_remote_code=spec.trust_remote_code
+            )
         self.model.eval()
 
     @classmethod

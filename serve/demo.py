@@ -35,8 +35,14 @@ def _pick_queries(run_dir: Path, n: int) -> list[str]:
     return ["how do volcanoes erupt", "what causes inflation", "rules of offside in football"][:n]
 
 
-def main(run_dir: str | Path, queries: list[str] | None = None, port: int = 8000, host: str = "127.0.0.1",
-         rerank: bool = True, k: int = 3) -> int:
+def main(
+    run_dir: str | Path,
+    queries: list[str] | None = None,
+    port: int = 8000,
+    host: str = "127.0.0.1",
+    rerank: bool = True,
+    k: int = 3,
+) -> int:
     """Deploy ``run_dir`` (with the reranker when ``rerank`` and the run has corpus text), query it,
     print, shut Serve (and the Ray it started) down. Returns 0 on success."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

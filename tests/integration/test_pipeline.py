@@ -173,7 +173,7 @@ def test_embeddistill_and_lead_across_widths_depths_tokenizers(ray_session, asse
     gen = rd.manifest["stages"]["mine"]["query_generation"]
     assert gen["generated"] == 24 and gen["kept"] + gen["duplicate"] + gen["leaks_test"] + gen["empty"] == 24
     assert rd.manifest["stages"]["mine"]["counts"]["queries"] == 16 + gen["kept"]
-    assert set(scores["qid"]) >= {q for q in scores["qid"] if q.startswith("gen:")} and gen["kept"] > 0
+    assert scores["qid"].str.startswith("gen:").sum() > 0 and gen["kept"] > 0  # teacher scored them
     st = rd.manifest["stages"]["train"]
     assert st["counts"]["steps"] == 4 and st["counts"]["groups"] > 16  # generated queries joined training
     assert {"kl", "embedding", "lead"} <= set(st["final_metrics"])

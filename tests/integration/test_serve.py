@@ -57,19 +57,26 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(runs):
+    """The app on run1 (2 Retriever replicas + Reranker, token on), on a fresh local 2-CPU Ray whose
+    processes (the HTTP proxy included) take Serve's fast path, as ``python -m serve`` sets it up."""
     import ray
     from ray import serve as rs
 
-    from serve.app import deploy
+    from serve.app import FAST_PATH_ENV, deploy
 
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    old_token = os.environ.get("DISTILL_SERVE_TOKEN")
-    os.environ["DISTILL_SERVE_TOKEN"] = TOKEN  # read by build_app, in this process
+    env = {"HF_HUB_OFFLINE": "1", "DISTILL_SERVE_TOKEN": TOKEN, **FAST_PATH_ENV}  # token: read by build_app
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
-                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
-                 log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=200 * 1024 * 1024,
+            runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
+            log_to_driver=False,
+        )
     port = _free_port()
     try:
         url = deploy(runs["v1"]["run_dir"], rerank=True, port=port, retriever_replicas=2)
@@ -80,10 +87,11 @@ def served(runs):
         finally:
             if started:
                 ray.shutdown()
-            if old_token is None:
-                os.environ.pop("DISTILL_SERVE_TOKEN", None)
-            else:
-                os.environ["DISTILL_SERVE_TOKEN"] = old_token
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 @pytest.fixture
@@ -110,7 +118,10 @@ def test_search_matches_offline_index(runs, client):
     assert _ids(single["results"]) == [ids[0]]
     assert all(h["title"] and h["snippet"] for h in single["results"][0])
     long_q = " ".join([qs[0]] * 20)
-    assert client.post("/search", json={"query": [qs[0], long_q], "k": 1}).json()["truncated"] == [False, True]
+    assert client.post("/search", json={"query": [qs[0], long_q], "k": 1}).json()["truncated"] == [
+        False,
+        True,
+    ]
 
 
 @pytest.mark.timeout(300)
@@ -137,9 +148,16 @@ def test_rerank_matches_offline_teacher(runs, client):
 def test_bad_input_is_4xx_and_token_is_required(served, client):
     import httpx
 
-    cases = [({}, "query"), ({"query": ""}, "query"), ({"query": 7}, "query"), ({"query": ["a"] * 65}, "query"),
-             ({"query": "a", "k": 0}, "k"), ({"query": "a", "k": "ten"}, "k"), ({"query": "a", "rerank": "x"}, "rerank"),
-             ({"query": "a", "rerank_depth": 500}, "rerank_depth")]
+    cases = [
+        ({}, "query"),
+        ({"query": ""}, "query"),
+        ({"query": 7}, "query"),
+        ({"query": ["a"] * 65}, "query"),
+        ({"query": "a", "k": 0}, "k"),
+        ({"query": "a", "k": "ten"}, "k"),
+        ({"query": "a", "rerank": "x"}, "rerank"),
+        ({"query": "a", "rerank_depth": 500}, "rerank_depth"),
+    ]
     for body, field in cases:
         r = client.post("/search", json=body)
         assert r.status_code == 422, (body, r.status_code, r.text)
@@ -153,7 +171,9 @@ def test_bad_input_is_4xx_and_token_is_required(served, client):
         assert anon.get("/openapi.json").status_code == 401
         assert anon.get("/healthz").status_code == 200
         ready = anon.get("/readyz")
-        assert ready.status_code == 200 and ready.json()["version"] == "v1" and ready.json()["reranker"] is True
+        assert (
+            ready.status_code == 200 and ready.json()["version"] == "v1" and ready.json()["reranker"] is True
+        )
     assert client.get("/openapi.json").status_code == 200
 
 
@@ -204,8 +224,11 @@ class Load:
 def _retriever_replicas():
     import ray
 
-    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                  if a["namespace"] == "serve" and a["name"].startswith("SERVE_REPLICA::distill#Retriever#"))
+    return sorted(
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == "serve" and a["name"].startswith("SERVE_REPLICA::distill#Retriever#")
+    )
 
 
 @pytest.mark.timeout(240)
@@ -226,7 +249,9 @@ def test_killing_a_replica_loses_no_request(runs, served):
     assert load.ok > before, "no request finished after the kill"
     assert load.failures == [], load.failures[:5]
     deadline = time.monotonic() + 90  # the controller replaces the dead replica
-    while time.monotonic() < deadline and (len(_retriever_replicas()) != 2 or replicas[0] in _retriever_replicas()):
+    while time.monotonic() < deadline and (
+        len(_retriever_replicas()) != 2 or replicas[0] in _retriever_replicas()
+    ):
         time.sleep(1.0)
     assert replicas[0] not in _retriever_replicas()
 

@@ -29,8 +29,19 @@ class FakeBackend:
         self.calls.append(("retrieve", list(queries), depth, with_text))
         if self.fail:
             raise self.fail
-        cands = [[{"docid": f"d{i}", "score": 1.0 - i / 1000, "title": f"title {i}", "snippet": f"snip {i}",
-                   **({"text": f"text {i}"} if with_text else {})} for i in range(depth)] for _ in queries]
+        cands = [
+            [
+                {
+                    "docid": f"d{i}",
+                    "score": 1.0 - i / 1000,
+                    "title": f"title {i}",
+                    "snippet": f"snip {i}",
+                    **({"text": f"text {i}"} if with_text else {}),
+                }
+                for i in range(depth)
+            ]
+            for _ in queries
+        ]
         return {"version": "fake-v1", "candidates": cands, "truncated": [len(q) > 40 for q in queries]}
 
     async def rerank(self, queries, texts):
@@ -73,7 +84,9 @@ def test_search_batch_and_truncation_flags(client):
 
 
 def test_rerank_reorders_and_cuts_to_k(client, backend):
-    body = client.post("/search", json={"query": ["a", "b"], "k": 4, "rerank": True, "rerank_depth": 20}).json()
+    body = client.post(
+        "/search", json={"query": ["a", "b"], "k": 4, "rerank": True, "rerank_depth": 20}
+    ).json()
     assert body["reranked"] is True
     # The fake teacher scores candidate i with i: reranked order is d19, d18, ...
     assert [h["docid"] for h in body["results"][0]] == ["d19", "d18", "d17", "d16"]
@@ -133,8 +146,15 @@ def test_bad_input_is_422_naming_the_field(client, backend, body, field):
     assert backend.calls == []
 
 
-@pytest.mark.parametrize("content,ctype", [(b"{not json", "application/json"), (b"[1, 2]", "application/json"),
-                                           (b"query=a", "application/x-www-form-urlencoded"), (b"", "application/json")])
+@pytest.mark.parametrize(
+    "content,ctype",
+    [
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b"query=a", "application/x-www-form-urlencoded"),
+        (b"", "application/json"),
+    ],
+)
 def test_malformed_bodies_are_4xx(client, content, ctype):
     r = client.post("/search", content=content, headers={"content-type": ctype})
     assert 400 <= r.status_code < 500, r.text
@@ -150,8 +170,11 @@ def test_oversize_body_is_413(client, backend):
     assert r.status_code == 413 and "body" in r.json()["message"]
     # Without Content-Length (chunked), counted while streaming.
     payload = json.dumps(big).encode()
-    r = client.post("/search", content=iter([payload[i:i + 4096] for i in range(0, len(payload), 4096)]),
-                    headers={"content-type": "application/json"})
+    r = client.post(
+        "/search",
+        content=iter([payload[i : i + 4096] for i in range(0, len(payload), 4096)]),
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 413
     assert backend.calls == []
     # Just under the limit is fine.
@@ -184,7 +207,12 @@ def test_bearer_token_guards_all_but_health():
     with TestClient(create_app(FakeBackend(), token_sha256=token_digest("s3cret"))) as c:
         assert c.get("/healthz").status_code == 200
         assert c.get("/readyz").status_code == 200
-        for method, path in [("post", "/search"), ("get", "/docs"), ("get", "/openapi.json"), ("get", "/nope")]:
+        for method, path in [
+            ("post", "/search"),
+            ("get", "/docs"),
+            ("get", "/openapi.json"),
+            ("get", "/nope"),
+        ]:
             r = getattr(c, method)(path, **({"json": {"query": "a"}} if method == "post" else {}))
             assert r.status_code == 401, path
             assert r.headers["www-authenticate"] == "Bearer"
@@ -243,7 +271,9 @@ def test_serve_yaml_is_valid_for_build_app():
         for d in a.get("deployments", []):
             auto = d.get("autoscaling_config")
             if auto:
-                assert 1 <= auto["min_replicas"] <= auto["max_replicas"] and auto["target_ongoing_requests"] > 0
+                assert (
+                    1 <= auto["min_replicas"] <= auto["max_replicas"] and auto["target_ongoing_requests"] > 0
+                )
 
 
 # ---- the real models, in-process -----------------------------------------------------------------------
