@@ -56,7 +56,7 @@ def seq2seq_queries(texts: list[str], model: str, n: int, max_new_tokens: int = 
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
             enc = tok(texts[i:i + batch_size], truncation=True, max_length=256, padding=True, return_tensors="pt")
-            ids = gen.generate(**enc, do_sample=True, top_k=10, num_return_sequences=n, max_new_tokens=max_new_tokens)
+            ids = gen.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], do_sample=True, top_k=10, num_return_sequences=n, max_new_tokens=max_new_tokens)
             dec = tok.batch_decode(ids, skip_special_tokens=True)
             out += [dec[j * n:(j + 1) * n] for j in range(len(dec) // n)]
     return out
