@@ -17,8 +17,9 @@ def ensure_ray(cfg: RayConfig) -> None:
     if cfg.address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=cfg.address or os.environ["RAY_ADDRESS"], runtime_env=env, log_to_driver=True)
         return
-    ray.init(num_cpus=cfg.num_cpus, object_store_memory=cfg.object_store_memory, include_dashboard=False,
-             runtime_env=env, log_to_driver=True)
+    # address="local": start a fresh in-process cluster, never attach to a stale one left on the machine
+    ray.init(address="local", num_cpus=cfg.num_cpus, object_store_memory=cfg.object_store_memory,
+             include_dashboard=False, runtime_env=env, log_to_driver=True)
 
 
 def actor_threads(cpus: float) -> int:

@@ -81,3 +81,6 @@ def _stop_cluster(port: str, session: str) -> None:
     _, alive = psutil.wait_procs(mine, timeout=15)
     for p in alive:
         p.kill()
+    current = Path("/tmp/ray/ray_current_cluster")  # what `ray stop` would also clear
+    if current.exists() and current.read_text().strip().endswith(f":{port}"):
+        current.unlink()
