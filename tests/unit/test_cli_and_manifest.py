@@ -23,7 +23,7 @@ def test_cli_show_config_fills_defaults():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     cfg = json.loads(r.stdout)
-    assert cfg["index"]["factory"] == "HNSW32" and cfg["evaluation"]["rerank_depth"] == 30
+    assert cfg["index"]["factory"] == "HNSW32" and cfg["evaluation"]["rerank_depth"] == 20
 
 
 def test_stage_digest_depends_on_upstream_sections_only():
