@@ -35,8 +35,12 @@ class EncoderActor:
 
 
 def encode_texts(ids: list[str], texts: list[str], model_dir: str, ray_cfg, batch_size: int, actors: int,
-                 encoder_kwargs: dict | None = None) -> np.ndarray:
-    """Embed ``texts`` on a Ray Data actor pool; returns [n, dim] float32 in input order."""
+                 encoder_kwargs: dict | None = None, stats: dict | None = None) -> np.ndarray:
+    """Embed ``texts`` on a Ray Data actor pool; returns [n, dim] float32 in input order.
+    ``stats`` (optional) receives when the first output batch arrived and its rows (start-up cost)."""
+    import time
+
+    t0 = time.perf_counter()
     import ray.data
     from ray.data import ActorPoolStrategy
 
@@ -57,6 +61,8 @@ def encode_texts(ids: list[str], texts: list[str], model_dir: str, ray_cfg, batc
     got_ids: list[str] = []
     parts: list[np.ndarray] = []
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        if stats is not None and "first_batch_s" not in stats:
+            stats.update(first_batch_s=time.perf_counter() - t0, first_rows=len(batch["id"]))
         got_ids.extend(str(x) for x in batch["id"])
         parts.append(np.asarray(batch["embedding"], dtype=np.float32))
     check_rows("encode", ids, got_ids)
@@ -64,10 +70,11 @@ def encode_texts(ids: list[str], texts: list[str], model_dir: str, ray_cfg, batc
     return np.concatenate(parts)[[pos[d] for d in ids]]
 
 
-def blocks_of(table: pa.Table, n: int) -> list[pa.Table]:
-    """Split a (length-sorted) table into about ``n`` contiguous blocks. Made on the driver, so no Ray
-    task is needed before the actor pool starts (tasks could starve behind actors holding every CPU)."""
-    size = max(1, -(-table.num_rows // max(1, n)))
+def blocks_of(table: pa.Table, n: int, max_rows: int = 256) -> list[pa.Table]:
+    """Split a (length-sorted) table into at least ``n`` contiguous blocks of at most ``max_rows`` rows.
+    Made on the driver, so no Ray task is needed before the actor pool starts (tasks could starve behind
+    actors holding every CPU); small blocks keep every actor busy until the end and stream results."""
+    size = max(1, min(max_rows, -(-table.num_rows // max(1, n))))
     return [table.slice(i, size) for i in range(0, table.num_rows, size)] or [table]
 
 

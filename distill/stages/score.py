@@ -61,8 +61,12 @@ class TeacherActor:
 
 
 def score_pairs(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_dir: str, teacher_cfg,
-                scoring_cfg, ray_cfg) -> pd.DataFrame:
-    """Teacher logits for each (qid, docid) row of ``pairs``; same rows out, checked."""
+                scoring_cfg, ray_cfg, stats: dict | None = None) -> pd.DataFrame:
+    """Teacher logits for each (qid, docid) row of ``pairs``; same rows out, checked.
+    ``stats`` (optional) receives when the first output batch arrived and its rows (start-up cost)."""
+    import time
+
+    t0 = time.perf_counter()
     import ray.data
     from ray.data import ActorPoolStrategy
 
@@ -87,6 +91,8 @@ def score_pairs(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_
         num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy")
     frames = []
     for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        if stats is not None and "first_batch_s" not in stats:
+            stats.update(first_batch_s=time.perf_counter() - t0, first_rows=len(b["qid"]))
         f = pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str),
                           "teacher_score": b["teacher_score"]})
         for col in ("teacher_q_emb", "teacher_d_emb", "teacher_layer_scores"):
