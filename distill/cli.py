@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     report = rd.path / "eval" / "report.md"
     if report.exists() and "evaluate" in (only or cfg.stages):
         print(report.read_text())
+    rounds = rd.path / "rounds" / "report.md"
+    if cfg.rounds > 1 and rounds.exists() and "evaluate" in (only or cfg.stages):
+        print(rounds.read_text())
     print(f"run directory: {rd.path}")
     return 0
 

@@ -32,20 +32,81 @@ class DataConfig(_Section):
     max_reject_share: float = Field(0.05, ge=0.0, le=1.0)
     max_train_queries: int | None = Field(None, ge=1)
     max_test_queries: int | None = Field(None, ge=1)
+    answers: str | None = Field(
+        None, description="QA pairs for a reader teacher: JSONL of {_id: query id, answers: [str, ...]} in dir "
+        "(queries.jsonl itself may carry them); rows without answers are counted, not rejected")
 
 
 class EncoderConfig(_Section):
-    """A dual encoder: Hugging Face backbone + pooling (+ L2 normalisation)."""
+    """A dual encoder: Hugging Face backbone (optionally cut to its first layers) or a small CNN/BiLSTM
+    over its token embeddings (distill.small_encoders), + pooling (+ L2 normalisation). The fields are
+    ``DualEncoder``'s keyword arguments."""
 
     model: str
     pooling: Literal["mean", "cls"] = "mean"
     normalize: bool = True
     max_length: int = Field(128, ge=8)
     trust_remote_code: bool = False
+    arch: Literal["transformer", "cnn", "lstm"] = Field(
+        "transformer", description="transformer: `model` itself; cnn/lstm: a small encoder over its token embeddings")
+    num_layers: int | None = Field(
+        None, ge=1, description="transformer: keep this many of `model`'s layers; cnn/lstm: conv/LSTM layers (2)")
+    init: Literal["first", "every_other"] = Field(
+        "first", description="truncation keeps the first num_layers layers, or ones spaced evenly (last kept)")
+    hidden_size: int | None = Field(None, ge=2, description="cnn/lstm: channels (256)")
+    embed_dim: int | None = Field(None, ge=1, description="cnn/lstm: token-embedding width; below the base's, "
+                                  "the truncated-SVD projection of its embedding matrix (default: the base's)")
+    output_dim: int | None = Field(None, ge=1, description="embedding width: cnn/lstm output layer (default: the "
+                                   "base's); transformer: a linear map after pooling (default: none)")
+    kernel_size: int | None = Field(None, ge=1, description="cnn: convolution width, odd (3)")
+
+    @model_validator(mode="after")
+    def _arch_fields(self) -> "EncoderConfig":
+        small_only = [k for k in ("hidden_size", "embed_dim", "kernel_size") if getattr(self, k)]
+        if self.arch == "transformer" and small_only:
+            raise ValueError(f"{', '.join(small_only)} only apply to arch cnn or lstm")
+        if self.arch != "transformer" and self.init != "first":
+            raise ValueError("init applies to a truncated transformer (arch transformer) only")
+        if self.init == "every_other" and self.num_layers is None:
+            raise ValueError("init every_other needs num_layers")
+        if self.arch == "lstm" and self.kernel_size:
+            raise ValueError("kernel_size applies to arch cnn only")
+        if self.kernel_size and self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
+        if self.arch == "lstm" and self.hidden_size and self.hidden_size % 2:
+            raise ValueError(f"an lstm's hidden_size must be even (half per direction), got {self.hidden_size}")
+        return self
+
+
+class AttentionConfig(_Section):
+    """How a teacher's attention becomes one score per passage (distill.reader.aggregate_attention).
+
+    Default (METHODS.md section 4): the attention *mass* on each passage (post-softmax weights summed
+    over its tokens), averaged over layers, heads and the decoded answer's tokens. The FiD-KD code's
+    variant: weights logits, passage_tokens mean, output_tokens first."""
+
+    weights: Literal["probs", "logits"] = Field(
+        "probs", description="post-softmax attention, or pre-softmax scores (log-probs: equal up to a shift per row)")
+    passage_tokens: Literal["sum", "mean"] = Field(
+        "sum", description="over a passage's real tokens: sum (attention mass) or mean (per token)")
+    output_tokens: Literal["all", "first"] = Field(
+        "all", description="reader: mean over the decoded answer's tokens, or the first decoder step only; "
+        "cross-encoder: mean over the query's tokens, or the [CLS] row only")
+    layers: list[int] | None = Field(None, description="1-based layers to average (default: all)")
+
+    @model_validator(mode="after")
+    def _valid(self) -> "AttentionConfig":
+        if self.weights == "logits" and self.passage_tokens != "mean":
+            raise ValueError("attention weights: logits needs passage_tokens: mean (a sum of log-probs "
+                             "grows with the passage's length)")
+        if self.layers is not None and (not self.layers or min(self.layers) < 1):
+            raise ValueError("attention layers are 1-based and must not be empty")
+        return self
 
 
 class TeacherConfig(_Section):
-    kind: Literal["cross-encoder", "dual-encoder"] = "cross-encoder"
+    kind: Literal["cross-encoder", "dual-encoder", "reader"] = Field(
+        "cross-encoder", description="reader: a Fusion-in-Decoder seq2seq reader scored by its cross-attention")
     model: str
     head: Literal["linear", "dual"] = Field(
         "linear", description="cross-encoder head: linear on [CLS], or dual pooling of query/document tokens")
@@ -60,6 +121,12 @@ class TeacherConfig(_Section):
     num_workers: int = Field(1, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0)
     seed: int = 0
+    signal: Literal["logits", "attention"] = Field(
+        "logits", description="cross-encoder score: its logit, or its query->passage attention (a reader "
+        "always scores by attention)")
+    attention: AttentionConfig = AttentionConfig()
+    reader_passages: int = Field(10, ge=1, description="reader fine-tuning: BM25 top-k passages per question")
+    answer_max_length: int = Field(32, ge=1, description="reader: answer tokens (fine-tuning labels, decoding)")
 
 
 class QueryGenConfig(_Section):
@@ -114,6 +181,9 @@ class LeadConfig(_Section):
 
 class TrainingConfig(_Section):
     backend: Literal["deepspeed", "ddp"] = "deepspeed"
+    asymmetric: bool = Field(False, description="EmbedDistill asymmetric student: train only a query encoder "
+                             "against the teacher's fixed document embeddings; the index holds the teacher's "
+                             "document embeddings (needs a dual-encoder teacher and scoring.store_embeddings)")
     zero_stage: int = Field(2, ge=0, le=2, description="ZeRO 0-2; the student is small enough to replicate")
     num_workers: int = Field(2, ge=1)
     use_gpu: bool = False
@@ -140,6 +210,8 @@ class TrainingConfig(_Section):
 class EncodingConfig(_Section):
     batch_size: int = Field(64, ge=1)
     actors: int = Field(2, ge=1)
+    shard_rows: int = Field(50_000, ge=1, description="documents per embeddings shard: each is saved when done, "
+                            "so a re-run after a crash encodes only the shards that were not saved")
 
 
 class IndexConfig(_Section):
@@ -163,12 +235,17 @@ class RayConfig(_Section):
     actor_cpus: float = Field(0.5, gt=0)
     read_cpus: float = Field(0.25, gt=0)
     actor_gpus: float = Field(0.0, ge=0)
+    actor_task_retries: int = Field(3, ge=0, description="Ray Data actors that die are restarted; a batch whose "
+                                    "actor died is retried this many times, then the stage fails (a poison batch "
+                                    "would otherwise be retried forever)")
 
 
 class RunConfig(_Section):
     name: str = "demo"
     runs_dir: str = "runs"
     seed: int = 13
+    rounds: int = Field(1, ge=1, description="iterative rounds: mine with the last student, score, train, "
+                        "encode, index, evaluate, repeat (round r > 1 under round-<r>/)")
     stages: list[Literal["teacher", "mine", "score", "train", "encode", "index", "evaluate"]] = [
         "teacher", "mine", "score", "train", "encode", "index", "evaluate"]
     data: DataConfig = DataConfig()
@@ -194,6 +271,34 @@ class RunConfig(_Section):
                 raise ValueError("training.losses.lead > 0 needs scoring.store_layer_scores: true")
             if self.teacher.kind == "cross-encoder" and self.teacher.head != "dual":
                 raise ValueError("LEAD with a cross-encoder teacher needs teacher.head: dual")
+        if self.training.asymmetric:
+            if self.teacher.kind != "dual-encoder":
+                raise ValueError("training.asymmetric needs teacher.kind: dual-encoder (its document embeddings "
+                                 "must not depend on the query, since the index is built from them)")
+            if not self.scoring.store_embeddings:
+                raise ValueError("training.asymmetric needs scoring.store_embeddings: true")
+            if self.training.losses.lead > 0:
+                raise ValueError("training.asymmetric trains no document tower, so LEAD (training.losses.lead) "
+                                 "cannot apply")
+        t = self.teacher
+        if t.kind == "reader":
+            if self.scoring.store_embeddings or self.scoring.store_layer_scores:
+                raise ValueError("a reader teacher gives attention scores only: scoring.store_embeddings and "
+                                 "scoring.store_layer_scores need a cross-encoder or dual-encoder teacher")
+            if t.finetune and not self.data.answers:
+                raise ValueError("teacher.kind reader with teacher.finetune needs QA pairs: set data.answers "
+                                 "(a JSONL file of {_id, answers}) or teacher.finetune: false")
+        if t.signal == "attention":
+            if t.kind == "dual-encoder":
+                raise ValueError("teacher.signal attention needs a cross-encoder (a dual encoder has no "
+                                 "query->passage attention)")
+            if t.kind == "cross-encoder" and self.scoring.store_embeddings:
+                raise ValueError("teacher.signal attention cannot be combined with scoring.store_embeddings")
+        if self.rounds > 1:
+            missing = [s for s in ("mine", "score", "train", "encode") if s not in self.stages]
+            if missing:
+                raise ValueError(f"rounds > 1 needs stages {', '.join(missing)} (each round mines with the last "
+                                 "round's student and its corpus embeddings)")
         return self
 
     @property

@@ -10,8 +10,10 @@ stops the run with a :class:`DataError` naming the file and the counts.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,14 +74,23 @@ def _resolve(path: Path) -> Path:
 
 
 def _lines(path: Path):
-    """Yield (line number, decoded line or None when the bytes are not UTF-8, raw bytes)."""
+    """Yield (line number, decoded line or None when the bytes are not UTF-8, raw bytes). A UTF-8 byte
+    order mark opening the file is not part of its first row; a damaged gzip stream is a DataError."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                yield n, raw.decode("utf-8"), raw
-            except UnicodeDecodeError:
-                yield n, None, raw
+    n = 0
+    try:
+        with opener(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                if n == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8):]
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    line = None
+                yield n, line, raw
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise DataError(f"{path}: damaged gzip stream after line {n} ({err}); "
+                        "re-create or re-download the file") from None
 
 
 def _check_share(name: str, good: int, rejected: int, max_share: float) -> None:
@@ -110,10 +121,10 @@ def _read_jsonl(path: Path, rejects: Rejects, need_title: bool) -> dict:
             rejects.add(name, n, "not_an_object", line)
             continue
         rid = row.get("_id", row.get("id"))
-        if rid is None or (isinstance(rid, str) and not rid.strip()) or not isinstance(rid, (str, int)):
+        if isinstance(rid, bool) or not isinstance(rid, (str, int)) or not str(rid).strip():
             rejects.add(name, n, "missing_id", line)
             continue
-        rid = str(rid)
+        rid = str(rid).strip()  # as qrels columns are: a padded id must still match them
         text = row.get("text")
         title = row.get("title") or "" if need_title else ""
         if not isinstance(title, str):
@@ -148,7 +159,7 @@ def _read_qrels(path: Path, corpus: dict, queries: dict, rejects: Rejects) -> di
         qid, docid, score = (c.strip() for c in cols)
         try:
             score_i = int(float(score))
-        except ValueError:
+        except (ValueError, OverflowError):  # not a number; nan; inf
             rejects.add(name, n, "bad_score", line)
             continue
         if qid not in queries:

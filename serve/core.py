@@ -9,6 +9,9 @@ A run directory (``runs/<name>/``) gives serving three things:
 - the teacher for reranking: ``teacher_model/`` when the pipeline fine-tuned one, otherwise the model
   recorded in ``manifest.json`` (``stages.teacher.model``, else ``config.teacher.model``).
 
+An iterative run (``rounds: N``) is served from its final round: ``student/`` and ``index/`` under
+``round-<r>/`` when ``manifest.json``'s ``final_round`` is r > 1.
+
 Everything is read once, at load time, into memory: a process serves one snapshot even if the run
 directory is rewritten underneath it.
 """
@@ -51,12 +54,23 @@ def snippet(text: str | None, limit: int = SNIPPET_CHARS) -> str | None:
     return cut.rstrip(" ,.;:") + "..."
 
 
+def final_round_dir(run_dir: Path) -> Path:
+    """``run_dir`` itself, or ``run_dir/round-<r>`` when ``manifest.json`` names a final round r > 1."""
+    try:
+        r = int(json.loads((run_dir / "manifest.json").read_text()).get("final_round", 1))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return run_dir  # no or unreadable manifest: load() reports it
+    return run_dir / f"round-{r}" if r > 1 else run_dir
+
+
 @dataclass
 class TeacherSpec:
     path: str
     kind: str = "cross-encoder"
     max_length: int = 256
     trust_remote_code: bool = False
+    attention: dict | None = None  # a reader teacher: how its attention becomes scores (distill.reader)
+    answer_max_length: int = 32
 
 
 @dataclass
@@ -75,9 +89,10 @@ class RunArtifacts:
         run_dir = Path(run_dir).expanduser().resolve()
         if not run_dir.is_dir():
             raise ServeSetupError(f"run directory {run_dir} does not exist")
-        student, index = run_dir / "student", run_dir / "index"
-        if not (student / "config.json").exists():
-            raise ServeSetupError(
+        last = final_round_dir(run_dir)  # an iterative run (rounds: N) serves its final round
+        student, index = last / "student", last / "index"
+        if not ((student / "config.json").exists() or (student / "distill_encoder.json").exists()):
+            raise ServeSetupError(  # a CNN/LSTM student has no HF config.json, only distill_encoder.json
                 f"{run_dir} has no trained student (expected {student}/config.json); "
                 "run the pipeline's train stage first"
             )
@@ -122,7 +137,8 @@ class RunArtifacts:
                     f"{self.run_dir}: no teacher model to rerank with (no teacher_model/, "
                     "and manifest.json names none)"
                 )
-        return TeacherSpec(str(path), kind, max_length, trust)
+        return TeacherSpec(str(path), kind, max_length, trust, cfg.get("attention"),
+                           int(cfg.get("answer_max_length", 32)))
 
 
 def load_docs(path: Path | None) -> dict[str, tuple[str, str]] | None:
@@ -234,6 +250,10 @@ class Reranking:
         self.batch_size = batch_size
         if spec.kind == "cross-encoder":
             self.model = CrossEncoder(spec.path, spec.max_length, spec.trust_remote_code)
+        elif spec.kind == "reader":
+            from distill.reader import FiDReader
+
+            self.model = FiDReader(spec.path, spec.max_length, spec.answer_max_length, spec.trust_remote_code)
         else:
             self.model = DualEncoder(
                 spec.path, max_length=spec.max_length, trust_remote_code=spec.trust_remote_code
@@ -249,6 +269,10 @@ class Reranking:
             return np.zeros(0, dtype=np.float32)
         if self.spec.kind == "cross-encoder":
             return self.model.score(list(queries), list(docs), batch_size=self.batch_size)
+        if self.spec.kind == "reader":  # each query's documents are read together
+            from distill.reader import score_grouped
+
+            return score_grouped(self.model, list(queries), list(docs), self.spec.attention, self.batch_size)
         uq = list(dict.fromkeys(queries))
         qe = dict(zip(uq, self.model.encode(uq, self.batch_size)))
         de = self.model.encode(list(docs), self.batch_size)

@@ -3,7 +3,8 @@
 Systems: BM25; the zero-shot student (the starting point); the teacher reranking the zero-shot
 student's top ``rerank_depth`` (the ceiling, scored on Ray Data like training pairs); the distilled
 student through the run's FAISS index. The report also gives parameter counts and encode speed
-(student queries/s and passages/s in one process, teacher pairs/s), as ratios to the teacher.
+(student queries/s and passages/s in one process; a cross-encoder teacher's pairs/s, a dual-encoder
+teacher's own queries/s and passages/s), each as a ratio to the teacher's.
 Writes ``eval/report.json``, ``eval/report.md`` and ``eval/metrics.png``.
 """
 
@@ -35,11 +36,21 @@ def _timed(fn, n: int, repeats: int = 3) -> float:
     return n / best
 
 
-def speed(student: DualEncoder, teacher: CrossEncoder | None, queries: list[str], docs: list[str]) -> dict:
+def speed(student: DualEncoder, teacher: CrossEncoder | None, queries: list[str], docs: list[str],
+          teacher_encoder: DualEncoder | None = None) -> dict:
+    """Items/s, and student/teacher ratios: vs a cross-encoder's pairs/s, vs a dual encoder's own encoding."""
     out = {"student_queries_per_s": _timed(lambda: student.encode(queries, 64), len(queries)),
            "student_passages_per_s": _timed(lambda: student.encode(docs, 64), len(docs))}
     if teacher is not None:
         out["teacher_pairs_per_s"] = _timed(lambda: teacher.score(queries, docs[: len(queries)], 32), len(queries))
+        out["student_query_speedup_vs_teacher_pairs"] = out["student_queries_per_s"] / out["teacher_pairs_per_s"]
+        out["student_passage_speedup_vs_teacher_pairs"] = out["student_passages_per_s"] / out["teacher_pairs_per_s"]
+    if teacher_encoder is not None:
+        out["teacher_queries_per_s"] = _timed(lambda: teacher_encoder.encode(queries, 64), len(queries))
+        out["teacher_passages_per_s"] = _timed(lambda: teacher_encoder.encode(docs, 64), len(docs))
+        out["student_query_speedup_vs_teacher_encoder"] = out["student_queries_per_s"] / out["teacher_queries_per_s"]
+        out["student_passage_speedup_vs_teacher_encoder"] = \
+            out["student_passages_per_s"] / out["teacher_passages_per_s"]
     return out
 
 
@@ -47,6 +58,14 @@ def run(rd, data, teacher_dir: str) -> dict:
     import torch
 
     cfg = rd.config
+    phases: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        phases[name] = round(now - clock[0], 1)
+        clock[0] = now
+
     torch.set_num_threads(max(1, torch.get_num_threads()))
     qrels = data.qrels[cfg.data.test_split]
     qids = list(qrels)[: cfg.data.max_test_queries] if cfg.data.max_test_queries else list(qrels)
@@ -59,6 +78,7 @@ def run(rd, data, teacher_dir: str) -> dict:
     dtexts = [data.doc_text(d) for d in docids]
     ids, sc = BM25(docids, dtexts).search(qtexts, depth)
     systems["bm25"] = evaluate_run(qrels, to_run(qids, ids, sc))
+    lap("bm25")
 
     base = DualEncoder(resolve_model(cfg.student.model), **zero_shot_kwargs(cfg.student))
     zs_ids, zs_emb = read_embeddings(rd.stage_path("mine") / "zeroshot")
@@ -66,6 +86,7 @@ def run(rd, data, teacher_dir: str) -> dict:
     zs_ranked = [[zs_ids[j] for j in row] for row in zs_idx]
     zs_run = to_run(qids, zs_ranked, zs_scores)
     systems["student_zero_shot"] = evaluate_run(qrels, zs_run)
+    lap("zero_shot")
 
     rerank = cfg.evaluation.rerank_depth
     pairs = pd.DataFrame([(q, d) for q, ids in zip(qids, zs_ranked) for d in ids[:rerank]], columns=["qid", "docid"])
@@ -74,26 +95,37 @@ def run(rd, data, teacher_dir: str) -> dict:
     for q, d, s in scored[["qid", "docid", "teacher_score"]].itertuples(index=False):
         t_run[q][d] = float(s)
     systems[f"teacher_rerank@{rerank}"] = evaluate_run(qrels, t_run)
+    lap("teacher_rerank")
 
     student = DualEncoder.load(rd.stage_path("train"))
     index = load_index(rd.stage_path("index"), nprobe=cfg.index.nprobe, ef_search=cfg.index.ef_search)
     s_ids, s_scores = index.search(student.encode(qtexts), depth)
     systems["student_distilled"] = evaluate_run(qrels, to_run(qids, s_ids, s_scores))
+    if index.meta.get("documents_encoded_by") == "teacher":  # asymmetric: the teacher's own retrieval, same index
+        t_enc = DualEncoder(teacher_dir, max_length=cfg.teacher.max_length,
+                            trust_remote_code=cfg.teacher.trust_remote_code)
+        t_ids, t_scores = index.search(t_enc.encode(qtexts), depth)
+        systems["teacher_retrieval"] = evaluate_run(qrels, to_run(qids, t_ids, t_scores))
+    lap("distilled")
 
     teacher = CrossEncoder(teacher_dir, cfg.teacher.max_length, head=cfg.teacher.head) if cfg.teacher.kind == "cross-encoder" else None
+    if cfg.teacher.kind == "reader":  # scores (query, passage) pairs too (distill.reader), for speed and size
+        from distill.reader import FiDReader
+
+        teacher = FiDReader(teacher_dir, cfg.teacher.max_length, cfg.teacher.answer_max_length)
     n = cfg.evaluation.speed_sample
     sample_q = (qtexts * (n // max(1, len(qtexts)) + 1))[:n]
     sample_d = (dtexts * (n // max(1, len(dtexts)) + 1))[:n]
-    spd = speed(student, teacher, sample_q, sample_d)
-    t_params = teacher.num_parameters if teacher else count_parameters(DualEncoder(teacher_dir).backbone)
+    teacher_de = None if teacher else DualEncoder(teacher_dir, max_length=cfg.teacher.max_length,
+                                                  trust_remote_code=cfg.teacher.trust_remote_code)
+    spd = speed(student, teacher, sample_q, sample_d, teacher_de)
+    t_params = teacher.num_parameters if teacher else count_parameters(teacher_de.backbone)
     s_params = count_parameters(student.backbone)
     sizes = {"student_parameters": s_params, "teacher_parameters": t_params,
              "teacher_to_student_size": t_params / s_params}
-    if "teacher_pairs_per_s" in spd:
-        spd["student_passage_speedup_vs_teacher_pairs"] = spd["student_passages_per_s"] / spd["teacher_pairs_per_s"]
     report = {"run": cfg.name, "split": cfg.data.test_split, "queries": len(qids), "metrics": systems,
               "sizes": sizes, "speed": spd, "first_stage_depth": depth, "rerank_depth": rerank,
-              "index": index.meta}
+              "index": index.meta, "seconds": phases}
     with rd.atomic_output("evaluate") as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
         (tmp / "report.md").write_text(render_markdown(report))
@@ -114,7 +146,12 @@ def render_markdown(report: dict) -> str:
     if "teacher_pairs_per_s" in sp:
         lines.append(f"| passages/s (student encode vs teacher pair scoring) | {sp['student_passages_per_s']:.1f} | "
                      f"{sp['teacher_pairs_per_s']:.1f} | {sp['student_passage_speedup_vs_teacher_pairs']:.1f}x |")
-    lines.append(f"| queries/s (student encode) | {sp['student_queries_per_s']:.1f} | | |")
+        lines.append(f"| queries/s (student encode vs teacher pair scoring) | {sp['student_queries_per_s']:.1f} | "
+                     f"{sp['teacher_pairs_per_s']:.1f} | {sp['student_query_speedup_vs_teacher_pairs']:.1f}x |")
+    if "teacher_passages_per_s" in sp:
+        for kind, key in (("queries", "query"), ("passages", "passage")):
+            lines.append(f"| {kind}/s (student vs teacher dual encoder) | {sp[f'student_{kind}_per_s']:.1f} | "
+                         f"{sp[f'teacher_{kind}_per_s']:.1f} | {sp[f'student_{key}_speedup_vs_teacher_encoder']:.1f}x |")
     lines += ["", f"Teacher row: the teacher reranks the zero-shot student's top {report['rerank_depth']}. "
               f"Index: `{report['index'].get('factory')}`, version `{report['index'].get('version')}`.", ""]
     return "\n".join(lines)

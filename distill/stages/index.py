@@ -18,7 +18,8 @@ def run(rd, data=None) -> dict:
     version = stage_digest(cfg, "index")
     with rd.atomic_output("index") as tmp:
         save_index(index, docids, tmp, factory=cfg.index.factory, metric=cfg.index.metric, version=version,
-                   run=cfg.name, nprobe=cfg.index.nprobe, ef_search=cfg.index.ef_search)
+                   run=cfg.name, nprobe=cfg.index.nprobe, ef_search=cfg.index.ef_search,
+                   documents_encoded_by=rd.stages.get("encode", {}).get("encoded_by", "student"))
         if data is not None:
             pq.write_table(pa.table({"docid": docids, "title": [data.corpus[d][0] for d in docids],
                                      "text": [data.corpus[d][1] for d in docids]}), tmp / "docs.parquet")

@@ -3,7 +3,9 @@
 Each source contributes its top ``depth``; candidates are merged in source order without duplicates,
 and every judged positive is kept (appended when no source found it). The zero-shot student's corpus
 embeddings are kept beside the candidates (``zeroshot/``) for the baseline row of the evaluation.
-Output ``candidates/candidates.parquet``: qid, docid, rank, score, source, label.
+Output ``candidates/candidates.parquet``: qid, docid, rank, score, source, label. In round r > 1 of an
+iterative run (``rounds: N``) the student source is round r-1's student, searching the corpus
+embeddings round r-1 encoded.
 """
 
 from __future__ import annotations
@@ -33,8 +35,20 @@ def add_generated_queries(rd, data) -> int:
 
 
 def zero_shot_kwargs(student_cfg) -> dict:
-    return {"pooling": student_cfg.pooling, "normalize": student_cfg.normalize,
-            "max_length": student_cfg.max_length, "trust_remote_code": student_cfg.trust_remote_code}
+    """DualEncoder kwargs (besides the model) of the student as training starts: truncated, CNN or LSTM too."""
+    return {k: v for k, v in student_cfg.model_dump().items() if k != "model"}
+
+
+def _aligned_embeddings(path, docids: list[str]):
+    """Corpus embeddings written by an ``encode`` stage, in ``docids`` order (every docid must be there)."""
+    from distill.stages.encode import read_embeddings
+
+    ids, emb = read_embeddings(path)
+    pos = {d: i for i, d in enumerate(ids)}
+    missing = [d for d in docids if d not in pos]
+    if missing:
+        raise RuntimeError(f"mine: {len(missing)} corpus documents have no embedding in {path} (e.g. {missing[0]!r})")
+    return emb[[pos[d] for d in docids]]
 
 
 def merge_candidates(qids: list[str], ranked: dict[str, tuple[list[list[str]], list]],
@@ -87,11 +101,18 @@ def run(rd, data) -> dict:
         kw = zero_shot_kwargs(cfg.student)
         # one Ray Data pass (one actor pool) embeds the corpus and the training queries together
         want_q = "student" in cfg.mining.sources
-        keys = [f"d:{d}" for d in docids] + ([f"q:{q}" for q in qids] if want_q else [])
-        emb = encode_texts(keys, dtexts + (qtexts if want_q else []), model, cfg.ray, cfg.encoding.batch_size,
-                           cfg.encoding.actors, kw)
-        demb, qemb = emb[: len(docids)], emb[len(docids):]
-        write_embeddings(tmp / "zeroshot", docids, demb)
+        prev = rd.previous_round()
+        if prev is not None:  # round r > 1 (distill.stages.rounds): cfg.student.model is round r-1's student;
+            if want_q:        # its corpus embeddings are round r-1's encode output, only the queries are new
+                demb = _aligned_embeddings(prev.stage_path("encode"), docids)
+                qemb = encode_texts([f"q:{q}" for q in qids], qtexts, model, cfg.ray, cfg.encoding.batch_size,
+                                    cfg.encoding.actors, kw)
+        else:
+            keys = [f"d:{d}" for d in docids] + ([f"q:{q}" for q in qids] if want_q else [])
+            emb = encode_texts(keys, dtexts + (qtexts if want_q else []), model, cfg.ray, cfg.encoding.batch_size,
+                               cfg.encoding.actors, kw)
+            demb, qemb = emb[: len(docids)], emb[len(docids):]
+            write_embeddings(tmp / "zeroshot", docids, demb)
         if want_q:
             scores, idx = build_index(demb).search(qemb, min(cfg.mining.depth, len(docids)))
             ranked["student"] = ([[docids[j] for j in row] for row in idx], scores)

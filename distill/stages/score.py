@@ -3,7 +3,10 @@
 Pairs are sorted by length before they become blocks (length-bucketed batches); each actor holds one
 teacher and returns its raw logit per pair (a dual-encoder teacher returns q . d). Rows in equal rows
 out, checked by (qid, docid). A warning is raised when the teacher's scores make softmax(t / T) nearly
-one-hot or nearly uniform at the configured temperature (soft labels would then carry little).
+one-hot or nearly uniform at the configured temperature (soft labels would then carry little). A reader
+teacher (``teacher.kind: reader``) reads each question's candidates together and returns its
+cross-attention per candidate; a cross-encoder with ``teacher.signal: attention`` returns its
+query->passage attention instead of its logit (both: distill.reader).
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ class TeacherActor:
 
     def __init__(self, model_dir: str, kind: str, max_length: int, threads: int, batch_size: int,
                  trust_remote_code: bool = False, head: str = "linear", store_embeddings: bool = False,
-                 store_layer_scores: bool = False):
+                 store_layer_scores: bool = False, signal: str = "logits", attention: dict | None = None,
+                 fault: dict | None = None):
         import torch
 
+        from distill.faults import Fault
         from distill.models import CrossEncoder, DualEncoder
 
         torch.set_num_threads(threads)
@@ -36,16 +41,24 @@ class TeacherActor:
         self.batch_size = batch_size
         self.store_embeddings = store_embeddings
         self.store_layer_scores = store_layer_scores
+        self.signal, self.attention = signal, attention  # signal "attention": distill.reader (cross-encoder)
+        self.fault = Fault(fault)  # tests only: DISTILL_FAULT=score.batch@n (distill/faults.py)
         if kind == "cross-encoder":
             self.model = CrossEncoder(model_dir, max_length, trust_remote_code, head)
         else:
             self.model = DualEncoder(model_dir, max_length=max_length, trust_remote_code=trust_remote_code)
 
     def __call__(self, batch: dict) -> dict:
+        self.fault.hit()
         q, d = list(batch["query"]), list(batch["doc"])
         out = {"qid": batch["qid"], "docid": batch["docid"]}
         if self.store_layer_scores:
             out["teacher_layer_scores"] = self.model.layer_scores(q, d, self.batch_size)
+        if self.signal == "attention":
+            from distill.reader import cross_encoder_attention_scores
+
+            out["teacher_score"] = cross_encoder_attention_scores(self.model, q, d, self.attention, self.batch_size)
+            return out
         if self.kind == "cross-encoder" and not self.store_embeddings:
             out["teacher_score"] = self.model.score(q, d, batch_size=self.batch_size)
             return out
@@ -70,8 +83,13 @@ def score_pairs(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_
     import ray.data
     from ray.data import ActorPoolStrategy
 
+    from distill import faults
     from distill.raycluster import actor_threads, ensure_ray
 
+    if teacher_cfg.kind == "reader":  # a FiD reader reads each question's candidates together
+        from distill.reader import score_pairs_reader
+
+        return score_pairs_reader(pairs, queries, doc_text, teacher_dir, teacher_cfg, scoring_cfg, ray_cfg, stats)
     ensure_ray(ray_cfg)
     qtext = [queries[q] for q in pairs["qid"]]
     dtext = [doc_text(d) for d in pairs["docid"]]
@@ -86,9 +104,12 @@ def score_pairs(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_
                                "max_length": teacher_cfg.max_length, "threads": actor_threads(ray_cfg.actor_cpus),
                                "batch_size": bs, "trust_remote_code": teacher_cfg.trust_remote_code,
                                "head": teacher_cfg.head, "store_embeddings": scoring_cfg.store_embeddings,
-                               "store_layer_scores": scoring_cfg.store_layer_scores},
+                               "store_layer_scores": scoring_cfg.store_layer_scores,
+                               "signal": teacher_cfg.signal, "attention": teacher_cfg.attention.model_dump(),
+                               "fault": faults.from_env("score.batch")},
         batch_size=bs, compute=ActorPoolStrategy(size=scoring_cfg.actors),
-        num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy")
+        num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy",
+        max_restarts=-1, max_task_retries=ray_cfg.actor_task_retries)  # a dead actor restarts; its batch retried
     frames = []
     for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
         if stats is not None and "first_batch_s" not in stats:

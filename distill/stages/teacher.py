@@ -6,6 +6,11 @@ negatives (judged positives excluded). The loss is the localised contrastive est
     L = -log( exp(f(q, d+)) / sum_{d in group} exp(f(q, d)) )
 
 over the cross-encoder's logits f. With ``teacher.finetune: false`` the configured model is used as is.
+
+A reader teacher (``teacher.kind: reader``, distill.reader) is fine-tuned on question-answer pairs
+instead, with no relevance labels: each question outside the test split that has answers
+(``data.answers``) is read with its BM25 top ``reader_passages`` passages, Fusion-in-Decoder style, and
+the loss is the answer's token-level cross-entropy  L = -sum_t log p(a_t | a_<t, q, p_1..p_k).
 """
 
 from __future__ import annotations
@@ -105,7 +110,7 @@ def teacher_path(rd) -> str:
     from distill.models import resolve_model
 
     cfg = rd.config
-    if cfg.teacher.finetune and cfg.teacher.kind == "cross-encoder":
+    if cfg.teacher.finetune and cfg.teacher.kind in ("cross-encoder", "reader"):
         return str(rd.stage_path("teacher").resolve())
     return resolve_model(cfg.teacher.model)
 
@@ -119,10 +124,12 @@ def run(rd, data) -> dict:
 
     cfg = rd.config
     t = cfg.teacher
-    if not t.finetune or t.kind != "cross-encoder":
+    if not t.finetune or t.kind not in ("cross-encoder", "reader"):
         rd.stage_path("teacher").mkdir(exist_ok=True)
         rd.mark_done("teacher", {"finetuned": 0}, model=resolve_model(t.model))
         return {"finetuned": 0}
+    if t.kind == "reader":
+        return run_reader(rd, data)
     ensure_ray(cfg.ray)
     groups = build_teacher_groups(data, cfg.data.train_split, max_queries=cfg.data.max_train_queries)
     work = rd.path / "teacher_work"
@@ -147,4 +154,114 @@ def run(rd, data) -> dict:
         steps = json.loads((Path(ckpt) / "state.json").read_text())["steps"]
     counts = {"groups": len(groups), "steps": steps}
     rd.mark_done("teacher", counts, final_loss=(result.metrics or {}).get("loss"))
+    return counts
+
+
+# ---- a FiD reader on question-answer pairs ---------------------------------------------------------------
+def build_reader_groups(data, answers: dict[str, list[str]], test_split: str, passages: int,
+                        max_queries: int | None = None) -> pd.DataFrame:
+    """One row per answered question outside the test split: its text, BM25 top passages, answers."""
+    test = set(data.qrels.get(test_split, {}))
+    qids = [q for q in answers if q not in test][:max_queries] if max_queries else [q for q in answers if q not in test]
+    if not qids:
+        return pd.DataFrame(columns=["qid", "query", "passages", "answers"])
+    docids = list(data.corpus)
+    ranked, _ = BM25(docids, [data.doc_text(d) for d in docids]).search([data.queries[q] for q in qids],
+                                                                     min(passages, len(docids)))
+    return pd.DataFrame([{"qid": q, "query": data.queries[q], "passages": [data.doc_text(d) for d in ids],
+                          "answers": answers[q]} for q, ids in zip(qids, ranked)])
+
+
+def reader_loop(config: dict) -> None:
+    import ray.train
+    import torch
+    from ray.train.torch import prepare_model
+
+    from distill.reader import FiDReader
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])
+    groups = pq.read_table(config["groups_path"]).to_pandas()
+    per_step = max(1, config["batch_size"] // config["passages"])  # questions per worker and step
+    steps_per_epoch = max(1, len(groups) // (per_step * world))
+    total = steps_per_epoch * config["epochs"]
+    reader = FiDReader(config["model"], config["max_length"], config["answer_max_length"], config["trust_remote_code"])
+    model = prepare_model(reader)
+    optim = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=0.01)
+    warmup = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    device = next(model.parameters()).device
+    model.train()
+    loss = torch.tensor(0.0)
+    for step in range(total):
+        epoch, within = divmod(step, steps_per_epoch)
+        perm = np.random.default_rng([config["seed"], epoch]).permutation(len(groups))
+        idx = perm[(within * world + rank) * per_step:(within * world + rank + 1) * per_step]
+        rng = np.random.default_rng([config["seed"], step, rank])
+        rows = [groups.iloc[i] for i in idx]
+        k = min(len(r["passages"]) for r in rows)
+        ids, mask = reader.tokenize([r["query"] for r in rows], [list(r["passages"])[:k] for r in rows])
+        labels = reader.tokenize_answers([r["answers"][rng.integers(len(r["answers"]))] for r in rows])
+        loss = model(ids.to(device), mask.to(device), labels.to(device))
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        sched.step()
+    with tempfile.TemporaryDirectory() as tmp:
+        if rank == 0:
+            reader.save(Path(tmp) / EXPORT_DIR)
+            (Path(tmp) / "state.json").write_text(json.dumps({"steps": total}))
+        ray.train.report({"loss": float(loss.detach()), "steps": total},
+                         checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
+
+
+def run_reader(rd, data) -> dict:
+    """Fine-tune the reader on Ray Train (TorchTrainer, DDP) and export it as the run's teacher."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from distill.data import DataError
+    from distill.models import resolve_model
+    from distill.raycluster import ensure_ray
+    from distill.reader import read_answers
+
+    cfg = rd.config
+    t = cfg.teacher
+    answers, acounts = read_answers(Path(cfg.data.dir) / cfg.data.answers, data.queries, data.rejects)
+    data.rejects.write(rd.path / "rejects.jsonl")
+    rd.manifest.setdefault("data", {})["answers"] = acounts
+    rd.save()
+    if acounts["rows"] and acounts["rejected"] / acounts["rows"] > cfg.data.max_reject_share:
+        raise DataError(f"{cfg.data.answers}: {acounts['rejected']} of {acounts['rows']} rows rejected, over the "
+                        f"configured max_reject_share {cfg.data.max_reject_share:.1%}; see the rejects file")
+    groups = build_reader_groups(data, answers, cfg.data.test_split, t.reader_passages, cfg.data.max_train_queries)
+    if len(groups) == 0:
+        raise DataError(f"{cfg.data.answers}: no question outside the test split has answers to fine-tune the reader on")
+    ensure_ray(cfg.ray)
+    work = rd.path / "teacher_work"
+    work.mkdir(exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(groups, preserve_index=False), work / "reader_groups.parquet")
+    trainer = TorchTrainer(
+        reader_loop,
+        train_loop_config={"groups_path": str((work / "reader_groups.parquet").resolve()),
+                           "model": resolve_model(t.model), "max_length": t.max_length,
+                           "answer_max_length": t.answer_max_length, "trust_remote_code": t.trust_remote_code,
+                           "threads": max(1, int(t.cpus_per_worker)), "seed": t.seed, "epochs": t.epochs,
+                           "lr": t.learning_rate, "batch_size": t.batch_size, "passages": t.reader_passages},
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=cfg.training.use_gpu,
+                                     resources_per_worker={"CPU": t.cpus_per_worker,
+                                                           **({"GPU": 1} if cfg.training.use_gpu else {})}),
+        torch_config=TorchConfig(backend="nccl" if cfg.training.use_gpu else "gloo"),
+        run_config=RunConfig(name="reader", storage_path=str((work / "checkpoints").resolve())),
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as ckpt, rd.atomic_output("teacher") as tmp:
+        shutil.copytree(Path(ckpt) / EXPORT_DIR, tmp, dirs_exist_ok=True)
+        steps = json.loads((Path(ckpt) / "state.json").read_text())["steps"]
+    counts = {"questions": len(groups), "steps": steps}
+    rd.mark_done("teacher", counts, answers=acounts, final_loss=(result.metrics or {}).get("loss"))
     return counts

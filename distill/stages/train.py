@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 STATE_FILE = "distill_state.json"
+STARTS_LOG = "starts.jsonl"  # train_work/: {"start_step", "total", "from": scratch|driver|ray|storage} per start
 EXPORT_DIR = "export"
 
 
@@ -107,6 +109,8 @@ def train_loop(config: dict) -> None:
     student = DualEncoder(**config["student"])
     tokenize = student.tokenize
 
+    asym = config["asymmetric"]  # documents keep the teacher's embeddings; only queries are encoded
+
     class PairModel(torch.nn.Module):
         """The student tower, plus (for embedding matching) a learned map into the teacher's width."""
 
@@ -114,14 +118,18 @@ def train_loop(config: dict) -> None:
             super().__init__()
             self.encoder = enc
             self.proj = None
-            if teacher_dim:
+            if teacher_dim:  # asymmetric: the encoder's own output_dim already is the teacher's width
                 self.proj = (torch.nn.Identity() if teacher_dim == enc.dim
                              else torch.nn.Linear(enc.dim, teacher_dim, bias=False))
 
         def forward(self, q, d, layers: bool = False):
+            if d is None:
+                return self.encoder(**q), None
             return self.encoder(**q, return_layers=layers), self.encoder(**d, return_layers=layers)
 
-    use_emb = bool(w.get("embedding")) and "q_embs" in groups
+    if asym and student.dim != len(groups["d_embs"].iloc[0][0]):
+        raise ValueError(f"asymmetric student width {student.dim} != teacher width {len(groups['d_embs'].iloc[0][0])}")
+    use_emb = (bool(w.get("embedding")) or asym) and "q_embs" in groups
     use_lead = bool(w.get("lead")) and "layer_scores" in groups
     if use_lead:
         from distill.losses.lead import default_layer_map
@@ -130,13 +138,17 @@ def train_loop(config: dict) -> None:
         layer_map = [tuple(p) for p in config["lead"]["layer_map"]] if config["lead"]["layer_map"] else \
             default_layer_map(student.num_layers, t_layers)
         lead_weights = {int(k): v for k, v in config["lead_weights"].items()}
-    model = PairModel(student, len(groups["q_embs"].iloc[0][0]) if use_emb else None)
+    model = PairModel(student, len(groups["q_embs"].iloc[0][0]) if use_emb and not asym else None)
     warmup = int(config["warmup_ratio"] * total)
     use_ds = config["backend"] == "deepspeed"
     if use_ds:
         os.environ.setdefault("DS_ACCELERATOR", "cuda" if config["use_gpu"] else "cpu")
         import deepspeed
 
+        if not config["use_gpu"]:
+            # DeepSpeed's CPU shared-memory op only speeds up *inference* all-reduce; training reduces gradients
+            # over Ray's gloo group. Skipping it avoids a C++ build (~60 s) in every new virtualenv.
+            deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
         ds_config = {
             "train_micro_batch_size_per_gpu": B,
             "gradient_accumulation_steps": 1,
@@ -166,16 +178,24 @@ def train_loop(config: dict) -> None:
     # ---- resume ----
     start = 0
     ckpt = ray.train.get_checkpoint()
-    ckpt_dir = None
-    if ckpt is not None:
-        ckpt_dir = ckpt.to_directory()
-    elif config.get("resume_from"):
-        ckpt_dir = config["resume_from"]
+    # Ray's checkpoint after a worker-group restart may lag: the controller collects a report only when it
+    # polls, so a worker that dies right after reporting loses it. Take the newest complete one of Ray's,
+    # the newest on storage, and the driver's (a checkpoint is complete once it has its state file).
+    found = {"ray": ckpt.to_directory() if ckpt is not None else None,
+             "storage": latest_checkpoint(Path(config["checkpoint_root"])) if config.get("checkpoint_root") else None,
+             "driver": config.get("resume_from")}
+    found = {k: (json.loads((Path(d) / STATE_FILE).read_text())["step"], d) for k, d in found.items()
+             if d and (Path(d) / STATE_FILE).exists()}
+    source = max(found, key=lambda k: found[k][0]) if found else "scratch"
+    ckpt_dir = found[source][1] if found else None
     if ckpt_dir:
         state = json.loads((Path(ckpt_dir) / STATE_FILE).read_text())
         start = state["step"]
         if use_ds:
-            engine.load_checkpoint(ckpt_dir, tag="ckpt")
+            from distill.safe_load import deepspeed_weights_only
+
+            with deepspeed_weights_only():  # DeepSpeed itself reads its *.pt with weights_only=False
+                engine.load_checkpoint(ckpt_dir, tag="ckpt")
         else:
             from safetensors.torch import load_file
 
@@ -183,6 +203,9 @@ def train_loop(config: dict) -> None:
             engine_module.load_state_dict(load_file(str(Path(ckpt_dir) / "model.safetensors")))
             optim.load_state_dict(torch.load(Path(ckpt_dir) / "optim.pt", weights_only=True))
             sched.load_state_dict(state["scheduler"])
+    if rank == 0 and config.get("starts_log"):  # one line per (re)start of the worker group: the step it starts at
+        with open(config["starts_log"], "a", encoding="utf-8") as f:
+            f.write(json.dumps({"start_step": start, "total": total, "from": source}) + "\n")
 
     def gather(x: torch.Tensor) -> torch.Tensor:
         if world == 1:
@@ -192,6 +215,7 @@ def train_loop(config: dict) -> None:
         return torch.cat(dnf.all_gather(x), dim=0)
 
     def save(step: int, metrics: dict, final: bool) -> None:
+        before = ray.train.get_checkpoint()
         with tempfile.TemporaryDirectory() as tmp:
             state = {"step": step, "total": total, "world": world}
             if use_ds:
@@ -203,18 +227,25 @@ def train_loop(config: dict) -> None:
                 save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(Path(tmp) / "model.safetensors"))
                 torch.save(optim.state_dict(), Path(tmp) / "optim.pt")
                 state["scheduler"] = sched.state_dict()
-            if rank == 0:
-                (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
-                if final:
-                    m = engine.module if hasattr(engine, "module") else engine
-                    m.encoder.save(Path(tmp) / EXPORT_DIR)
+            if rank == 0 and final:
+                m = engine.module if hasattr(engine, "module") else engine
+                m.encoder.save(Path(tmp) / EXPORT_DIR)
             has_files = use_ds or rank == 0
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if has_files else None)
+        if world > 1 and dist.is_initialized():
+            dist.barrier()  # every rank's files are in storage now
+        after = ray.train.get_checkpoint()
+        if rank == 0 and after is not None and (before is None or after.path != before.path):
+            # the state file goes in last: a checkpoint that has one is complete (resume relies on it)
+            with after.filesystem.open_output_stream(f"{after.path}/{STATE_FILE}") as f:
+                f.write(json.dumps(state).encode())
 
     T_t, T_s = config["teacher_temperature"], config["student_temperature"]
     engine.train()
     metrics = {}
+    step_seconds: list[float] = []  # wall time of each step's compute (batch build to optimizer step)
     for step in range(start, total):
+        t_step = time.perf_counter()
         idx = step_indices(len(groups), step, steps_per_epoch, B, world, rank, config["seed"])
         rng = np.random.default_rng([config["seed"], step, rank])
         docs, tscores, masks, t_q, t_d, t_layers_b = [], [], [], [], [], []
@@ -231,11 +262,13 @@ def train_loop(config: dict) -> None:
                 t_q.append(row["q_embs"][chosen[0]])  # the query's vector from its positive pair
                 t_d += [row["d_embs"][c] if c >= 0 else np.zeros(len(row["d_embs"][0]), np.float32) for c in chosen]
         q_in = {k: v.to(device) for k, v in tokenize(groups["query"].iloc[idx].tolist()).items()}
-        d_in = {k: v.to(device) for k, v in tokenize(docs).items()}
+        d_in = None if asym else {k: v.to(device) for k, v in tokenize(docs).items()}
         if use_lead:
             (q, q_layers), (d, d_layers) = engine(q_in, d_in, True)
         else:
             q, d = engine(q_in, d_in)
+        if asym:  # the teacher's document vectors, fixed: no gradient reaches the document side
+            d = torch.tensor(np.asarray(t_d, np.float32), device=device)
         q, d = q.float(), d.float()
         t = torch.tensor(tscores, dtype=torch.float32, device=device)
         mask = torch.tensor(masks, dtype=torch.bool, device=device)
@@ -252,13 +285,14 @@ def train_loop(config: dict) -> None:
             all_mask = gather(mask.reshape(-1).float()).bool()
             pos = torch.arange(len(idx), device=device) * K + rank * len(idx) * K
             terms["infonce"] = losses.info_nce(q, all_d, pos, T_s, all_mask)
-        if use_emb:
+        if use_emb and w.get("embedding"):
             proj = (engine.module if hasattr(engine, "module") else engine).proj
             tq = torch.tensor(np.asarray(t_q, np.float32), device=device)
-            td = torch.tensor(np.asarray(t_d, np.float32), device=device)
             mode = config["embedding_mode"]
-            terms["embedding"] = (losses.embedding_match(proj(q), tq, mode)
-                                  + losses.embedding_match(proj(d), td, mode, mask.reshape(-1)))
+            terms["embedding"] = losses.embedding_match(q if asym else proj(q), tq, mode)
+            if not asym:
+                td = torch.tensor(np.asarray(t_d, np.float32), device=device)
+                terms["embedding"] = terms["embedding"] + losses.embedding_match(proj(d), td, mode, mask.reshape(-1))
         if use_lead:
             from distill.losses.lead import lead_loss
 
@@ -278,7 +312,10 @@ def train_loop(config: dict) -> None:
             torch.nn.utils.clip_grad_norm_(engine.parameters(), 1.0)
             optim.step()
             sched.step()
-        metrics = {"step": step + 1, "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+        step_seconds.append(time.perf_counter() - t_step)
+        metrics = {"step": step + 1, "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()},
+                   # median over this attempt's steps after the first (which pays lazy initialisation)
+                   "step_seconds": float(np.median(step_seconds[1:] or step_seconds))}
         done = step + 1 == total
         if done or (step + 1) % config["checkpoint_every"] == 0:
             save(step + 1, metrics, final=done)
@@ -291,7 +328,8 @@ def train_loop(config: dict) -> None:
 
 # ---- driver side ---------------------------------------------------------------------------------------
 def latest_checkpoint(storage: Path) -> str | None:
-    """The saved checkpoint with the highest step under ``storage`` (scanned, so it survives a driver crash)."""
+    """The saved checkpoint with the highest step under ``storage`` (scanned, so it survives a driver crash).
+    Only complete checkpoints count: rank 0 writes the state file after every rank's files are stored."""
     best, best_step = None, -1
     for f in storage.rglob(STATE_FILE):
         try:
@@ -303,7 +341,10 @@ def latest_checkpoint(storage: Path) -> str | None:
     return best
 
 
-def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | None) -> dict:
+def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | None,
+                teacher_dim: int | None = None) -> dict:
+    """The train loop's settings. An asymmetric student's query encoder outputs ``teacher_dim`` vectors
+    (``student.output_dim`` unless set), so it searches the teacher's document index directly."""
     t = cfg.training
     from distill.models import resolve_model
 
@@ -313,20 +354,21 @@ def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | N
                  "once_file": os.environ.get("DISTILL_FAIL_ONCE_FILE", str(groups_path.parent / "fault.once"))}
     return {
         "groups_path": str(groups_path), "resume_from": resume_from, "fault": fault,
-        "student": {"model": resolve_model(student_model), "pooling": cfg.student.pooling,
-                    "normalize": cfg.student.normalize, "max_length": cfg.student.max_length,
-                    "trust_remote_code": cfg.student.trust_remote_code},
+        "starts_log": str(groups_path.parent / STARTS_LOG),
+        "student": {**cfg.student.model_dump(), "model": resolve_model(student_model),  # DualEncoder kwargs
+                    **({"output_dim": cfg.student.output_dim or teacher_dim} if t.asymmetric else {})},
         "backend": t.backend, "zero_stage": t.zero_stage, "use_gpu": t.use_gpu, "precision": t.precision,
         "threads": max(1, int(t.cpus_per_worker)), "seed": t.seed, "epochs": t.epochs, "max_steps": t.max_steps,
         "lr": t.learning_rate, "warmup_ratio": t.warmup_ratio, "weight_decay": t.weight_decay,
         "queries_per_batch": t.queries_per_batch, "group_size": t.group_size,
         "teacher_temperature": t.teacher_temperature, "student_temperature": t.student_temperature,
         "losses": t.losses.model_dump(), "embedding_mode": t.embedding_mode, "checkpoint_every": t.checkpoint_every,
-        "lead": t.lead.model_dump(), "lead_weights": {},
+        "lead": t.lead.model_dump(), "lead_weights": {}, "asymmetric": t.asymmetric,
     }
 
 
-def fit(cfg, groups_path: Path, storage: Path, name: str, student_model: str, lead_weights: dict | None = None):
+def fit(cfg, groups_path: Path, storage: Path, name: str, student_model: str, lead_weights: dict | None = None,
+        teacher_dim: int | None = None):
     """Run the TorchTrainer; returns (result, exported student dir inside the final checkpoint)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -338,8 +380,9 @@ def fit(cfg, groups_path: Path, storage: Path, name: str, student_model: str, le
     resources = {"CPU": t.cpus_per_worker}
     if t.use_gpu:
         resources["GPU"] = 1
-    loop_cfg = loop_config(cfg, groups_path, student_model, latest_checkpoint(storage / name))
+    loop_cfg = loop_config(cfg, groups_path, student_model, latest_checkpoint(storage / name), teacher_dim)
     loop_cfg["lead_weights"] = {str(k): v for k, v in (lead_weights or {}).items()}
+    loop_cfg["checkpoint_root"] = str((storage / name).resolve())  # workers resume from the newest one there
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_cfg,
@@ -376,7 +419,17 @@ def run(rd, data) -> dict:
                                      scores["qid"].to_numpy(), cfg.training.lead.temperature)
     resumed = latest_checkpoint(work / "checkpoints" / name)
     resumed_step = json.loads((Path(resumed) / STATE_FILE).read_text())["step"] if resumed else 0
-    result = fit(cfg, groups_path, work / "checkpoints", name, cfg.student.model, lead_weights)
+    starts_log = work / STARTS_LOG
+    seen = len(starts_log.read_text().splitlines()) if starts_log.exists() else 0
+    teacher_dim = None
+    if cfg.training.asymmetric:
+        if "teacher_d_emb" not in scores:
+            raise RuntimeError("train: training.asymmetric needs the teacher's document embeddings in the scores "
+                               "(scoring.store_embeddings: true, re-run the score stage)")
+        teacher_dim = len(scores["teacher_d_emb"].iloc[0])
+    result = fit(cfg, groups_path, work / "checkpoints", name, cfg.student.model, lead_weights, teacher_dim)
+    starts = [json.loads(x)["start_step"] for x in starts_log.read_text().splitlines()[seen:]] \
+        if starts_log.exists() else []
     with result.checkpoint.as_directory() as ckpt, rd.atomic_output("train") as tmp:
         export = Path(ckpt) / EXPORT_DIR
         if not export.exists():
@@ -384,6 +437,6 @@ def run(rd, data) -> dict:
         shutil.copytree(export, tmp, dirs_exist_ok=True)
         state = json.loads((Path(ckpt) / STATE_FILE).read_text())
     counts = {"groups": len(groups), "steps": state["step"], "workers": cfg.training.num_workers}
-    rd.mark_done("train", counts, resumed_from_step=resumed_step, lead_layer_weights=lead_weights, final_metrics={k: v for k, v in (result.metrics or {}).items()
+    rd.mark_done("train", counts, resumed_from_step=resumed_step, worker_starts=starts, lead_layer_weights=lead_weights, final_metrics={k: v for k, v in (result.metrics or {}).items()
                                                  if isinstance(v, (int, float))})
     return counts

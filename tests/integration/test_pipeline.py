@@ -32,6 +32,7 @@ def ray_session():
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     info = make_beir(root / "data", topics=12, docs_per_topic=10, train_queries=60, test_queries=30)
+    (root / "vocab.json").write_text(json.dumps(info["vocab"]))
     make_tiny_bert(root / "student", info["vocab"], hidden=32, layers=2)
     make_bow_encoder(root / "teacher", info["vocab"])
     make_tiny_bert(root / "ce", info["vocab"], hidden=32, layers=1, cross_encoder=True)
@@ -180,3 +181,51 @@ def test_embeddistill_and_lead_across_widths_depths_tokenizers(ray_session, asse
     assert all(np.isfinite(st["final_metrics"][k]) for k in ("kl", "embedding", "lead"))
     w = st["lead_layer_weights"]
     assert {str(k) for k in w} == {"1", "2", "3"} and sum(w.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.timeout(600)
+def test_asymmetric_student_searches_the_teacher_index(ray_session, assets):
+    """EmbedDistill asymmetric: a 64-wide query encoder (+ learned projection) trained against a 48-wide
+    dual-encoder teacher's fixed document vectors; the index is built from the teacher, evaluation and
+    serving use the student's queries on it. (A projection can only reach a subspace as wide as the
+    student, so the student here is the wider one.)"""
+    vocab = json.loads((assets / "vocab.json").read_text())
+    make_bow_encoder(assets / "teacher48", vocab, hidden=48)
+    make_tiny_bert(assets / "student64", vocab, hidden=64, layers=2)
+    cfg = _config(assets, name="asym",
+                  teacher={"model": str(assets / "teacher48")}, student={"model": str(assets / "student64")},
+                  scoring={"store_embeddings": True},
+                  training={"asymmetric": True, "max_steps": 30, "checkpoint_every": 30,
+                            "losses": {"kl": 1.0, "embedding": 1.0, "infonce": 0.2}})
+    rd = run_pipeline(cfg)
+    st = rd.manifest["stages"]
+    assert st["encode"]["encoded_by"] == "teacher" and st["encode"]["counts"]["dim"] == 48
+    assert st["train"]["counts"]["steps"] == 30 and np.isfinite(st["train"]["final_metrics"]["embedding"])
+
+    from distill.data import read_beir
+    from distill.index import load_index
+    from distill.models import DualEncoder
+
+    # the document side is the teacher's, untouched by training: index vectors == teacher embeddings
+    index = load_index(cfg.run_dir / "index")
+    assert index.meta["documents_encoded_by"] == "teacher" and index.index.ntotal == 120
+    data = read_beir(assets / "data")
+    teacher = DualEncoder(str(assets / "teacher48"), max_length=32)
+    docs = [data.doc_text(d) for d in index.docids]
+    stored = index.index.reconstruct_n(0, index.index.ntotal)
+    np.testing.assert_allclose(stored, teacher.encode(docs), atol=1e-5)
+
+    student = DualEncoder.load(cfg.run_dir / "student")
+    assert student.dim == 48 and student.projection.weight.shape == (48, 64)
+    m = json.loads((cfg.run_dir / "eval" / "report.json").read_text())["metrics"]
+    assert {"teacher_retrieval", "student_distilled", "student_zero_shot"} <= set(m)
+    assert m["student_distilled"]["ndcg@10"] > m["student_zero_shot"]["ndcg@10"] + 0.05
+
+    # serving reads the same run dir: the student's query vector against the teacher's documents
+    from serve.core import Retrieval
+
+    ids, scores, _ = Retrieval(cfg.run_dir).search(["babomo dofena report"], 5)
+    q = student.encode(["babomo dofena report"])[0]
+    by_id = dict(zip(index.docids, stored))
+    assert len(ids[0]) == 5
+    np.testing.assert_allclose(scores[0], [float(q @ by_id[d]) for d in ids[0]], atol=1e-4)

@@ -1,0 +1,451 @@
+"""Security defaults, each tested (no Ray):
+
+- Serve binds 127.0.0.1 unless told otherwise;
+- with a bearer token set, every route but /healthz and /readyz needs it (and only its SHA-256 is held);
+- request bodies are bounded (64 KiB; see also tests/integration/test_serve_fuzz.py over raw HTTP);
+- ``trust_remote_code`` is off unless the config turns it on, and what the config says reaches
+  transformers (custom code in a model directory is not run unless asked);
+- weights load through safetensors or ``torch.load(weights_only=True)``: an AST scan of distill/ and
+  serve/, a run directory holds no pickle but DeepSpeed's checkpoints, and those load (resume) through
+  :func:`distill.safe_load.deepspeed_weights_only`, which refuses a checkpoint carrying code.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from fastapi.testclient import TestClient
+
+from distill.safe_load import (DEEPSPEED_GLOBALS, UnsafeCheckpointError, deepspeed_weights_only,
+                               load_weights_only)
+from serve.api import OPEN_PATHS, TOKEN_ENV, create_app, token_digest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = [ROOT / "distill", ROOT / "serve"]
+
+
+class Payload:
+    """A pickled object whose unpickling runs code: writes ``marker`` (what an attacker's file would do)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",)
+
+
+class TinyBackend:
+    has_reranker = False
+
+    async def retrieve(self, queries, depth, with_text):
+        hit = {"docid": "d0", "score": 1.0, "title": None, "snippet": None}
+        return {"version": "t", "truncated": [False] * len(queries), "candidates": [[hit] for _ in queries]}
+
+    async def ready(self):
+        return {"version": "t", "reranker": False}
+
+
+# ---- binding -----------------------------------------------------------------------------------------------
+def test_serve_binds_loopback_unless_told_otherwise():
+    from ray.serve.config import HTTPOptions
+
+    from serve import app as serve_app
+    from serve import demo
+    from serve.__main__ import parse_args
+
+    assert parse_args(["runs/x"]).host == "127.0.0.1"
+    assert parse_args(["runs/x", "--host", "0.0.0.0"]).host == "0.0.0.0"  # only when asked
+    assert serve_app.DEFAULT_HOST == "127.0.0.1"
+    for fn in (serve_app.deploy, serve_app.start_serve, demo.main):
+        assert inspect.signature(fn).parameters["host"].default == "127.0.0.1", fn.__qualname__
+    # `serve run configs/serve.yaml` binds what the file says; Ray Serve's own default is loopback too.
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        cfg = yaml.safe_load(path.read_text()) or {}
+        if "http_options" in cfg or "applications" in cfg:
+            assert cfg.get("http_options", {}).get("host", HTTPOptions().host) == "127.0.0.1", path.name
+    assert HTTPOptions().host == "127.0.0.1"
+
+
+# ---- bearer token ------------------------------------------------------------------------------------------
+def test_token_guards_every_route_but_health():
+    app = create_app(TinyBackend(), token_sha256=token_digest("s3cret"))
+    routes = [(m, r.path) for r in app.routes for m in sorted(getattr(r, "methods", None) or ())]
+    paths = {p for _, p in routes}
+    assert {"/search", "/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"} <= paths
+    good = {"Authorization": "Bearer s3cret"}
+    wrong = [{}, {"Authorization": "Bearer nope"}, {"Authorization": "s3cret"},
+             {"Authorization": "Basic s3cret"}, {"Authorization": "Bearer "}, {"X-Token": "s3cret"}]
+    with TestClient(app) as c:
+        for method, path in routes + [("GET", "/nope"), ("DELETE", "/search"), ("GET", "/healthz/")]:
+            body = {"json": {"query": "a"}} if method == "POST" else {}
+            if path in OPEN_PATHS:
+                assert c.request(method, path, **body).status_code == 200, path
+                continue
+            for headers in wrong:
+                r = c.request(method, path, headers=headers, **body)
+                assert r.status_code == 401, (method, path, headers)
+                assert r.headers["www-authenticate"] == "Bearer"
+            r = c.request(method, path, headers=good, **body)
+            assert r.status_code != 401, (method, path)
+            assert c.request(method, path + "?token=s3cret", **body).status_code == 401
+        lower = {"Authorization": "bearer s3cret"}  # the scheme is case-insensitive
+        assert c.post("/search", json={"query": "a"}, headers=lower).status_code == 200
+
+
+def test_no_token_means_no_auth_and_the_token_never_sits_in_the_deployment(tmp_path, monkeypatch):
+    from serve.app import build_app
+    from serve.testing import make_serve_run
+
+    with TestClient(create_app(TinyBackend())) as c:
+        assert c.post("/search", json={"query": "a"}).status_code == 200
+    run = make_serve_run(tmp_path / "run", teacher=False)["run_dir"]
+    monkeypatch.setenv(TOKEN_ENV, "  the-secret  ")
+    bound = build_app({"run_dir": str(run)})._bound_deployment  # SearchIngress and its init args
+    assert bound.init_args[2] == token_digest("the-secret")
+    assert "the-secret" not in repr(bound.init_args) + repr(bound.init_kwargs)
+    monkeypatch.setenv(TOKEN_ENV, "")
+    assert build_app({"run_dir": str(run)})._bound_deployment.init_args[2] is None
+
+
+# ---- body size ---------------------------------------------------------------------------------------------
+def test_body_is_bounded_even_when_the_length_is_unknown():
+    from serve.api import MAX_BODY_BYTES
+
+    assert MAX_BODY_BYTES == 64 * 1024
+    with TestClient(create_app(TinyBackend())) as c:
+        big = b'{"query": "' + b"x" * MAX_BODY_BYTES + b'"}'
+        ctype = {"content-type": "application/json"}
+        assert c.post("/search", content=big, headers=ctype).status_code == 413
+        chunks = iter([big[i:i + 1000] for i in range(0, len(big), 1000)])  # no Content-Length
+        assert c.post("/search", content=chunks, headers=ctype).status_code == 413
+        for method in ("PUT", "PATCH", "DELETE"):
+            assert c.request(method, "/search", content=big).status_code == 413, method
+        r = c.post("/search", content=b"{}", headers={**ctype, "content-length": "abc"})
+        assert r.status_code == 400
+
+
+# ---- trust_remote_code -------------------------------------------------------------------------------------
+def test_trust_remote_code_defaults_off_everywhere():
+    import pydantic
+
+    from distill import config
+    from serve.core import RunArtifacts, TeacherSpec
+
+    sections = [c for c in vars(config).values() if isinstance(c, type) and issubclass(c, pydantic.BaseModel)
+                and "trust_remote_code" in c.model_fields]
+    assert {"EncoderConfig", "TeacherConfig", "QueryGenConfig"} <= {c.__name__ for c in sections}
+    for c in sections:
+        assert c.model_fields["trust_remote_code"].default is False, c.__name__
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        if path.name == "serve.yaml":
+            continue
+        cfg = config.load_config(path)
+        flags = [cfg.student.trust_remote_code, cfg.teacher.trust_remote_code,
+                 cfg.mining.querygen.trust_remote_code]
+        assert flags == [False, False, False], path.name
+    assert TeacherSpec("x").trust_remote_code is False
+    art = RunArtifacts(Path("/r"), Path("/r/student"), Path("/r/index"), None, {},
+                       {"config": {"teacher": {"model": "m"}}})
+    assert art.teacher().trust_remote_code is False
+
+
+def _model_with_custom_code(root: Path, marker: Path, model_type: str = "bert") -> Path:
+    """A tiny BERT whose config.json maps the Auto classes to code in the directory (which, when imported,
+    writes ``marker``)."""
+    from distill.testing import make_tiny_bert
+
+    d = make_tiny_bert(root / f"remote{uuid.uuid4().hex[:10]}", ["alpha", "beta"])
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["model_type"] = model_type
+    cfg["auto_map"] = {"AutoConfig": "custom.CustomConfig", "AutoModel": "custom.CustomModel",
+                       "AutoModelForSequenceClassification": "custom.CustomForSequenceClassification"}
+    (d / "config.json").write_text(json.dumps(cfg))
+    (d / "custom.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import BertConfig, BertForSequenceClassification, BertModel\n"
+        "class CustomConfig(BertConfig):\n    model_type = 'bert'\n"
+        "class CustomModel(BertModel):\n    config_class = CustomConfig\n"
+        "class CustomForSequenceClassification(BertForSequenceClassification):\n"
+        "    config_class = CustomConfig\n")
+    return d
+
+
+def test_custom_code_in_a_model_dir_runs_only_when_the_config_asks(tmp_path):
+    from distill.config import EncoderConfig
+    from distill.models import CrossEncoder, DualEncoder
+
+    marker = tmp_path / "ran"
+    d = _model_with_custom_code(tmp_path, marker)
+    assert type(DualEncoder.from_config(EncoderConfig(model=str(d))).backbone).__name__ == "BertModel"
+    assert type(CrossEncoder(str(d), 32).model).__name__ == "BertForSequenceClassification"
+    assert not marker.exists()
+    # Turned on, the flag reaches transformers: the directory's code is imported and used.
+    enc = DualEncoder.from_config(EncoderConfig(model=str(d), trust_remote_code=True))
+    assert type(enc.backbone).__name__ == "CustomModel" and marker.exists()
+    # A model type transformers does not know, with the flag off: a clear error, nothing run.
+    marker.unlink()
+    d2 = _model_with_custom_code(tmp_path, marker, model_type="custom-bert")
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        DualEncoder(str(d2))
+    assert not marker.exists()
+
+
+# ---- weights: static scan -------------------------------------------------------------------------------
+FORBIDDEN_CALLS = {"pickle.load", "pickle.loads", "pickle.Unpickler", "cPickle.load", "dill.load",
+                   "dill.loads", "cloudpickle.load", "cloudpickle.loads", "joblib.load", "marshal.load",
+                   "marshal.loads", "shelve.open", "torch.serialization.load", "np.lib.format.read_array"}
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return "?"
+
+
+def _kw(call: ast.Call, name: str):
+    for k in call.keywords:
+        if k.arg == name:
+            return k.value.value if isinstance(k.value, ast.Constant) else "<expr>"
+    return "<absent>"
+
+
+def unsafe_loads(source: str, filename: str = "<src>") -> list[str]:
+    """Every call in ``source`` that could unpickle code, as 'file:line: why'."""
+    tree = ast.parse(source, filename)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def inside_guard(node: ast.AST) -> bool:
+        while node in parents:
+            node = parents[node]
+            if isinstance(node, ast.With) and any(
+                    isinstance(i.context_expr, ast.Call) and _dotted(i.context_expr.func).endswith(
+                        "deepspeed_weights_only") for i in node.items):
+                return True
+        return False
+
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _dotted(node.func)
+        where = f"{filename}:{node.lineno}"
+        if name in FORBIDDEN_CALLS or name.endswith("read_pickle"):
+            out.append(f"{where}: {name}")
+        elif name == "torch.load" and _kw(node, "weights_only") is not True:
+            out.append(f"{where}: torch.load without weights_only=True")
+        elif name in ("np.load", "numpy.load") and _kw(node, "allow_pickle") not in ("<absent>", False):
+            out.append(f"{where}: {name} with allow_pickle")
+        elif name.endswith(".from_pretrained") and (
+                _kw(node, "weights_only") not in ("<absent>", True) or _kw(node, "use_safetensors") is False):
+            out.append(f"{where}: from_pretrained allowing pickled weights")
+        elif name.endswith(".from_pretrained") and _kw(node, "trust_remote_code") is True:
+            out.append(f"{where}: trust_remote_code=True hard-coded")
+        elif (name.endswith(".from_pretrained") and ".Auto" in f".{name}"
+              and _kw(node, "trust_remote_code") == "<absent>"):
+            out.append(f"{where}: Auto*.from_pretrained without the config's trust_remote_code")
+        elif name.endswith(".save_pretrained") and _kw(node, "safe_serialization") is False:
+            out.append(f"{where}: save_pretrained writing pickle")
+        elif name.endswith(".load_checkpoint") and not inside_guard(node):
+            out.append(f"{where}: load_checkpoint outside deepspeed_weights_only()")
+    return out
+
+
+def test_the_scan_catches_what_it_looks_for():
+    bad = ("torch.load(p)\ntorch.load(p, weights_only=False)\npickle.loads(b)\ndf = pd.read_pickle(p)\n"
+           "np.load(p, allow_pickle=True)\nengine.load_checkpoint(d)\n"
+           "AutoModel.from_pretrained(p)\nAutoModel.from_pretrained(p, trust_remote_code=True)\n"
+           "m.save_pretrained(p, safe_serialization=False)\n"
+           "with deepspeed_weights_only():\n    engine.load_checkpoint(d)\n"
+           "torch.load(p, weights_only=True)\nnp.load(p)\n"
+           "AutoModel.from_pretrained(p, trust_remote_code=t)\n")
+    assert [x.split(": ", 1)[0] for x in unsafe_loads(bad)] == [f"<src>:{i}" for i in range(1, 10)]
+
+
+def test_package_never_unpickles_code():
+    files = sorted(p for pkg in PACKAGES for p in pkg.rglob("*.py"))
+    assert len(files) > 20
+    problems = [x for f in files for x in unsafe_loads(f.read_text(), str(f.relative_to(ROOT)))]
+    assert problems == []
+    assert any("load_checkpoint" in f.read_text() for f in files)  # the guarded call is really there
+
+
+def _pickle_like(path: Path) -> bool:
+    head = path.read_bytes()[:4]
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return True
+    if head == b"PK\x03\x04":  # torch's zip format holds data.pkl
+        import zipfile
+
+        return any(n.endswith(".pkl") for n in zipfile.ZipFile(path).namelist())
+    return path.suffix in (".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib", ".npy", ".npz")
+
+
+def test_a_served_run_directory_holds_no_pickle(tmp_path):
+    from serve.testing import make_serve_run
+
+    run = make_serve_run(tmp_path / "run")["run_dir"]
+    files = [p for p in run.rglob("*") if p.is_file()]
+    assert {"model.safetensors", "index.faiss", "docids.parquet", "meta.json"} <= {p.name for p in files}
+    assert [p for p in files if _pickle_like(p)] == []
+
+
+def test_pickled_hf_weights_with_code_are_refused(tmp_path):
+    from safetensors.torch import load_file
+
+    from distill.models import DualEncoder
+    from distill.testing import make_tiny_bert
+
+    marker = tmp_path / "ran"
+    d = make_tiny_bert(tmp_path / "binmodel", ["alpha"])
+    state = load_file(str(d / "model.safetensors"))
+    (d / "model.safetensors").unlink()
+    torch.save({**state, "x": Payload(marker)}, d / "pytorch_model.bin")
+    with pytest.raises(Exception, match="(?i)weights.only"):
+        DualEncoder(str(d))
+    assert not marker.exists()
+
+
+# ---- weights: the guard ------------------------------------------------------------------------------------
+def test_weights_only_load_and_refusal(tmp_path):
+    marker = tmp_path / "ran"
+    torch.save({"w": torch.ones(2), "step": 3}, tmp_path / "ok.pt")
+    assert load_weights_only(tmp_path / "ok.pt")["step"] == 3
+    torch.save({"w": torch.ones(2), "evil": Payload(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(UnsafeCheckpointError, match=r"evil\.pt: refused to load.*refused global exec"):
+        load_weights_only(tmp_path / "evil.pt")
+    real = torch.load
+    with deepspeed_weights_only():
+        assert torch.load is not real
+        with pytest.raises(UnsafeCheckpointError):
+            torch.load(tmp_path / "evil.pt", weights_only=False)  # what DeepSpeed asks for: overridden
+        with pytest.raises(UnsafeCheckpointError, match="pickle_module"):
+            import pickle
+
+            torch.load(tmp_path / "ok.pt", pickle_module=pickle)
+        assert torch.load(tmp_path / "ok.pt", weights_only=False)["step"] == 3
+    assert torch.load is real
+    with pytest.raises(RuntimeError), deepspeed_weights_only():
+        raise RuntimeError("boom")
+    assert torch.load is real and not marker.exists()
+
+
+# ---- DeepSpeed checkpoints (1 CPU process, gloo world of 1) ---------------------------------------------
+@pytest.fixture(scope="module")
+def ds_world():
+    import torch.distributed as dist
+
+    env = {"DS_ACCELERATOR": "cpu", "LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1",
+           "LOCAL_WORLD_SIZE": "1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    started = not dist.is_initialized()
+    if started:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    import deepspeed
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    yield deepspeed
+    if started:
+        dist.destroy_process_group()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _engine(deepspeed, stage: int, precision: str, seed: int):
+    """The training stage's DeepSpeed config (AdamW torch_adam, WarmupDecayLR) on a tiny MLP."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    cfg = {"train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 1, "gradient_clipping": 1.0,
+           "optimizer": {"type": "AdamW", "params": {"lr": 1e-2, "weight_decay": 0.01, "torch_adam": True}},
+           "scheduler": {"type": "WarmupDecayLR", "params": {
+               "warmup_min_lr": 0.0, "warmup_max_lr": 1e-2, "warmup_num_steps": 2, "total_num_steps": 10,
+               "warmup_type": "linear"}},
+           "zero_optimization": {"stage": stage}, "bf16": {"enabled": precision == "bf16"},
+           "steps_per_print": 10**9}
+    engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=cfg,
+                                      dist_init_required=False)
+    return engine
+
+
+def _step(engine, i: int) -> None:
+    g = torch.Generator().manual_seed(i)
+    x = torch.randn(2, 4, generator=g).to(next(engine.module.parameters()).dtype)
+    engine.backward(engine(x).float().pow(2).sum())
+    engine.step()
+
+
+def _params(engine) -> dict[str, torch.Tensor]:
+    return {k: v.detach().float().clone() for k, v in engine.module.state_dict().items()}
+
+
+@pytest.mark.parametrize("stage,precision", [(0, "fp32"), (2, "fp32"), (2, "bf16")])
+def test_deepspeed_checkpoint_resumes_through_the_guard(ds_world, tmp_path, stage, precision):
+    a = _engine(ds_world, stage, precision, seed=0)
+    for i in range(3):
+        _step(a, i)
+    a.save_checkpoint(str(tmp_path), tag="ckpt")
+    _step(a, 3)
+    b = _engine(ds_world, stage, precision, seed=1)  # other initial weights
+    with deepspeed_weights_only():
+        path, _ = b.load_checkpoint(str(tmp_path), tag="ckpt")
+    assert path is not None and b.global_steps == 3
+    _step(b, 3)  # the same step from the restored weights, optimizer moments and lr schedule
+    pa, pb = _params(a), _params(b)
+    for k in pa:
+        torch.testing.assert_close(pb[k], pa[k], rtol=0, atol=0)
+
+
+def test_deepspeed_globals_are_exactly_what_checkpoints_hold(ds_world, tmp_path):
+    import pickletools
+    import zipfile
+
+    found = set()
+    for stage, precision in [(0, "fp32"), (1, "bf16"), (2, "fp32")]:
+        e = _engine(ds_world, stage, precision, seed=0)
+        _step(e, 0)
+        e.save_checkpoint(str(tmp_path / f"{stage}{precision}"), tag="ckpt")
+    for f in tmp_path.rglob("*.pt"):
+        z = zipfile.ZipFile(f)
+        ops = list(pickletools.genops(z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))))
+        for i, (op, arg, _) in enumerate(ops):
+            if op.name == "STACK_GLOBAL":
+                found.add((ops[i - 2][1], ops[i - 1][1]))
+            elif op.name == "GLOBAL":
+                found.add(tuple(arg.split(" ", 1)))
+    assert {g for g in found if not g[0].startswith(("torch", "collections"))} == set(DEEPSPEED_GLOBALS)
+
+
+@pytest.mark.parametrize("which", ["mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt"])
+def test_deepspeed_checkpoint_carrying_code_is_refused(ds_world, tmp_path, which):
+    a = _engine(ds_world, 2, "fp32", seed=0)
+    _step(a, 0)
+    a.save_checkpoint(str(tmp_path), tag="ckpt")
+    f = tmp_path / "ckpt" / which
+    marker = tmp_path / "ran"
+    state = torch.load(f, weights_only=False)  # our own file, just written
+    torch.save({**state, "extra": Payload(marker)}, f)
+    b = _engine(ds_world, 2, "fp32", seed=1)
+    with pytest.raises(UnsafeCheckpointError, match=rf"{which}: refused to load.*refused global exec"):
+        with deepspeed_weights_only():
+            b.load_checkpoint(str(tmp_path), tag="ckpt")
+    assert not marker.exists()
+    # Why the guard exists: DeepSpeed on its own (weights_only=False) runs the file's code.
+    b.load_checkpoint(str(tmp_path), tag="ckpt")
+    assert marker.read_text() == "pwned", "DeepSpeed now loads weights_only; the guard may be retired"
