@@ -14,7 +14,7 @@ What would otherwise rot silently:
   that offers GPUs to a run that asks for none is reported too. The cluster launcher YAML is held to
   every GPU run config under configs/;
 - shared storage: runs_dir and data.dir (and a RayService's run_dir) lie on a volume that every pod mounts
-  (KubeRay) or that the launcher mounts on every node;
+  (KubeRay) or that the launcher mounts on every node (for the run configs that cluster/ names);
 - a Serve config (configs/serve.yaml; a RayService's serveConfigV2): Serve's schema, only known
   deployment options, import_path resolves to an attribute, each deployment name is a Serve deployment
   of that module, ``args`` validate with the module's ``AppArgs``; a cluster's copy (a RayService, or a
@@ -22,8 +22,9 @@ What would otherwise rot silently:
   the HTTP options; binding beyond loopback needs the bearer-token variable in the pods;
 - runtime_env: Ray's fields only, a working_dir that exists (a remote .zip for KubeRay), pip that installs
   the project from the uploaded copy, and env_vars that Ray can merge with what distill.raycluster adds;
-- docs and manifests: every ``python -m X``, ``import_path``, ``configs/...``/``cluster/...`` path, and
-  every flag shown for ``ray ...``/``serve ...`` commands exists.
+- docs and manifests (cluster/*.md, every YAML above, comments included): every ``python -m X``,
+  ``import_path``, ``configs/...``/``cluster/...`` path exists, and so does every flag that the docs show
+  for a ``ray ...``/``serve ...`` command.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def stage_bundles(cfg) -> dict[str, list[dict]]:
         "encode": [actor] * cfg.encoding.actors,
         "evaluate": [actor] * cfg.scoring.actors,  # the teacher reranks on the scoring actor pool
     }
-    if cfg.teacher.finetune and cfg.teacher.kind == "cross-encoder":
-        wanted["teacher"] = [{"CPU": float(cfg.teacher.cpus_per_worker), "GPU": worker["GPU"]}] * cfg.teacher.num_workers
+    if cfg.teacher.finetune and cfg.teacher.kind in ("cross-encoder", "reader"):  # what stages/teacher.py trains
+        teacher = {"CPU": float(cfg.teacher.cpus_per_worker), "GPU": worker["GPU"]}
+        wanted["teacher"] = [teacher] * cfg.teacher.num_workers
     return {s: wanted[s] for s in cfg.stages if s in wanted}
 
 
@@ -102,8 +104,8 @@ def check_capacity(cfg, nodes: list[NodeType], where: str) -> list[str]:
     for stage, bundles in stage_bundles(cfg).items():
         placed = pack(nodes, bundles)
         if placed < len(bundles):
-            problems.append(f"{where}: stage {stage!r} of run {cfg.name!r} needs {len(bundles)} x {_fmt(bundles[0])} "
-                            f"at once; the cluster at its maximum size fits {placed}")
+            problems.append(f"{where}: stage {stage!r} of run {cfg.name!r} needs {len(bundles)} x "
+                            f"{_fmt(bundles[0])} at once; the cluster at its maximum size fits {placed}")
     if any(n.resources.get("GPU", 0) > 0 and n.count > 0 for n in nodes) and not uses_gpu(cfg):
         problems.append(f"{where}: the cluster offers GPUs but run {cfg.name!r} asks for none "
                         "(training.use_gpu, ray.actor_gpus)")
@@ -152,7 +154,7 @@ def launcher_shared_paths(doc: dict) -> list[str]:
     """Paths that every node mounts: targets of ``mount`` commands run on each node (and, with Docker,
     bind-mounted into the container with ``-v PATH:PATH``)."""
     cmds = [c for k in ("initialization_commands", "setup_commands") for c in doc.get(k) or []]
-    mounted = [shlex.split(c)[-1] for c in cmds if re.search(r"(^|\s|;|&&)(sudo\s+)?mount\s", c)]
+    mounted = [c.split()[-1] for c in cmds if re.search(r"(^|\s|;|&&)(sudo\s+)?mount\s", c)]
     docker = doc.get("docker") or {}
     if docker.get("image"):
         opts = " ".join(docker.get("run_options") or [])
@@ -161,7 +163,10 @@ def launcher_shared_paths(doc: dict) -> list[str]:
     return mounted
 
 
-def check_launcher(doc: dict, where: str, root: Path, run_configs: dict) -> list[str]:
+def check_launcher(doc: dict, where: str, root: Path, run_configs: dict,
+                   cluster_runs: set[str] | None = None) -> list[str]:
+    """Hold a launcher YAML to every GPU run config (resources); the configs named in ``cluster_runs``
+    (default: all) are the ones meant for it, so their runs_dir and data.dir must also be shared."""
     nodes, problems = launcher_nodes(doc, where)
     problems += launcher_schema_problems(doc, where)
     shared = launcher_shared_paths(doc)
@@ -172,13 +177,15 @@ def check_launcher(doc: dict, where: str, root: Path, run_configs: dict) -> list
     if not synced:
         problems.append(f"{where}: no file_mounts entry syncs the checkout (local path '.') to the nodes")
     elif not any(re.search(r"pip install[^;&]*" + re.escape(r), setup) for r in synced):
-        problems.append(f"{where}: setup_commands do not pip install the synced checkout ({', '.join(synced)})")
+        problems.append(f"{where}: setup_commands do not pip install the synced checkout "
+                        f"({', '.join(synced)})")
     gpu_runs = {p: c for p, c in run_configs.items() if uses_gpu(c)}
     if not gpu_runs:
         problems.append(f"{where}: no GPU run config under configs/ to hold this launcher to")
     for path, cfg in gpu_runs.items():
         problems += check_capacity(cfg, nodes, f"{where} (for {path})")
-        problems += _on_shared(cfg_paths(cfg), shared, f"{where} (for {path})", "mounted on every node")
+        if cluster_runs is None or path in cluster_runs:
+            problems += _on_shared(cfg_paths(cfg), shared, f"{where} (for {path})", "mounted on every node")
     return problems
 
 
@@ -199,11 +206,13 @@ def _group_resources(group: dict, name: str, where: str, problems: list[str]) ->
     if "num-cpus" in params:
         cpu = k8s_quantity(params["num-cpus"])
         if k8s_cpu is not None and cpu > k8s_quantity(k8s_cpu):
-            problems.append(f"{where}: group {name!r} advertises num-cpus {cpu:g} but its container gets {k8s_cpu}")
+            problems.append(f"{where}: group {name!r} advertises num-cpus {cpu:g} but its container "
+                            f"gets {k8s_cpu}")
     elif k8s_cpu is not None:
         cpu = float(int(k8s_quantity(k8s_cpu)))  # Ray rounds a container's CPU limit down
     else:
-        problems.append(f"{where}: group {name!r} states no CPUs (rayStartParams num-cpus or container limits)")
+        problems.append(f"{where}: group {name!r} states no CPUs (rayStartParams num-cpus or container "
+                        "limits)")
         cpu = 0.0
     gpu = 0.0
     if "num-gpus" in params:
@@ -227,22 +236,21 @@ def raycluster_nodes(spec: dict, where: str) -> tuple[list[NodeType], list[str]]
         n = g.get("maxReplicas", g.get("replicas", 0)) if autoscale else g.get("replicas", 0)
         if g.get("minReplicas", 0) > g.get("maxReplicas", n):
             problems.append(f"{where}: group {name!r} has minReplicas above maxReplicas")
-        nodes.append(NodeType(name, _group_resources(g, name, where, problems), int(n) * int(g.get("numOfHosts", 1))))
+        res = _group_resources(g, name, where, problems)
+        nodes.append(NodeType(name, res, int(n) * int(g.get("numOfHosts", 1))))
     return nodes, problems
 
 
-def raycluster_shared_paths(spec: dict, where: str) -> tuple[list[str], list[str]]:
+def raycluster_shared_paths(spec: dict) -> list[str]:
     """Mount paths of shared volumes (PVC, NFS, CSI, ...) that every container of every group has."""
-    groups = [("head", spec.get("headGroupSpec") or {})] + [
-        (g.get("groupName", "?"), g) for g in spec.get("workerGroupSpecs") or []]
-    common, problems = None, []
-    for name, g in groups:
+    common = None
+    for g in [spec.get("headGroupSpec") or {}] + list(spec.get("workerGroupSpecs") or []):
         pod = (g.get("template") or {}).get("spec") or {}
         shared_vols = {v["name"] for v in pod.get("volumes") or [] if SHARED_VOLUME_KINDS & set(v)}
         for c in pod.get("containers", [])[:1]:  # the Ray container is the first one
             paths = {m["mountPath"] for m in c.get("volumeMounts") or [] if m.get("name") in shared_vols}
             common = paths if common is None else common & paths
-    return sorted(common or []), problems
+    return sorted(common or [])
 
 
 def cfg_paths(cfg) -> dict[str, str]:
@@ -281,8 +289,8 @@ def check_rayjob(doc: dict, where: str, root: Path) -> list[str]:
     problems += p
     if cfg is not None:
         problems += check_capacity(cfg, nodes, where)
-        shared, p = raycluster_shared_paths(cluster, where)
-        problems += p + _on_shared(cfg_paths(cfg), shared, where, "mounted in every pod")
+        shared = raycluster_shared_paths(cluster)
+        problems += _on_shared(cfg_paths(cfg), shared, where, "mounted in every pod")
     return problems
 
 
@@ -300,17 +308,18 @@ def check_rayservice(doc: dict, where: str, root: Path, reference: dict | None) 
     problems += p
     bundles = []
     for app in serve_cfg.get("applications") or []:
-        problems += check_runtime_env(app.get("runtime_env") or {}, f"{where} app {app.get('name')!r} runtime_env",
-                                      root, remote=True, driver=False)
+        problems += check_runtime_env(app.get("runtime_env") or {},
+                                      f"{where} app {app.get('name')!r} runtime_env", root, remote=True,
+                                      driver=False)
         for d in app.get("deployments") or []:
             n = (d.get("autoscaling_config") or {}).get("max_replicas", d.get("num_replicas", 1))
             opts = d.get("ray_actor_options") or {}
-            bundles += [{"CPU": float(opts.get("num_cpus", 1)), "GPU": float(opts.get("num_gpus", 0))}] * int(n)
+            replica = {"CPU": float(opts.get("num_cpus", 1)), "GPU": float(opts.get("num_gpus", 0))}
+            bundles += [replica] * int(n)
     if pack(nodes, bundles) < len(bundles):
         problems.append(f"{where}: the deployments at their max_replicas need {len(bundles)} replicas; "
                         f"the cluster at its maximum size fits {pack(nodes, bundles)}")
-    shared, p = raycluster_shared_paths(cluster, where)
-    problems += p
+    shared = raycluster_shared_paths(cluster)
     for app in serve_cfg.get("applications") or []:
         run_dir = (app.get("args") or {}).get("run_dir")
         if run_dir:
@@ -331,8 +340,8 @@ def _token_env_problems(serve_cfg: dict, cluster: dict, where: str) -> list[str]
         for g in groups:
             c = ((g.get("template") or {}).get("spec") or {}).get("containers", [{}])[0]
             if var not in {e.get("name") for e in c.get("env") or []}:
-                problems.append(f"{where}: Serve binds beyond loopback but container {c.get('name', '?')!r} has "
-                                f"no {var} (set it from a Secret so every route needs the bearer token)")
+                problems.append(f"{where}: Serve binds beyond loopback but container {c.get('name', '?')!r} "
+                                f"has no {var} (set it from a Secret so every route needs the bearer token)")
     return problems
 
 
@@ -364,12 +373,14 @@ def check_import_path(import_path: str, where: str, root: Path):
     for part in attr.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
-            return module, None, [f"{where}: import_path {import_path!r}: {mod_name} has no attribute {attr!r}"]
+            return module, None, [f"{where}: import_path {import_path!r}: {mod_name} has no attribute "
+                                  f"{attr!r}"]
     return module, obj, []
 
 
 def check_entrypoint(entrypoint: str, root: Path, where: str):
-    """A job entrypoint ``python -m distill <command> CONFIG [key=value ...]`` -> (RunConfig or None, problems)."""
+    """A job entrypoint ``python -m distill <command> CONFIG [key=value ...]`` -> (RunConfig or None,
+    problems)."""
     from distill.config import ConfigError, load_config
     from distill.manifest import STAGES
 
@@ -377,9 +388,9 @@ def check_entrypoint(entrypoint: str, root: Path, where: str):
         argv = shlex.split(entrypoint)
     except ValueError as err:
         return None, [f"{where}: entrypoint cannot be parsed: {err}"]
-    if "-m" not in argv or argv.index("-m") + 1 >= len(argv) or not re.match(r"python3?$", argv[argv.index("-m") - 1]):
+    i = argv.index("-m") if "-m" in argv else -1
+    if i < 1 or i + 1 >= len(argv) or not re.match(r"(.*/)?python3?$", argv[i - 1]):
         return None, [f"{where}: entrypoint {entrypoint!r} is not `python -m distill ...`"]
-    i = argv.index("-m")
     module, rest = argv[i + 1], argv[i + 2:]
     if not module_exists(module, root):
         return None, [f"{where}: entrypoint module {module!r} does not exist"]
@@ -406,7 +417,8 @@ def _app_key(app: dict) -> dict:
 
 
 def check_serve_config(cfg: dict, where: str, root: Path, reference: dict | None = None) -> list[str]:
-    """Serve's schema, known deployment options, import paths, deployment names, args; equal to ``reference``."""
+    """Serve's schema, known deployment options, import paths, deployment names, args; equal to
+    ``reference`` when given."""
     from ray.serve import Deployment
     from ray.serve.schema import DeploymentSchema, ServeDeploySchema
 
@@ -414,7 +426,7 @@ def check_serve_config(cfg: dict, where: str, root: Path, reference: dict | None
     try:
         ServeDeploySchema.model_validate(cfg)
     except Exception as err:
-        problems.append(f"{where}: Serve's config schema: {str(err).splitlines()[0]} ({str(err).splitlines()[1:2]})")
+        problems.append(f"{where}: Serve's config schema: {' '.join(str(err).split())[:300]}")
     for app in cfg.get("applications") or []:
         name = app.get("name", "?")
         module, builder, p = check_import_path(app.get("import_path", ""), f"{where} app {name!r}", root)
@@ -425,10 +437,11 @@ def check_serve_config(cfg: dict, where: str, root: Path, reference: dict | None
         for d in app.get("deployments") or []:
             unknown = set(d) - set(DeploymentSchema.model_fields)
             if unknown:
-                problems.append(f"{where} app {name!r}: deployment {d.get('name')!r} has unknown options {sorted(unknown)}")
+                problems.append(f"{where} app {name!r}: deployment {d.get('name')!r} has unknown options "
+                                f"{sorted(unknown)}")
             if d.get("name") not in names:
-                problems.append(f"{where} app {name!r}: deployment {d.get('name')!r} is not a Serve deployment of "
-                                f"{module.__name__} (it has {sorted(names)})")
+                problems.append(f"{where} app {name!r}: deployment {d.get('name')!r} is not a Serve "
+                                f"deployment of {module.__name__} (it has {sorted(names)})")
         app_args = getattr(module, "AppArgs", None)
         if app_args is not None and hasattr(app_args, "model_validate"):
             try:
@@ -440,7 +453,8 @@ def check_serve_config(cfg: dict, where: str, root: Path, reference: dict | None
         ours = {a.get("name"): _app_key(a) for a in cfg.get("applications") or []}
         theirs = {a.get("name"): _app_key(a) for a in reference.get("applications") or []}
         if set(ours) != set(theirs):
-            problems.append(f"{where}: applications {sorted(ours)} differ from configs/serve.yaml's {sorted(theirs)}")
+            problems.append(f"{where}: applications {sorted(ours)} differ from configs/serve.yaml's "
+                            f"{sorted(theirs)}")
         for app in set(ours) & set(theirs):
             for field in ("import_path", "route_prefix", "args"):
                 if ours[app][field] != theirs[app][field]:
@@ -448,12 +462,13 @@ def check_serve_config(cfg: dict, where: str, root: Path, reference: dict | None
                                     f"configs/serve.yaml's {theirs[app][field]!r}")
             od, td = ours[app]["deployments"], theirs[app]["deployments"]
             if set(od) != set(td):
-                problems.append(f"{where} app {app!r}: deployments {sorted(od)} differ from configs/serve.yaml's "
-                                f"{sorted(td)}")
+                problems.append(f"{where} app {app!r}: deployments {sorted(od)} differ from "
+                                f"configs/serve.yaml's {sorted(td)}")
             for d in set(od) & set(td):
                 if od[d] != td[d]:
                     diff = sorted(k for k in set(od[d]) | set(td[d]) if od[d].get(k) != td[d].get(k))
-                    problems.append(f"{where} app {app!r}: deployment {d!r} differs from configs/serve.yaml's in {diff}")
+                    problems.append(f"{where} app {app!r}: deployment {d!r} differs from "
+                                    f"configs/serve.yaml's in {diff}")
     return problems
 
 
@@ -477,7 +492,8 @@ def _pip_packages(pip) -> list[str]:
     return []
 
 
-def check_runtime_env(env: dict, where: str, root: Path, remote: bool = False, driver: bool = True) -> list[str]:
+def check_runtime_env(env: dict, where: str, root: Path, remote: bool = False,
+                      driver: bool = True) -> list[str]:
     """``remote``: the working_dir must be a remote .zip (nothing is uploaded from a laptop under KubeRay).
     ``driver``: the env is a job's, so the pipeline's driver merges its own env vars into it."""
     from ray.runtime_env import RuntimeEnv
@@ -509,7 +525,8 @@ def check_runtime_env(env: dict, where: str, root: Path, remote: bool = False, d
             if spec in (".", "./") or spec.startswith("./"):
                 problems.append(f"{where}: pip entry {p!r}: Ray runs pip in an empty directory, not in the "
                                 f"working_dir: use {WORKING_DIR_VAR}")
-            installs |= spec.rstrip("/") == WORKING_DIR_VAR or re.match(re.escape(PROJECT) + r"\b", spec) is not None
+            names_project = re.match(re.escape(PROJECT) + r"\b", spec) is not None
+            installs |= spec.rstrip("/") == WORKING_DIR_VAR or names_project
         if not installs:
             problems.append(f"{where}: pip does not install the project ({WORKING_DIR_VAR} or {PROJECT})")
     for k, v in (env.get("env_vars") or {}).items():
@@ -534,7 +551,8 @@ def _merge_problems(env: dict, where: str) -> list[str]:
 
     job = {"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": env})}
     if _merge_runtime_env(env, driver_runtime_env(job)) is None:
-        return [f"{where}: Ray would refuse to merge it with the driver's runtime_env {driver_runtime_env(job)}"]
+        return [f"{where}: Ray would refuse to merge it with the driver's runtime_env "
+                f"{driver_runtime_env(job)}"]
     return []
 
 
@@ -606,7 +624,8 @@ def _is_run_config(doc) -> bool:
 
 
 def check_tree(root: str | Path) -> tuple[list[str], list[str]]:
-    """Check every manifest under cluster/ and configs/ and the docs in cluster/ -> (problems, files checked)."""
+    """Check every manifest under cluster/ and configs/ and the docs in cluster/ -> (problems, files
+    checked)."""
     from distill.config import ConfigError, load_config
 
     root = Path(root).resolve()
@@ -625,6 +644,9 @@ def check_tree(root: str | Path) -> tuple[list[str], list[str]]:
             except ConfigError as err:
                 problems.append(f"{rel}: {err}")
     serve_ref = next((d for d in parsed.get("configs/serve.yaml", [])), None)
+    cluster_text = " ".join(f.read_text() for f in sorted((root / "cluster").rglob("*")) if f.is_file()
+                            and f.suffix in (".md", ".yaml", ".yml"))
+    cluster_runs = {rel for rel in run_configs if rel in cluster_text}  # configs the cluster docs run
     for rel, docs in parsed.items():
         for doc in docs:
             kind = doc.get("kind") if isinstance(doc, dict) else None
@@ -633,13 +655,13 @@ def check_tree(root: str | Path) -> tuple[list[str], list[str]]:
             elif kind == "RayService":
                 problems += check_rayservice(doc, rel, root, serve_ref)
             elif isinstance(doc, dict) and "available_node_types" in doc:
-                problems += check_launcher(doc, rel, root, run_configs)
+                problems += check_launcher(doc, rel, root, run_configs, cluster_runs)
             elif isinstance(doc, dict) and "applications" in doc:
                 if rel == "configs/serve.yaml":
                     problems += check_serve_config(doc, rel, root)
                     continue
-                problems += (check_cluster_serve_config(doc, rel, root, serve_ref) if rel.startswith("cluster/")
-                             else check_serve_config(doc, rel, root))
+                problems += (check_cluster_serve_config(doc, rel, root, serve_ref)
+                             if rel.startswith("cluster/") else check_serve_config(doc, rel, root))
             elif isinstance(doc, dict) and "runtime_env" in Path(rel).name:
                 problems += check_runtime_env(doc, rel, root)
             elif _is_run_config(doc) and rel.startswith("configs/"):
@@ -648,10 +670,9 @@ def check_tree(root: str | Path) -> tuple[list[str], list[str]]:
                 problems.append(f"{rel}: not a manifest this check knows (RayJob, RayService, launcher, "
                                 "Serve config, runtime_env)")
     clis = _cli_commands()
-    for f in sorted((root / "cluster").rglob("*")):
-        if f.suffix in (".md", ".yaml", ".yml") and f.is_file():
-            rel = str(f.relative_to(root))
-            problems += check_text(f.read_text(), rel, root, clis if f.suffix == ".md" else None)
+    for f in sorted((root / "cluster").rglob("*.md")) + files:
+        rel = str(f.relative_to(root))
+        problems += check_text(f.read_text(), rel, root, clis if f.suffix == ".md" else None)
     return problems, [str(f.relative_to(root)) for f in files]
 
 
@@ -663,8 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     problems, files = check_tree(args.root)
     for line in problems:
         print(line)
-    print(f"{len(problems)} problem(s) in {len(files)} manifest(s) under cluster/ and configs/"
-          if problems else f"ok: {len(files)} manifest(s) under cluster/ and configs/ and the docs in cluster/")
+    where = f"{len(files)} manifest(s) under cluster/ and configs/ and the docs in cluster/"
+    print(f"{len(problems)} problem(s) in {where}" if problems else f"ok: {where}")
     return 1 if problems else 0
 
 

@@ -224,6 +224,10 @@ class IndexConfig(_Section):
 
 class EvaluationConfig(_Section):
     rerank_depth: int = Field(100, ge=1)
+    inline_rerank_max_pairs: int = Field(
+        2000, ge=0, description="teacher-rerank pairs scored in the driver process (same TeacherActor code) when "
+        "there are at most this many; more go to the Ray Data actor pool, whose ~20 s start-up would dominate a "
+        "small job. 0: always Ray Data")
     first_stage_depth: int = Field(100, ge=1)
     speed_sample: int = Field(64, ge=1)
 

@@ -169,9 +169,15 @@ class DualEncoder(nn.Module):
             return self.backbone.config.output_dim
         return self.projection.out_features if self.projection is not None else self.backbone.config.hidden_size
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                              return_tensors="pt")
+        """Padded input tensors, on the model's device (so ``.to("cuda")`` is all a GPU actor needs)."""
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items()}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_layers: bool = False,
                 **extra):
@@ -202,7 +208,7 @@ class DualEncoder(nn.Module):
         for i in range(0, len(queries), batch_size):
             _, ql = self(**self.tokenize(queries[i:i + batch_size]), return_layers=True)
             _, dl = self(**self.tokenize(docs[i:i + batch_size]), return_layers=True)
-            out[i:i + batch_size] = torch.stack([(a * b).sum(-1) for a, b in zip(ql, dl)], dim=1).numpy()
+            out[i:i + batch_size] = torch.stack([(a * b).sum(-1) for a, b in zip(ql, dl)], dim=1).float().cpu().numpy()
         return out
 
     @torch.inference_mode()
@@ -307,7 +313,8 @@ class CrossEncoder(nn.Module):
             seq = torch.tensor(seq)
             enc["query_mask"] = (seq == 0).long()
             enc["doc_mask"] = (seq == 1).long()
-        return dict(enc)
+        dev = next(self.parameters()).device  # the model's device, so ``.to("cuda")`` is all a GPU actor needs
+        return {k: v.to(dev) for k, v in enc.items()}
 
     def pooled(self, **inputs) -> tuple[torch.Tensor, torch.Tensor]:
         """Dual head only: the L2-normalised query-part and document-part vectors of the joint encoding."""
@@ -330,7 +337,7 @@ class CrossEncoder(nn.Module):
             hs = self.model(**enc, output_hidden_states=True).hidden_states[1:]
             cols = [(nn.functional.normalize(pool(h, qm, "mean"), dim=-1)
                      * nn.functional.normalize(pool(h, dm, "mean"), dim=-1)).sum(-1) for h in hs]
-            out[i:i + batch_size] = torch.stack(cols, dim=1).float().numpy()
+            out[i:i + batch_size] = torch.stack(cols, dim=1).float().cpu().numpy()
         return out
 
     def forward(self, **inputs) -> torch.Tensor:

@@ -14,6 +14,18 @@ import sys
 import threading
 
 
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``; a name or 0.0.0.0 counts as reachable from outside."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m serve", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="run directory with student/ and index/ (e.g. runs/demo)")
@@ -43,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServeSetupError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not is_loopback(args.host) and not os.environ.get("DISTILL_SERVE_TOKEN"):
+        print(f"WARNING: binding {args.host} (reachable from other machines) with no DISTILL_SERVE_TOKEN set: "
+              "anyone who can reach the port can query the index", file=sys.stderr, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     extra = {"retriever_threads": args.retriever_threads}

@@ -33,6 +33,8 @@ class EncoderActor:
             self.encoder = DualEncoder(model_dir, **encoder_kwargs)
         else:
             self.encoder = DualEncoder.load(model_dir)
+        if torch.cuda.is_available():  # Ray exposes a GPU to this actor only when ray.actor_gpus > 0
+            self.encoder.to("cuda")
         self.batch_size = batch_size
         self.fault = Fault(fault)
 

@@ -54,6 +54,26 @@ def speed(student: DualEncoder, teacher: CrossEncoder | None, queries: list[str]
     return out
 
 
+def rerank_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg) -> pd.DataFrame:
+    """The teacher's score for each (qid, docid) of ``pairs``: on the Ray Data actor pool like training
+    pairs, or, for at most ``evaluation.inline_rerank_max_pairs`` pairs, with the same TeacherActor in
+    this process (an actor pool's start-up, ~20 s here, would cost more than scoring a few hundred pairs)."""
+    if cfg.teacher.kind == "reader" or len(pairs) > cfg.evaluation.inline_rerank_max_pairs:
+        return score_pairs(pairs, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray)
+    import torch
+
+    from distill.stages.score import TeacherActor
+
+    t = cfg.teacher
+    actor = TeacherActor(teacher_dir, t.kind, t.max_length, torch.get_num_threads(), cfg.scoring.batch_size,
+                         t.trust_remote_code, t.head, signal=t.signal, attention=t.attention.model_dump())
+    out = actor({"qid": pairs["qid"].to_numpy(), "docid": pairs["docid"].to_numpy(),
+                 "query": [data.queries[q] for q in pairs["qid"]], "doc": [data.doc_text(d) for d in pairs["docid"]]})
+    if len(out["teacher_score"]) != len(pairs):
+        raise RuntimeError(f"evaluate: the teacher scored {len(out['teacher_score'])} of {len(pairs)} rerank pairs")
+    return pairs.assign(teacher_score=np.asarray(out["teacher_score"], np.float32))
+
+
 def run(rd, data, teacher_dir: str) -> dict:
     import torch
 
@@ -90,7 +110,7 @@ def run(rd, data, teacher_dir: str) -> dict:
 
     rerank = cfg.evaluation.rerank_depth
     pairs = pd.DataFrame([(q, d) for q, ids in zip(qids, zs_ranked) for d in ids[:rerank]], columns=["qid", "docid"])
-    scored = score_pairs(pairs, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray)
+    scored = rerank_scores(pairs, data, teacher_dir, cfg)
     t_run: dict[str, dict[str, float]] = {q: {} for q in qids}
     for q, d, s in scored[["qid", "docid", "teacher_score"]].itertuples(index=False):
         t_run[q][d] = float(s)
@@ -119,6 +139,8 @@ def run(rd, data, teacher_dir: str) -> dict:
     teacher_de = None if teacher else DualEncoder(teacher_dir, max_length=cfg.teacher.max_length,
                                                   trust_remote_code=cfg.teacher.trust_remote_code)
     spd = speed(student, teacher, sample_q, sample_d, teacher_de)
+    lap("speed")
+    print(f"[evaluate] seconds per phase: {phases}", flush=True)
     t_params = teacher.num_parameters if teacher else count_parameters(teacher_de.backbone)
     s_params = count_parameters(student.backbone)
     sizes = {"student_parameters": s_params, "teacher_parameters": t_params,

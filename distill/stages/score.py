@@ -47,6 +47,9 @@ class TeacherActor:
             self.model = CrossEncoder(model_dir, max_length, trust_remote_code, head)
         else:
             self.model = DualEncoder(model_dir, max_length=max_length, trust_remote_code=trust_remote_code)
+        if torch.cuda.is_available():  # Ray exposes a GPU to this actor only when ray.actor_gpus > 0
+            self.model.to("cuda")
+        self.model.eval()
 
     def __call__(self, batch: dict) -> dict:
         self.fault.hit()

@@ -214,7 +214,7 @@ def test_encode_driver_killed_resumes_unfinished_shards_only(ray_session, assets
     SIGKILLed; the cluster outlives it. The re-run encodes the other 4 shards only."""
     from distill.stages.encode import read_embeddings
 
-    cfg, path = _stage_with_setup(_tree(assets, "driverkill"), assets)
+    cfg, path = _stage_with_setup(_tree(assets, "driverkill", encoding={"actors": 1}), assets)
     once = cfg.run_dir / "held"
     env = _driver_env(DISTILL_FAULT="encode.shard@2:hold", DISTILL_FAULT_ONCE_FILE=str(once))
     with open(cfg.run_dir.parent / "driverkill.log", "wb") as log:
@@ -268,7 +268,7 @@ def test_encode_disk_full_fails_clearly_and_leaves_nothing_half_written(ray_sess
     from distill.stages.encode import embeddings_table, read_embeddings
 
     # shards of 50, 50 and 20 rows: ~9.7, ~9.7 and ~4.3 KB; the manifest ~5 KB; no file may pass 8 KB
-    cfg, path = _stage_with_setup(_tree(assets, "diskfull", encoding={"shard_rows": 50}), assets)
+    cfg, path = _stage_with_setup(_tree(assets, "diskfull", encoding={"shard_rows": 50, "actors": 1}), assets)
     ids, texts = _corpus(assets)
     partial = cfg.run_dir / ".embeddings.partial"
     partial.mkdir()  # left by a run with another config: a shard 0 of zeros, which must not be taken

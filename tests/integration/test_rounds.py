@@ -7,6 +7,7 @@ resumes in round 2 (round 1 untouched) and the report holds both rounds.
 """
 
 import json
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -32,13 +33,17 @@ def ray_session():
 
 
 def _write_answers(data) -> int:
-    """Answers for the train queries: the topic word that titles the query's positive document (a question
-    the reader can only answer by finding that document). Test queries appear without answers; one row
-    names an unknown query (a counted reject)."""
+    """Answers for the train queries: the word of the query's positive document that no other document
+    has and the query does not name (a question the reader can only answer from that document). Test
+    queries appear without answers; one row names an unknown query (a counted reject)."""
     corpus = {d["_id"]: d for d in map(json.loads, (data / "corpus.jsonl").read_text().splitlines())}
+    queries = {q["_id"]: q["text"] for q in map(json.loads, (data / "queries.jsonl").read_text().splitlines())}
+    words = {d: f"{c['title']} {c['text']}".split() for d, c in corpus.items()}
+    df = Counter(w for ws in words.values() for w in set(ws))
     train = pd.read_csv(data / "qrels" / "train.tsv", sep="\t", dtype=str)
     test = pd.read_csv(data / "qrels" / "test.tsv", sep="\t", dtype=str)
-    rows = [{"_id": q, "answers": [corpus[d]["title"].split()[0]]} for q, d in zip(train["query-id"], train["corpus-id"])]
+    rows = [{"_id": q, "answers": [next(w for w in words[d] if df[w] == 1 and w not in queries[q].split())]}
+            for q, d in zip(train["query-id"], train["corpus-id"])]
     rows += [{"_id": q} for q in test["query-id"]] + [{"_id": "no-such-query", "answers": ["x"]}]
     (data / "answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return len(train)

@@ -73,12 +73,35 @@ def test_cli_passes_here_and_fails_on_a_broken_copy(tmp_path, capsys):
     assert "stage 'train' of run 'msmarco' needs 8 x {CPU: 8, GPU: 1}" in out and "fits 4" in out
 
 
+def test_only_configs_that_cluster_names_must_live_on_shared_storage(tmp_path):
+    """A one-GPU-box config (relative runs_dir) is held to the launcher's resources, not to its shared
+    file system, until a cluster doc runs it."""
+    for d in ("cluster", "configs"):
+        shutil.copytree(ROOT / d, tmp_path / d)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    box = yaml.safe_load((ROOT / "configs/msmarco.yaml").read_text())
+    box.update(name="box", runs_dir="runs")
+    (tmp_path / "configs/box_gpu.yaml").write_text(yaml.safe_dump(box))
+    assert cc.check_tree(tmp_path)[0] == []
+    box["training"]["num_workers"] = 32  # 32 GPUs: more than the launcher's 2 x 8
+    (tmp_path / "configs/box_gpu.yaml").write_text(yaml.safe_dump(box))
+    _one(cc.check_tree(tmp_path)[0], "cluster/launcher-gpu.yaml (for configs/box_gpu.yaml)", "fits 16")
+    box["training"]["num_workers"] = 8
+    (tmp_path / "configs/box_gpu.yaml").write_text(yaml.safe_dump(box))
+    with open(tmp_path / "cluster/README.md", "a") as f:
+        f.write("\nAlso: `python -m distill run configs/box_gpu.yaml`.\n")
+    problems = cc.check_tree(tmp_path)[0]
+    _one(problems, "(for configs/box_gpu.yaml)", "runs_dir 'runs' is relative")
+    assert len(problems) == 1, problems
+
+
 # ---- RayJob --------------------------------------------------------------------------------------------
 def test_rayjob_entrypoint_runs_the_msmarco_config_with_its_overrides():
     spec = load(RAYJOB)["spec"]
     cfg, problems = cc.check_entrypoint(spec["entrypoint"], ROOT, RAYJOB)
     assert problems == []
-    assert (cfg.name, cfg.runs_dir, cfg.data.dir) == ("msmarco", "/mnt/shared/runs", "/mnt/shared/data/msmarco")
+    assert (cfg.name, cfg.runs_dir) == ("msmarco", "/mnt/shared/runs")
+    assert cfg.data.dir == "/mnt/shared/data/msmarco"
     assert cfg.training.use_gpu and cfg.training.num_workers == 8 and cfg.ray.actor_gpus == 1
     nodes, problems = cc.raycluster_nodes(spec["rayClusterSpec"], RAYJOB)
     assert problems == []
@@ -93,13 +116,14 @@ def test_rayjob_entrypoint_runs_the_msmarco_config_with_its_overrides():
 
 @pytest.mark.parametrize("mutate, needles", [
     (lambda d: d["spec"].update(entrypoint="python -m distil run configs/msmarco.yaml"), ["module 'distil'"]),
-    (lambda d: d["spec"].update(entrypoint="python -m distill run configs/nope.yaml"), ["config file not found"]),
+    (lambda d: d["spec"].update(entrypoint="python -m distill run configs/nope.yaml"),
+     ["config file not found"]),
     (lambda d: d["spec"].update(entrypoint=d["spec"]["entrypoint"] + " training.lerning_rate=1"),
      ["unknown config key 'training.lerning_rate'"]),
     (lambda d: d["spec"].update(entrypoint="python -m distill run configs/msmarco.yaml ray.actor_gpus=4"),
      ["stage 'score'", "needs 8 x {CPU: 8, GPU: 4}", "fits 4"]),  # 2 pods x 8 GPUs / 4
-    (lambda d: d["spec"].update(entrypoint="python -m distill run configs/msmarco.yaml training.use_gpu=false "
-                                "ray.actor_gpus=0 data.dir=/mnt/shared/d runs_dir=/mnt/shared/r"),
+    (lambda d: d["spec"].update(entrypoint="python -m distill run configs/msmarco.yaml "
+                                "training.use_gpu=false ray.actor_gpus=0"),
      ["offers GPUs but run 'msmarco' asks for none"]),
     (lambda d: d["spec"].update(entrypoint="python -m distill run configs/msmarco.yaml runs_dir=runs "
                                 "data.dir=/mnt/shared/d"), ["runs_dir 'runs' is relative"]),
@@ -211,7 +235,8 @@ def test_launcher_passes_rays_schema_and_covers_the_gpu_runs(run_configs):
     nodes, problems = cc.launcher_nodes(doc, LAUNCHER)
     assert problems == []
     assert [(n.name, n.resources, n.count) for n in nodes] == [
-        ("head", {"CPU": 0.0}, 1), ("gpu_worker", {"CPU": 192.0, "GPU": 8.0}, 2), ("cpu_worker", {"CPU": 16.0}, 2)]
+        ("head", {"CPU": 0.0}, 1), ("gpu_worker", {"CPU": 192.0, "GPU": 8.0}, 2),
+        ("cpu_worker", {"CPU": 16.0}, 2)]
     assert cc.launcher_shared_paths(doc) == ["/mnt/shared"]
     assert cc.check_launcher(doc, LAUNCHER, ROOT, run_configs) == []
 
@@ -266,7 +291,7 @@ def test_driver_env_merges_with_a_job_runtime_env_that_sets_the_same_variables()
 
     job = load("cluster/runtime_env.yaml")
     environ = {"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": job}), "HF_HUB_OFFLINE": "0"}
-    old = {"env_vars": {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "0"}}  # what the driver added before
+    old = {"env_vars": {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "0"}}  # the driver's env before
     assert _merge_runtime_env(job, old) is None
     assert driver_runtime_env(environ) == {"env_vars": {}}
     merged = _merge_runtime_env(job, driver_runtime_env(environ))
@@ -285,11 +310,12 @@ def test_docs_name_only_modules_paths_and_flags_that_exist():
     for f in sorted((ROOT / "cluster").rglob("*.md")):
         assert cc.check_text(f.read_text(), str(f), ROOT, clis) == [], f
     readme = (ROOT / "cluster/README.md").read_text()
-    for cmd in ("ray job submit", "serve deploy", "ray up", "kubectl apply -f cluster/kuberay/rayjob-distill.yaml",
-                "--runtime-env cluster/runtime_env.yaml", "python -m distill.cluster_check"):
+    for cmd in ("ray job submit", "serve deploy", "ray up", "--runtime-env cluster/runtime_env.yaml",
+                "kubectl apply -f cluster/kuberay/rayjob-distill.yaml", "python -m distill.cluster_check"):
         assert cmd in readme, cmd
     bad = ("Run `python -m distill.nope` with configs/nope.yaml, import_path: serve.app:nope\n"
-           "```bash\nray job submit --adress http://x:8265 --working-dir . -- python -m distill run a.yaml --force\n"
+           "```bash\nray job submit --adress http://x:8265 --working-dir . \\\n"
+           "    -- python -m distill run a.yaml --force\n"
            "serve deploy --bogus configs/serve.yaml\nray up --yes --min-worker 1 cluster/launcher-gpu.yaml\n"
            "ray jobs submit x\n```\n")
     problems = cc.check_text(bad, "bad.md", ROOT, clis)

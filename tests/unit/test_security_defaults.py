@@ -449,3 +449,10 @@ def test_deepspeed_checkpoint_carrying_code_is_refused(ds_world, tmp_path, which
     # Why the guard exists: DeepSpeed on its own (weights_only=False) runs the file's code.
     b.load_checkpoint(str(tmp_path), tag="ckpt")
     assert marker.read_text() == "pwned", "DeepSpeed now loads weights_only; the guard may be retired"
+
+
+def test_non_loopback_bind_without_token_is_flagged():
+    from serve.__main__ import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("example.org")
