@@ -206,14 +206,15 @@ class FiDReader(nn.Module):
 
 
 def score_grouped(reader: FiDReader, queries: list[str], docs: list[str], attention=None,
-                  batch_size: int = 32) -> np.ndarray:
-    """Scores of (query, doc) pairs in input order; the pairs of one query are read together."""
+                  batch_size: int = 32, keys: list | None = None) -> np.ndarray:
+    """Scores of (query, doc) pairs in input order; the pairs of one query (one key, e.g. its id; by
+    default its text) are read together."""
     out = np.zeros(len(queries), np.float32)
-    groups: dict[str, list[int]] = {}
-    for i, q in enumerate(queries):
-        groups.setdefault(q, []).append(i)
-    for q, idx in groups.items():
-        out[idx] = reader.passage_scores(q, [docs[i] for i in idx], attention, batch_size)
+    groups: dict = {}
+    for i, k in enumerate(queries if keys is None else keys):
+        groups.setdefault(k, []).append(i)
+    for idx in groups.values():
+        out[idx] = reader.passage_scores(queries[idx[0]], [docs[i] for i in idx], attention, batch_size)
     return out
 
 

@@ -58,8 +58,16 @@ def rerank_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg) -> pd.DataFr
     """The teacher's score for each (qid, docid) of ``pairs``: on the Ray Data actor pool like training
     pairs, or, for at most ``evaluation.inline_rerank_max_pairs`` pairs, with the same TeacherActor in
     this process (an actor pool's start-up, ~20 s here, would cost more than scoring a few hundred pairs)."""
-    if cfg.teacher.kind == "reader" or len(pairs) > cfg.evaluation.inline_rerank_max_pairs:
+    if len(pairs) > cfg.evaluation.inline_rerank_max_pairs:
         return score_pairs(pairs, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray)
+    if cfg.teacher.kind == "reader":  # the same reader code as the ReaderActor, each query's pairs together
+        from distill.reader import FiDReader, score_grouped
+
+        t = cfg.teacher
+        reader = FiDReader(teacher_dir, t.max_length, t.answer_max_length, t.trust_remote_code)
+        return pairs.assign(teacher_score=score_grouped(
+            reader, [data.queries[q] for q in pairs["qid"]], [data.doc_text(d) for d in pairs["docid"]],
+            t.attention.model_dump(), cfg.scoring.batch_size, keys=list(pairs["qid"])))
     import torch
 
     from distill.stages.score import TeacherActor

@@ -6,10 +6,10 @@
 - a Ray Train worker dies between checkpoints: ``FailureConfig`` restarts the worker group from the last
   checkpoint within the same ``fit``; the step count, final checkpoint and exported student agree;
 - the ``encode`` driver is SIGKILLed after saving 2 of 6 shards: the re-run encodes only the other 4 and
-  its output equals an uninterrupted run's; stale shards from another config are dropped;
+  its output equals an uninterrupted encoding of every document;
 - the disk fills while ``encode`` writes (``RLIMIT_FSIZE``: writes past the limit fail with EFBIG, the
   root-proof stand-in for ENOSPC, the same failing ``write``): a clear error naming the file, no stage
-  marked done, nothing half-written, and a later run finishes.
+  marked done, nothing half-written, stale shards of another config dropped, and a later run finishes.
 
 Faults are injected at named points (distill/faults.py), so no test races the code it interrupts.
 """
@@ -267,14 +267,14 @@ sys.exit(main(["encode", sys.argv[1]]))
 def test_encode_disk_full_fails_clearly_and_leaves_nothing_half_written(ray_session, assets):
     from distill.stages.encode import embeddings_table, read_embeddings
 
-    # shards of 50, 50 and 20 rows: ~9.7, ~9.7 and ~4.3 KB; the manifest ~5 KB; no file may pass 8 KB
-    cfg, path = _stage_with_setup(_tree(assets, "diskfull", encoding={"shard_rows": 50, "actors": 1}), assets)
+    # shards of 100 and 20 rows: ~19 and ~4.3 KB; the manifest ~5 KB; no file may pass 16 KiB
+    cfg, path = _stage_with_setup(_tree(assets, "diskfull", encoding={"shard_rows": 100, "actors": 1}), assets)
     ids, texts = _corpus(assets)
     partial = cfg.run_dir / ".embeddings.partial"
     partial.mkdir()  # left by a run with another config: a shard 0 of zeros, which must not be taken
     (partial / "meta.json").write_text(json.dumps({"key": "another-config"}))
-    pq.write_table(embeddings_table(ids[:50], np.zeros((50, 32), np.float32)), partial / "shard-00000.parquet")
-    r = subprocess.run([sys.executable, "-c", FSIZE_SCRIPT, str(path), str(8 * 1024)], cwd=ROOT, env=_driver_env(),
+    pq.write_table(embeddings_table(ids[:100], np.zeros((100, 32), np.float32)), partial / "shard-00000.parquet")
+    r = subprocess.run([sys.executable, "-c", FSIZE_SCRIPT, str(path), str(16 * 1024)], cwd=ROOT, env=_driver_env(),
                        capture_output=True, text=True, timeout=240)
     assert r.returncode == 2, r.stderr[-3000:]
     err = [x for x in r.stderr.splitlines() if x.startswith("error: ")]
@@ -284,10 +284,10 @@ def test_encode_disk_full_fails_clearly_and_leaves_nothing_half_written(ray_sess
     assert not (cfg.run_dir / "embeddings").exists() and _leftovers(cfg.run_dir) == []
     saved = sorted(partial.glob("shard-*.parquet"))
     for p in saved:  # whatever was saved is whole; only the 20-row shard fits (the stale shard 0 is gone)
-        assert p.name == "shard-00002.parquet" and pq.read_table(p).column("docid").to_pylist() == ids[100:]
+        assert p.name == "shard-00001.parquet" and pq.read_table(p).column("docid").to_pylist() == ids[100:]
     # space again: a later run finishes, keeping what was saved
     c = run_pipeline(cfg, only=["encode"]).manifest["stages"]["encode"]["counts"]
-    assert c["embeddings"] == 120 and c["shards_reused"] == len(saved) and c["shards_encoded"] == 3 - len(saved)
+    assert c["embeddings"] == 120 and c["shards_reused"] == len(saved) and c["shards_encoded"] == 2 - len(saved)
     got_ids, got = read_embeddings(cfg.run_dir / "embeddings")
     assert got_ids == ids
     np.testing.assert_allclose(got, DualEncoder.load(assets / "student").encode(texts), atol=1e-5)

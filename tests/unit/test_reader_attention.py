@@ -218,3 +218,14 @@ def test_serving_reranks_with_a_reader(t5_dir):
     assert s.shape == (3,) and np.isfinite(s).all()
     assert s[0] + s[2] == pytest.approx(1.0, abs=1e-5)  # one query's two documents were read together
     assert s[1] == pytest.approx(1.0, abs=1e-5)  # a single document gets all the attention
+
+
+def test_score_grouped_reads_each_key_together(t5_dir):
+    from distill.reader import score_grouped
+
+    reader = FiDReader(str(t5_dir), max_length=24, answer_max_length=3)
+    q = ["capital of france"] * 3
+    by_text = score_grouped(reader, q, PASSAGES[:3])
+    assert by_text.sum() == pytest.approx(1.0, abs=1e-5)  # one query text: one read over 3 passages
+    by_id = score_grouped(reader, q, PASSAGES[:3], keys=["q1", "q2", "q1"])  # same text, two query ids
+    assert by_id[1] == pytest.approx(1.0, abs=1e-5) and by_id[0] + by_id[2] == pytest.approx(1.0, abs=1e-5)
