@@ -67,8 +67,11 @@ class TeacherActor:
             return out
         if self.kind == "cross-encoder":  # dual head: its two pooled vectors are the embedding targets
             qe, de, s = self.model.score_with_vectors(q, d, batch_size=self.batch_size)
-        else:
-            qe, de = self.model.encode(q, self.batch_size), self.model.encode(d, self.batch_size)
+        else:  # a dual encoder embeds each distinct text once (a query recurs across its candidates)
+            uq, qi = np.unique(np.asarray(q, dtype=object), return_inverse=True)
+            ud, di = np.unique(np.asarray(d, dtype=object), return_inverse=True)
+            qe = self.model.encode(list(uq), self.batch_size)[qi]
+            de = self.model.encode(list(ud), self.batch_size)[di]
             s = (qe * de).sum(-1)
         out["teacher_score"] = s.astype(np.float32)
         if self.store_embeddings:
