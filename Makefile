@@ -8,7 +8,7 @@ export TOKENIZERS_PARALLELISM := false
 export RAY_AUTH_MODE := disabled
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/ray-distill/torch_extensions
 
-.PHONY: demo test test-unit install clean
+.PHONY: demo test test-all test-unit install clean
 
 # the product (enough for the demo); the test extras (sentence-transformers, pytest, hypothesis) on top
 # torch comes first through pip (which finds the CPU build on this machine's disk); the rest through uv,
@@ -33,7 +33,12 @@ demo: $(BIN)/.installed
 	$(BIN)/python -m distill run configs/demo.yaml
 	$(BIN)/python -m serve.demo runs/demo
 
+# `make test`: unit tests + the core integration tier (< 15 min on 2 cores); `make test-all` adds the
+# `slow` tier (methods, rounds, fault injection; about 27 min in all on 2 cores)
 test: $(BIN)/.installed-test
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+
+test-all: $(BIN)/.installed-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 test-unit: $(BIN)/.installed-test

@@ -131,6 +131,7 @@ def test_student_export_loads_everywhere(ray_session, assets):
     np.testing.assert_allclose(plain, ours, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_teacher_stage_finetunes_cross_encoder(ray_session, assets):
     cfg = _config(assets, name="ce", stages=["teacher"],
@@ -148,6 +149,7 @@ def test_teacher_stage_finetunes_cross_encoder(ray_session, assets):
 
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_embeddistill_and_lead_across_widths_depths_tokenizers(ray_session, assets):
     """Dual-head CE teacher (48 wide, 3 layers, its own vocabulary order) teaching a 32-wide 2-layer
@@ -183,6 +185,7 @@ def test_embeddistill_and_lead_across_widths_depths_tokenizers(ray_session, asse
     assert {str(k) for k in w} == {"1", "2", "3"} and sum(w.values()) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_asymmetric_student_searches_the_teacher_index(ray_session, assets):
     """EmbedDistill asymmetric: a 64-wide query encoder (+ learned projection) trained against a 48-wide

@@ -20,7 +20,7 @@ from distill.manifest import ROUND_STAGES, STAGES
 from distill.pipeline import run_pipeline
 from distill.testing import make_beir, make_tiny_bert, make_tiny_t5
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

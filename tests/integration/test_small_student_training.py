@@ -17,7 +17,7 @@ from distill.manifest import RunDir
 from distill.pipeline import run_pipeline
 from distill.testing import make_beir, make_tiny_bert
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 CNN = {"arch": "cnn", "num_layers": 2, "hidden_size": 16, "embed_dim": 8, "output_dim": 16}
 
