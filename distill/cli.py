@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     rounds = rd.path / "rounds" / "report.md"
     if cfg.rounds > 1 and rounds.exists() and "evaluate" in (only or cfg.stages):
         print(rounds.read_text())
+    table = rd.path / "sweep" / "table.md"
+    if only is None and (cfg.sweep.variants or cfg.sweep.seeds) and table.exists():
+        print(table.read_text())
     print(f"run directory: {rd.path}")
     return 0
 

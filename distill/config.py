@@ -32,6 +32,9 @@ class DataConfig(_Section):
     max_reject_share: float = Field(0.05, ge=0.0, le=1.0)
     max_train_queries: int | None = Field(None, ge=1)
     max_test_queries: int | None = Field(None, ge=1)
+    dev_queries: int | None = Field(
+        None, ge=1, description="hold out this many train-split queries (drawn with the run seed) as split `dev`: "
+        "no stage trains on them; set test_split: dev to choose settings on them instead of the test split")
     answers: str | None = Field(
         None, description="QA pairs for a reader teacher: JSONL of {_id: query id, answers: [str, ...]} in dir "
         "(queries.jsonl itself may carry them); rows without answers are counted, not rejected")
@@ -146,6 +149,9 @@ class MiningConfig(_Section):
     sources: list[Literal["bm25", "student"]] = ["bm25", "student"]
     depth: int = Field(30, ge=1)
     querygen: QueryGenConfig = QueryGenConfig()
+    encoder: EncoderConfig | None = Field(
+        None, description="the dense encoder that mines candidates and gives the zero-shot row (default: the "
+        "student as training starts); a sweep pins it to the base run's student so variants share its scores")
 
 
 class ScoringConfig(_Section):
@@ -244,6 +250,33 @@ class RayConfig(_Section):
                                     "would otherwise be retried forever)")
 
 
+class SweepConfig(_Section):
+    """Systems trained on one run's teacher, candidates and teacher scores (distill.sweep).
+
+    Each variant is ``{dotted.key: value}`` overrides of this config; each system (the run's own student,
+    labelled ``base_label``, and every variant) is trained once per training seed in ``seeds``. Stages whose
+    config digest equals the base run's are shared, not recomputed; a variant that changes ``student``
+    mines with the base run's student (``mining.encoder``), so it shares the candidates and scores too."""
+
+    seeds: list[int] = Field(default_factory=list, description="training.seed values (default: training.seed)")
+    base_label: str = Field("distilled", pattern=r"^[A-Za-z0-9_.+-]+$")
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names(self) -> "SweepConfig":
+        import re
+
+        for name, overrides in self.variants.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name) or name == self.base_label:
+                raise ValueError(f"sweep variant name {name!r}: letters, digits, _ . + - only, and not the base label")
+            for key in overrides:
+                if key.split(".")[0] in ("sweep", "name", "runs_dir", "rounds"):
+                    raise ValueError(f"sweep variant {name!r} cannot override {key!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"sweep seeds repeat: {self.seeds}")
+        return self
+
+
 class RunConfig(_Section):
     name: str = "demo"
     runs_dir: str = "runs"
@@ -262,6 +295,12 @@ class RunConfig(_Section):
     index: IndexConfig = IndexConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     ray: RayConfig = RayConfig()
+    sweep: SweepConfig = SweepConfig()
+
+    @property
+    def mining_encoder(self) -> EncoderConfig:
+        """The encoder that mines candidates and gives the zero-shot row: ``mining.encoder`` or the student."""
+        return self.mining.encoder or self.student
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
@@ -298,6 +337,10 @@ class RunConfig(_Section):
                                  "query->passage attention)")
             if t.kind == "cross-encoder" and self.scoring.store_embeddings:
                 raise ValueError("teacher.signal attention cannot be combined with scoring.store_embeddings")
+        if self.data.dev_queries and self.data.train_split == "dev":
+            raise ValueError("data.dev_queries holds dev queries out of training: train_split cannot be `dev`")
+        if self.rounds > 1 and self.mining.encoder is not None:
+            raise ValueError("rounds > 1 mines with the last round's student: leave mining.encoder unset")
         if self.rounds > 1:
             missing = [s for s in ("mine", "score", "train", "encode") if s not in self.stages]
             if missing:

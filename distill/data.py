@@ -204,3 +204,19 @@ def read_beir(directory: str | Path, corpus: str = "corpus.jsonl", queries: str 
         if rejects_path is not None:
             rejects.write(rejects_path)
     return BeirData(corpus=docs, queries=qs, qrels=qrels, rejects=rejects, row_counts=counts)
+
+
+def carve_dev(data: BeirData, train_split: str, n: int, seed: int) -> list[str]:
+    """Move ``n`` train-split queries (drawn with ``seed`` from the sorted query ids) to split ``dev``, so no
+    stage trains on them and settings can be chosen on them; returns the dev query ids. Deterministic."""
+    import random
+
+    train = data.qrels[train_split]
+    if n >= len(train):
+        raise DataError(f"data.dev_queries={n} leaves no training queries (split {train_split!r} has {len(train)})")
+    dev = sorted(random.Random(seed).sample(sorted(train), n))
+    data.qrels["dev"] = {q: train[q] for q in dev}
+    data.qrels[train_split] = {q: r for q, r in train.items() if q not in data.qrels["dev"]}
+    data.row_counts["qrels/dev"] = sum(len(v) for v in data.qrels["dev"].values())
+    data.row_counts[f"qrels/{train_split}"] -= data.row_counts["qrels/dev"]
+    return dev

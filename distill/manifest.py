@@ -27,9 +27,9 @@ from distill.config import RunConfig
 STAGES = ["teacher", "mine", "score", "train", "encode", "index", "evaluate"]
 STAGE_SECTIONS = {
     "teacher": ["data", "teacher"],
-    "mine": ["data", "student", "mining"],
+    "mine": ["data", "mining"],  # mining.encoder resolved: the student unless set (RunConfig.mining_encoder)
     "score": ["scoring"],
-    "train": ["training"],
+    "train": ["student", "training"],
     "encode": ["encoding"],
     "index": ["index"],
     "evaluate": ["evaluation"],
@@ -48,9 +48,12 @@ def stage_digest(config: RunConfig, stage: str) -> str:
     sections: list[str] = []
     for s in STAGES[: STAGES.index(stage) + 1]:
         sections += STAGE_SECTIONS[s]
-    sections = list(dict.fromkeys(sections))
-    extra = {"seed": config.seed, "stages": [s for s in config.stages if s in STAGES[: STAGES.index(stage) + 1]]}
-    return hashlib.sha256((config.digest(*sections) + json.dumps(extra, sort_keys=True)).encode()).hexdigest()[:16]
+    dump = config.model_dump(mode="json")
+    dump["mining"]["encoder"] = config.mining_encoder.model_dump(mode="json")  # unset and set-to-the-same agree
+    payload = {s: dump[s] for s in dict.fromkeys(sections)}
+    payload["_extra"] = {"seed": config.seed,
+                         "stages": [s for s in config.stages if s in STAGES[: STAGES.index(stage) + 1]]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -81,6 +84,7 @@ class RunDir:
 
     round = 1
     stage_order = STAGES
+    shared_with: "RunDir | None" = None  # a sweep run: the base run whose finished stages it shares
 
     def __init__(self, config: RunConfig):
         self.config = config
@@ -192,6 +196,8 @@ class RunDir:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        if final.is_symlink():  # a stage a sweep variant shared from its base run: replace the link only
+            final.unlink()
         shutil.rmtree(final, ignore_errors=True)
         try:
             tmp.replace(final)

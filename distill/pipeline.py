@@ -12,18 +12,20 @@ import time
 from pathlib import Path
 
 from distill.config import RunConfig
-from distill.data import read_beir
+from distill.data import carve_dev, read_beir
 from distill.manifest import RunDir
 
 
 def load_data(rd: RunDir):
     c = rd.config.data
-    data = read_beir(c.dir, c.corpus, c.queries, (c.train_split, c.test_split), c.max_reject_share,
-                     rejects_path=rd.path / "rejects.jsonl")
+    splits = tuple(dict.fromkeys(s for s in (c.train_split, c.test_split) if not (c.dev_queries and s == "dev")))
+    data = read_beir(c.dir, c.corpus, c.queries, splits, c.max_reject_share, rejects_path=rd.path / "rejects.jsonl")
+    if c.dev_queries:
+        carve_dev(data, c.train_split, c.dev_queries, rd.config.seed)
     rd.manifest["data"] = {"rows": data.row_counts, "rejects": data.rejects.counts()}
     d = Path(c.dir)
     rd.record_inputs([p for p in [d / c.corpus, d / (c.corpus + ".gz"), d / c.queries, d / (c.queries + ".gz"),
-                                  d / "qrels" / f"{c.train_split}.tsv", d / "qrels" / f"{c.test_split}.tsv"]
+                                  *[d / "qrels" / f"{s}.tsv" for s in splits]]
                       + ([d / c.answers] if c.answers else [])
                       if p.exists()])
     return data
@@ -55,15 +57,33 @@ def run_stage(rd: RunDir, data, stage: str) -> dict:
             from distill.stages.rounds import evaluate_round
 
             return evaluate_round(rd, data)
+        if rd.shared_with is not None:  # a sweep run: its own student only (distill.sweep)
+            from distill.stages.evaluate import evaluate_student
+
+            return evaluate_student(rd, data, f"sweep run {rd.config.name}")
         return evaluate.run(rd, data, teacher.teacher_path(rd))
     raise ValueError(f"unknown stage {stage!r}")
 
 
-def run_pipeline(cfg: RunConfig, only: list[str] | None = None, force: bool = False, log=print) -> RunDir:
+def run_pipeline(cfg: RunConfig, only: list[str] | None = None, force: bool = False, log=print,
+                 data=None, base: RunDir | None = None) -> RunDir:
+    """Run the configured stages (then ``cfg.sweep``'s runs, for a whole-pipeline run). A sweep run passes
+    the base run's loaded ``data`` and ``base``, whose finished stages it shares where digests agree."""
     rd = RunDir(cfg)
-    data = load_data(rd)
-    rej = data.rejects.counts()
-    log(f"[data] {data.row_counts}" + (f"; rejected {rej} (see {rd.path / 'rejects.jsonl'})" if rej else ""))
+    if data is None:
+        data = load_data(rd)
+        rej = data.rejects.counts()
+        log(f"[data] {data.row_counts}" + (f"; rejected {rej} (see {rd.path / 'rejects.jsonl'})" if rej else ""))
+    else:
+        rd.manifest["data"] = base.manifest.get("data") if base else None
+        rd.manifest["inputs"] = base.manifest.get("inputs") if base else None
+    if base is not None:
+        from distill.sweep import share_stages
+
+        rd.shared_with = base
+        shared = share_stages(base, rd)
+        if shared:
+            log(f"[sweep] shares {', '.join(shared)} with {base.path}")
     wanted = only or cfg.stages
     for r in range(1, cfg.rounds + 1):
         view = rd.for_round(r)
@@ -71,7 +91,7 @@ def run_pipeline(cfg: RunConfig, only: list[str] | None = None, force: bool = Fa
             if stage not in wanted:
                 continue
             name = stage if r == 1 else f"round-{r}/{stage}"
-            if view.is_done(stage) and not force:
+            if view.is_done(stage) and (not force or view.stages[stage].get("shared_from")):
                 log(f"[{name}] already finished, skipped ({view.stages[stage]['counts']})")
                 continue
             t0 = time.perf_counter()
@@ -90,4 +110,9 @@ def run_pipeline(cfg: RunConfig, only: list[str] | None = None, force: bool = Fa
         log(f"[rounds] metrics per round in {rd.path / REPORT_DIR}")
     rd.manifest["final_round"] = rd.final_round()
     rd.save()
+    if only is None and base is None and (cfg.sweep.variants or cfg.sweep.seeds) and "evaluate" in cfg.stages:
+        from distill.sweep import SWEEP_DIR, run_sweep
+
+        run_sweep(cfg, rd, data, force=force, log=log)
+        log(f"[sweep] table in {rd.path / SWEEP_DIR / 'table.md'}")
     return rd

@@ -96,9 +96,9 @@ def run(rd, data) -> dict:
     with rd.atomic_output("mine") as tmp:
         if "bm25" in cfg.mining.sources:
             ranked["bm25"] = BM25(docids, dtexts).search(qtexts, cfg.mining.depth)
-        # zero-shot student: corpus embeddings are kept for the baseline evaluation either way
-        model = resolve_model(cfg.student.model)
-        kw = zero_shot_kwargs(cfg.student)
+        # zero-shot student (or mining.encoder): corpus embeddings are kept for the baseline evaluation either way
+        model = resolve_model(cfg.mining_encoder.model)
+        kw = zero_shot_kwargs(cfg.mining_encoder)
         # one Ray Data pass (one actor pool) embeds the corpus and the training queries together
         want_q = "student" in cfg.mining.sources
         prev = rd.previous_round()

@@ -18,35 +18,16 @@ import os
 import shutil
 from pathlib import Path
 
-from distill.metrics import METRICS, evaluate_run, to_run
+from distill.metrics import METRICS
 
 REPORT_DIR = "rounds"
 
 
 def evaluate_round(rd, data) -> dict:
     """Stage ``evaluate`` of round r > 1: nDCG@10, MRR@10, Recall@100 of round r's student and index."""
-    from distill.index import load_index
-    from distill.models import DualEncoder
+    from distill.stages.evaluate import evaluate_student
 
-    cfg = rd.config
-    qrels = data.qrels[cfg.data.test_split]
-    qids = list(qrels)[: cfg.data.max_test_queries] if cfg.data.max_test_queries else list(qrels)
-    qrels = {q: qrels[q] for q in qids}
-    student = DualEncoder.load(rd.stage_path("train"))
-    index = load_index(rd.stage_path("index"), nprobe=cfg.index.nprobe, ef_search=cfg.index.ef_search)
-    ids, scores = index.search(student.encode([data.queries[q] for q in qids]), cfg.evaluation.first_stage_depth)
-    metrics = evaluate_run(qrels, to_run(qids, ids, scores))
-    report = {"run": cfg.name, "round": rd.round, "split": cfg.data.test_split, "queries": len(qids),
-              "metrics": {"student_distilled": metrics}, "first_stage_depth": cfg.evaluation.first_stage_depth,
-              "index": index.meta}
-    with rd.atomic_output("evaluate") as tmp:
-        (tmp / "report.json").write_text(json.dumps(report, indent=2))
-        (tmp / "report.md").write_text(
-            f"# Evaluation: run `{cfg.name}`, round {rd.round}, split `{cfg.data.test_split}` ({len(qids)} queries)\n\n"
-            "| system | " + " | ".join(METRICS) + " |\n|---|" + "---|" * len(METRICS) + "\n"
-            "| student_distilled | " + " | ".join(f"{metrics[k]:.4f}" for k in METRICS) + " |\n")
-    rd.mark_done("evaluate", {"queries": len(qids), "systems": 1})
-    return report
+    return evaluate_student(rd, data, f"round {rd.round}")
 
 
 def collect(rd) -> dict:

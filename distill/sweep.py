@@ -1,0 +1,187 @@
+"""Sweeps: several students trained on one run's teacher, candidates and teacher scores (``sweep:``).
+
+A run config's ``sweep`` names variants, each ``{dotted.key: value}`` overrides of the run's config (a
+dict value replaces the whole section, so ``training.losses: {infonce: 1.0}`` means InfoNCE alone), and
+the training seeds. After the run's own pipeline, every (system, seed) is a run of its own under
+``runs/<name>/sweep/<system>-seed<s>/`` (the run itself is system ``base_label`` at ``training.seed``):
+
+- each stage whose config digest equals the base run's is *shared*: a relative symlink to the base run's
+  output and a manifest entry marked ``shared_from``; the first stage that differs and all later ones run
+  (a variant of ``training`` shares teacher, mine and score: the expensive teacher work is done once);
+- a variant that changes ``student`` mines with the base run's student (``mining.encoder`` pinned), so a
+  small student learns from the same candidates and scores;
+- each run's ``evaluate`` scores only its own student (distill.stages.evaluate.evaluate_student).
+
+``runs/<name>/sweep/table.json`` and ``table.md`` hold every system's metrics (mean and sample standard
+deviation over seeds), parameters and one-query encode latency beside the teacher's, and the base run's
+BM25, zero-shot and teacher-rerank rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from pathlib import Path
+
+from distill.config import ConfigError, RunConfig, build_config
+from distill.manifest import STAGES, RunDir
+from distill.metrics import METRICS
+
+SWEEP_DIR = "sweep"
+
+
+def _set_dotted(tree: dict, key: str, value) -> None:
+    parts = key.split(".")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"sweep override {key!r}: {'.'.join(parts[:i + 1])!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def variant_config(cfg: RunConfig, label: str, seed: int, overrides: dict) -> RunConfig:
+    """The config of system ``label`` at training seed ``seed``: the run's config plus ``overrides``."""
+    tree = cfg.model_dump(mode="json")
+    tree.pop("sweep")
+    tree.update(name=f"{label}-seed{seed}", runs_dir=str(cfg.run_dir / SWEEP_DIR))
+    for key, value in overrides.items():
+        _set_dotted(tree, key, json.loads(json.dumps(value)))
+    tree["training"]["seed"] = seed
+    if tree["student"] != cfg.student.model_dump(mode="json") and not any(k.split(".")[0] == "mining" for k in overrides):
+        tree["mining"]["encoder"] = cfg.mining_encoder.model_dump(mode="json")  # share the base's candidates
+    try:
+        return build_config(tree)
+    except ConfigError as err:
+        raise ConfigError(f"sweep variant {label!r}: {err}") from None
+
+
+def plan(cfg: RunConfig) -> list[tuple[str, int, RunConfig | None]]:
+    """(system, seed, config) for every run of the sweep; config None is the base run itself."""
+    seeds = cfg.sweep.seeds or [cfg.training.seed]
+    out: list[tuple[str, int, RunConfig | None]] = []
+    for label, overrides in [(cfg.sweep.base_label, {}), *cfg.sweep.variants.items()]:
+        for s in seeds:
+            base_itself = label == cfg.sweep.base_label and s == cfg.training.seed
+            out.append((label, s, None if base_itself else variant_config(cfg, label, s, overrides)))
+    return out
+
+
+def share_stages(base: RunDir, rd: RunDir) -> list[str]:
+    """Link every leading stage of ``rd`` whose digest equals the finished base run's (not ``evaluate``,
+    which scores each run's own student); returns the shared stages."""
+    shared = []
+    for stage in STAGES[:-1]:
+        if stage not in rd.config.stages:
+            continue
+        if rd.is_done(stage) and rd.stages[stage].get("shared_from"):
+            shared.append(stage)
+            continue
+        if not (base.is_done(stage) and base.digest(stage) == rd.digest(stage)):
+            break
+        src, dst = base.stage_path(stage), rd.stage_path(stage)
+        if dst.is_symlink() or dst.is_file():
+            dst.unlink()
+        elif dst.exists():
+            import shutil
+
+            shutil.rmtree(dst)
+        dst.symlink_to(os.path.relpath(src, dst.parent), target_is_directory=True)
+        rd.stages[stage] = {**base.stages[stage], "output": dst.name, "shared_from": str(base.path)}
+        rd.save()
+        shared.append(stage)
+    return shared
+
+
+def run_sweep(cfg: RunConfig, base: RunDir, data, force: bool = False, log=print) -> dict:
+    """Train and evaluate every variant run of ``cfg.sweep``; write and return the table."""
+    from distill.pipeline import run_pipeline
+
+    runs: list[tuple[str, int, RunDir]] = []
+    for label, seed, vcfg in plan(cfg):
+        if vcfg is None:
+            runs.append((label, seed, base))
+            continue
+        log(f"[sweep] {label} seed {seed}: {vcfg.run_dir}")
+        rd = run_pipeline(vcfg, force=force, log=lambda m, p=f"{label}-seed{seed}": log(f"  {p} {m}"),
+                          data=data, base=base)
+        runs.append((label, seed, rd))
+    table = collect(cfg, base, runs)
+    write_table(table, base.path / SWEEP_DIR)
+    return table
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def collect(cfg: RunConfig, base: RunDir, runs: list[tuple[str, int, RunDir]]) -> dict:
+    """The sweep table as data: reference rows from the base run's report, one row per system."""
+    base_report = json.loads((base.stage_path("evaluate") / "report.json").read_text())
+    reference = {k: v for k, v in base_report["metrics"].items() if k != "student_distilled"}
+    sp, sizes = base_report["speed"], base_report["sizes"]
+    teacher = {"parameters": sizes["teacher_parameters"]}
+    if "teacher_pairs_per_s" in sp:  # a cross-encoder or reader: one query costs rerank_depth pair scores
+        teacher["pairs_per_s"] = sp["teacher_pairs_per_s"]
+        teacher["rerank_ms_per_query"] = 1000 * base_report["rerank_depth"] / sp["teacher_pairs_per_s"]
+    if "teacher_query_latency_ms" in sp:
+        teacher["query_latency_ms"] = sp["teacher_query_latency_ms"]
+    rerank_key = next((k for k in reference if k.startswith("teacher_rerank")), None)
+    systems: dict[str, dict] = {}
+    for label, seed, rd in runs:
+        rep = json.loads((rd.stage_path("evaluate") / "report.json").read_text())
+        row = systems.setdefault(label, {"seeds": [], "per_seed": {}, "parameters": None, "latency_ms": [],
+                                         "stage_seconds": {}, "shared": {}})
+        row["seeds"].append(seed)
+        row["per_seed"][str(seed)] = rep["metrics"]["student_distilled"]
+        row["parameters"] = rep["sizes"]["student_parameters"]
+        row["latency_ms"].append(rep["speed"]["student_query_latency_ms"])
+        row["stage_seconds"][str(seed)] = {s: e.get("seconds") for s, e in rd.stages.items()
+                                           if not e.get("shared_from")}
+        row["shared"][str(seed)] = [s for s, e in rd.stages.items() if e.get("shared_from")]
+    for row in systems.values():
+        per = list(row["per_seed"].values())
+        row["mean"] = {m: _mean_sd([p[m] for p in per])[0] for m in METRICS}
+        row["sd"] = {m: _mean_sd([p[m] for p in per])[1] for m in METRICS}
+        row["query_latency_ms"] = statistics.median(row["latency_ms"])
+        if rerank_key:
+            row["share_of_teacher_ndcg"] = row["mean"]["ndcg@10"] / reference[rerank_key]["ndcg@10"]
+        row["teacher_to_student_size"] = teacher["parameters"] / row["parameters"]
+    return {"run": cfg.name, "split": base_report["split"], "queries": base_report["queries"],
+            "rerank_depth": base_report["rerank_depth"], "reference": reference, "teacher": teacher,
+            "systems": systems, "variants": cfg.sweep.variants, "base_label": cfg.sweep.base_label}
+
+
+def render_markdown(table: dict) -> str:
+    n = {len(r["seeds"]) for r in table["systems"].values()}
+    lines = [f"# Sweep: run `{table['run']}`, split `{table['split']}` ({table['queries']} queries)", "",
+             "| system | seeds | " + " | ".join(METRICS) + " | parameters | query ms | % of teacher nDCG@10 |",
+             "|---|---|" + "---|" * len(METRICS) + "---|---|---|"]
+    t = table["teacher"]
+    for name, m in table["reference"].items():
+        params = f"{t['parameters']:,}" if name.startswith("teacher") else ""
+        ms = f"{t['rerank_ms_per_query']:.0f} (rerank)" if name.startswith("teacher_rerank") and "rerank_ms_per_query" in t \
+            else (f"{t['query_latency_ms']:.1f}" if name.startswith("teacher_retrieval") and "query_latency_ms" in t else "")
+        lines.append(f"| {name} | | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + f" | {params} | {ms} | |")
+    for name, r in table["systems"].items():
+        cells = [f"{r['mean'][k]:.4f}" + (f" ± {r['sd'][k]:.4f}" if r["sd"][k] is not None else "") for k in METRICS]
+        share = f"{100 * r['share_of_teacher_ndcg']:.1f}%" if "share_of_teacher_ndcg" in r else ""
+        lines.append(f"| {name} | {len(r['seeds'])} | " + " | ".join(cells) +
+                     f" | {r['parameters']:,} | {r['query_latency_ms']:.1f} | {share} |")
+    lines += ["", "Mean ± sample standard deviation over training seeds" if max(n) > 1 else "One training seed",
+              "; query ms: median time to encode one query alone (batch of 1) on this machine"
+              + ("; the teacher's is the time to score its rerank depth of pairs for one query" if "rerank_ms_per_query" in t
+                 else "") + ". Every system is trained on the same teacher scores of the same candidates.", ""]
+    for name, overrides in table["variants"].items():
+        lines.append(f"- `{name}`: " + ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in overrides.items()))
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: dict, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in (("table.json", json.dumps(table, indent=2)), ("table.md", render_markdown(table))):
+        tmp = directory / f".{name}.tmp-{os.getpid()}"
+        tmp.write_text(text)
+        tmp.replace(directory / name)

@@ -1,0 +1,133 @@
+"""Sweeps (no Ray): variant configs, which stages a variant shares with its base run, the table; the dev
+split carved from the train queries; the mining encoder's digest."""
+
+import json
+
+import pytest
+
+from distill.config import ConfigError, build_config
+from distill.data import BeirData, DataError, Rejects, carve_dev
+from distill.manifest import RunDir
+from distill.sweep import collect, plan, render_markdown, share_stages, variant_config
+
+BASE = {"teacher": {"model": "t"}, "student": {"model": "s", "max_length": 64},
+        "training": {"seed": 0, "losses": {"kl": 1.0, "infonce": 0.1}}}
+SWEEP = {"seeds": [0, 1], "variants": {
+    "hard": {"training.losses": {"infonce": 1.0}},
+    "small": {"student.num_layers": 2, "training.learning_rate": 1e-4}}}
+
+
+def _cfg(tmp_path, **extra):
+    return build_config({**BASE, "runs_dir": str(tmp_path), "sweep": SWEEP, **extra})
+
+
+def _finish(rd, stage, report=None):
+    with rd.atomic_output(stage) as tmp:
+        (tmp / "out").write_text(rd.config.name)
+        if report is not None:
+            (tmp / "report.json").write_text(json.dumps(report))
+    rd.mark_done(stage, {"n": 1})
+
+
+def test_plan_variant_overrides_replace_sections_and_pin_the_mining_encoder(tmp_path):
+    cfg = _cfg(tmp_path)
+    runs = plan(cfg)
+    assert [(label, seed, c is None) for label, seed, c in runs] == [
+        ("distilled", 0, True), ("distilled", 1, False), ("hard", 0, False), ("hard", 1, False),
+        ("small", 0, False), ("small", 1, False)]
+    hard = runs[2][2]
+    assert hard.training.losses.infonce == 1.0 and hard.training.losses.kl == 1.0  # section replaced: kl default
+    assert hard.run_dir == tmp_path / "demo" / "sweep" / "hard-seed0" and hard.sweep.variants == {}
+    assert hard.mining.encoder is None  # student unchanged: mines with it anyway
+    small = runs[5][2]
+    assert small.student.num_layers == 2 and small.training.seed == 1
+    assert small.mining.encoder == cfg.student  # the base's student mines, so candidates and scores are shared
+
+
+def test_variant_that_breaks_the_config_names_itself(tmp_path):
+    cfg = build_config({**BASE, "runs_dir": str(tmp_path)})
+    with pytest.raises(ConfigError, match="sweep variant 'bad'.*training.lerning_rate"):
+        variant_config(cfg, "bad", 0, {"training.lerning_rate": 1e-3})
+    for bad in ({"variants": {"a/b": {}}}, {"variants": {"x": {"sweep.seeds": [1]}}}, {"seeds": [1, 1]},
+                {"variants": {"distilled": {}}}):
+        with pytest.raises(ConfigError):
+            build_config({**BASE, "sweep": bad})
+
+
+def test_variants_share_stages_up_to_the_first_that_differs(tmp_path):
+    cfg = _cfg(tmp_path)
+    base = RunDir(cfg)
+    for stage in ("teacher", "mine", "score", "train"):
+        _finish(base, stage)
+    runs = {(label, seed): c for label, seed, c in plan(cfg)}
+    seed1 = RunDir(runs[("distilled", 1)])
+    assert share_stages(base, seed1) == ["teacher", "mine", "score"]  # training.seed differs
+    assert seed1.stage_path("score").is_symlink() and (seed1.stage_path("score") / "out").read_text() == "demo"
+    assert seed1.stages["score"]["shared_from"] == str(base.path) and seed1.is_done("score")
+    assert not seed1.is_done("train")
+    small = RunDir(runs[("small", 0)])
+    assert share_stages(base, small) == ["teacher", "mine", "score"]  # student changed, mining encoder pinned
+    unpinned = RunDir(variant_config(cfg, "other", 0, {"student.num_layers": 2, "mining.depth": 5}))
+    assert share_stages(base, unpinned) == ["teacher"]  # mining changed: candidates are its own
+    # a variant's own stage replaces the link (not the base's output), and sharing is idempotent
+    _finish(seed1, "train")
+    assert share_stages(base, seed1) == ["teacher", "mine", "score"]
+    _finish(seed1, "score")
+    assert not seed1.stage_path("score").is_symlink() and (base.stage_path("score") / "out").read_text() == "demo"
+
+
+def test_mining_encoder_digest_unset_equals_set_to_the_student(tmp_path):
+    a = RunDir(build_config({**BASE, "runs_dir": str(tmp_path)}))
+    b = RunDir(build_config({**BASE, "runs_dir": str(tmp_path / "b"), "mining": {"encoder": BASE["student"]}}))
+    assert a.digest("mine") == b.digest("mine") and a.digest("train") == b.digest("train")
+    c = RunDir(build_config({**BASE, "runs_dir": str(tmp_path / "c"), "student": {"model": "s2"}}))
+    assert c.digest("mine") != a.digest("mine")  # unset: mining follows the student
+    with pytest.raises(ConfigError, match="rounds > 1"):
+        build_config({**BASE, "rounds": 2, "mining": {"encoder": {"model": "x"}}})
+
+
+def test_table_means_and_sample_sd_over_seeds_and_share_of_teacher(tmp_path):
+    cfg = build_config({**BASE, "runs_dir": str(tmp_path), "sweep": {"seeds": [0, 1], "variants": {"hard": {
+        "training.losses": {"infonce": 1.0}}}}})
+    m = lambda x: {"ndcg@10": x, "mrr@10": x, "recall@100": x}  # noqa: E731
+    base = RunDir(cfg)
+    _finish(base, "evaluate", {"split": "test", "queries": 3, "rerank_depth": 10, "metrics": {
+        "bm25": m(0.3), "student_zero_shot": m(0.4), "teacher_rerank@10": m(0.8), "student_distilled": m(0.6)},
+        "sizes": {"teacher_parameters": 400, "student_parameters": 100},
+        "speed": {"teacher_pairs_per_s": 50.0, "student_query_latency_ms": 4.0}})
+    runs = [("distilled", 0, base)]
+    for label, seed, vcfg in plan(cfg)[1:]:
+        rd = RunDir(vcfg)
+        _finish(rd, "evaluate", {"metrics": {"student_distilled": m({("distilled", 1): 0.8, ("hard", 0): 0.5,
+                                                                    ("hard", 1): 0.5}[(label, seed)])},
+                                 "sizes": {"student_parameters": 100}, "speed": {"student_query_latency_ms": 6.0}})
+        runs.append((label, seed, rd))
+    table = collect(cfg, base, runs)
+    d = table["systems"]["distilled"]
+    assert d["seeds"] == [0, 1] and d["mean"]["ndcg@10"] == pytest.approx(0.7)
+    assert d["sd"]["ndcg@10"] == pytest.approx(0.1414, abs=1e-4)  # sample sd of 0.6, 0.8
+    assert d["share_of_teacher_ndcg"] == pytest.approx(0.875) and d["query_latency_ms"] == 5.0
+    assert table["systems"]["hard"]["sd"]["mrr@10"] == 0.0 and d["teacher_to_student_size"] == 4.0
+    assert table["teacher"]["rerank_ms_per_query"] == pytest.approx(200.0)
+    assert set(table["reference"]) == {"bm25", "student_zero_shot", "teacher_rerank@10"}
+    md = render_markdown(table)
+    assert "| distilled | 2 | 0.7000 ± 0.1414 |" in md and "| 87.5% |" in md and "200 (rerank)" in md
+
+
+def _data(n):
+    qrels = {"train": {f"q{i}": {"d": 1} for i in range(n)}, "test": {"t": {"d": 1}}}
+    return BeirData({"d": ("", "x")}, {}, qrels, Rejects(), {"qrels/train": n, "qrels/test": 1})
+
+
+def test_dev_split_is_carved_from_train_deterministically():
+    a, b, c = _data(20), _data(20), _data(20)
+    dev = carve_dev(a, "train", 5, seed=13)
+    assert dev == carve_dev(b, "train", 5, seed=13) and dev != carve_dev(c, "train", 5, seed=14)
+    assert len(a.qrels["dev"]) == 5 and len(a.qrels["train"]) == 15 and not set(dev) & set(a.qrels["train"])
+    assert a.qrels["test"] == {"t": {"d": 1}} and a.row_counts["qrels/dev"] == 5 and a.row_counts["qrels/train"] == 15
+    with pytest.raises(DataError, match="leaves no training queries"):
+        carve_dev(_data(3), "train", 3, seed=0)
+    with pytest.raises(ConfigError, match="dev_queries"):
+        build_config({**BASE, "data": {"train_split": "dev", "dev_queries": 5}})
+    assert build_config({**BASE, "data": {"test_split": "dev"}}).data.dev_queries is None  # a dev.tsv of its own
+    assert build_config({**BASE, "data": {"test_split": "dev", "dev_queries": 5}}).data.dev_queries == 5
