@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = load_config(args.config, args.overrides)
+        if cfg.sweep.variants or cfg.sweep.seeds:  # every variant's config must be valid before anything runs
+            from distill.sweep import plan
+
+            plan(cfg)
         if args.command == "show-config":
             print(json.dumps(cfg.model_dump(mode="json"), indent=2))
             return 0

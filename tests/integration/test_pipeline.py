@@ -104,6 +104,43 @@ def test_pipeline_resumes_after_kill_and_distils(ray_session, assets, monkeypatc
     assert all(f"[{s}] already finished, skipped" in out for s in STAGES)
 
 
+@pytest.mark.timeout(600)
+def test_sweep_shares_the_teacher_work_and_tables_every_system(ray_session, assets, capsys):
+    """A sweep over the finished run above: the variant (a 1-layer student on hard labels) shares teacher,
+    candidates and scores with the base run (mined by the base's student), trains and evaluates its own."""
+    base_cfg = _config(assets)
+    if not (base_cfg.run_dir / "eval").exists():
+        pytest.skip("needs the pipeline run above")
+    before = json.loads((base_cfg.run_dir / "manifest.json").read_text())["stages"]
+    cfg = _config(assets, sweep={"variants": {"small_hard": {
+        "student.num_layers": 1, "training.losses": {"infonce": 1.0}, "training.max_steps": 10}}})
+    run_pipeline(cfg)
+    out = capsys.readouterr().out
+    assert all(f"[{s}] already finished, skipped" in out for s in STAGES)  # the sweep leaves the base run alone
+    assert json.loads((base_cfg.run_dir / "manifest.json").read_text())["stages"] == before
+    vdir = cfg.run_dir / "sweep" / "small_hard-seed0"
+    vst = json.loads((vdir / "manifest.json").read_text())["stages"]
+    assert [s for s in STAGES if vst[s].get("shared_from")] == ["teacher", "mine", "score"]
+    assert (vdir / "teacher").is_symlink() and (vdir / "teacher").resolve() == (cfg.run_dir / "teacher").resolve()
+    assert vst["train"]["counts"]["steps"] == 10 and vst["encode"]["counts"]["embeddings"] == 120
+    assert not (vdir / "student").is_symlink()
+    from distill.models import DualEncoder
+
+    assert DualEncoder.load(vdir / "student").num_layers == 1
+    table = json.loads((cfg.run_dir / "sweep" / "table.json").read_text())
+    assert list(table["systems"]) == ["distilled", "small_hard"]
+    assert set(table["reference"]) == {"bm25", "student_zero_shot", "teacher_rerank@20"}
+    base_m = json.loads((cfg.run_dir / "eval" / "report.json").read_text())["metrics"]["student_distilled"]
+    assert table["systems"]["distilled"]["mean"] == base_m  # the base run is the distilled system's seed 0
+    small = table["systems"]["small_hard"]
+    assert small["parameters"] < table["systems"]["distilled"]["parameters"] and small["query_latency_ms"] > 0
+    assert "| small_hard | 1 |" in (cfg.run_dir / "sweep" / "table.md").read_text()
+    # a second sweep run trains nothing
+    run_pipeline(cfg)
+    out = capsys.readouterr().out
+    assert "[train] already finished, skipped" in out and "[sweep] shares teacher, mine, score" in out
+
+
 @pytest.mark.timeout(300)
 def test_student_export_loads_everywhere(ray_session, assets):
     """The student dir loads with plain transformers and SentenceTransformer, same embeddings."""

@@ -131,3 +131,18 @@ def test_dev_split_is_carved_from_train_deterministically():
         build_config({**BASE, "data": {"train_split": "dev", "dev_queries": 5}})
     assert build_config({**BASE, "data": {"test_split": "dev"}}).data.dev_queries is None  # a dev.tsv of its own
     assert build_config({**BASE, "data": {"test_split": "dev", "dev_queries": 5}}).data.dev_queries == 5
+
+
+def test_load_data_holds_dev_queries_out_of_training(tmp_path):
+    from distill.pipeline import load_data
+    from distill.testing import make_beir
+
+    make_beir(tmp_path / "data", topics=4, docs_per_topic=5, train_queries=20, test_queries=10)
+    cfg = build_config({**BASE, "runs_dir": str(tmp_path / "runs"),
+                        "data": {"dir": str(tmp_path / "data"), "dev_queries": 6, "test_split": "dev"}})
+    data = load_data(RunDir(cfg))
+    assert len(data.qrels["train"]) == 14 and len(data.qrels["dev"]) == 6 and "test" not in data.qrels
+    assert data.row_counts["qrels/train"] + data.row_counts["qrels/dev"] == 20
+    again = load_data(RunDir(build_config({**BASE, "runs_dir": str(tmp_path / "r2"),
+                                           "data": {"dir": str(tmp_path / "data"), "dev_queries": 6}})))
+    assert again.qrels["dev"] == data.qrels["dev"] and len(again.qrels["test"]) == 10  # same held-out queries

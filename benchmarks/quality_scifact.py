@@ -1,0 +1,140 @@
+"""SciFact quality table: run the pipeline + sweep of a SciFact config and collect the result.
+
+    python benchmarks/quality_scifact.py --data-dir /path/to/scifact                  # configs/scifact_cpu.yaml
+    python benchmarks/quality_scifact.py --config configs/scifact.yaml --data-dir ... training.use_gpu=true
+    python benchmarks/quality_scifact.py --data-dir ... --collect-only --write BENCHMARKS.md
+
+Runs ``python -m distill run CONFIG data.dir=...`` (the command a user runs; stages already finished are
+reused), then prints a Markdown section: date, machine, command, wall time per stage of every run of the
+sweep (shared stages marked), the sweep table (runs/<name>/sweep/table.md) and the issue's targets, each
+met or missed by how much. ``--write FILE`` replaces that run's section in FILE (between markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGET_NDCG = 0.70
+TARGET_SHARE = 0.95
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    gpu = ""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = f", GPU {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return f"{os.cpu_count()} x {cpu}{gpu}"
+
+
+def stage_table(run_dir: Path, table: dict) -> list[str]:
+    """Seconds per stage of the base run and every sweep run ("shared" where a run reused the base's)."""
+    from distill.manifest import STAGES
+
+    rows = [("base run", json.loads((run_dir / "manifest.json").read_text())["stages"])]
+    for label, row in table["systems"].items():
+        for seed in row["seeds"]:
+            m = run_dir / "sweep" / f"{label}-seed{seed}" / "manifest.json"
+            if m.exists():
+                rows.append((f"{label} seed {seed}", json.loads(m.read_text())["stages"]))
+    out = ["| run | " + " | ".join(STAGES) + " | total |", "|---|" + "---|" * (len(STAGES) + 1)]
+    for name, stages in rows:
+        cells, total = [], 0.0
+        for s in STAGES:
+            e = stages.get(s)
+            if e is None:
+                cells.append("")
+            elif e.get("shared_from"):
+                cells.append("shared")
+            else:
+                total += e.get("seconds") or 0.0
+                cells.append(f"{e.get('seconds', 0):.0f}")
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {total:.0f} |")
+    return out
+
+
+def targets(table: dict) -> list[str]:
+    """The issue's targets for the base (distilled) system, each with its margin."""
+    base = table["systems"][table["base_label"]]["mean"]
+    out = []
+    nd = base["ndcg@10"]
+    out.append(f"- distilled nDCG@10 >= {TARGET_NDCG}: {nd:.4f} "
+               + ("met" if nd >= TARGET_NDCG else f"missed by {TARGET_NDCG - nd:.4f}"))
+    hard = table["systems"].get("hard_label")
+    if hard:
+        for m, v in base.items():
+            h = hard["mean"][m]
+            out.append(f"- distilled above hard-label on {m}: {v:.4f} vs {h:.4f} ({v - h:+.4f}) "
+                       + ("met" if v > h else "missed"))
+    share = table["systems"][table["base_label"]].get("share_of_teacher_ndcg")
+    if share is not None:
+        out.append(f"- distilled >= {TARGET_SHARE:.0%} of the teacher's reranking nDCG@10: {share:.1%} "
+                   + ("met" if share >= TARGET_SHARE else f"missed by {TARGET_SHARE - share:.1%}"))
+    return out
+
+
+def section(cfg, command: str, wall_s: float | None) -> str:
+    run_dir = cfg.run_dir
+    table = json.loads((run_dir / "sweep" / "table.json").read_text())
+    lines = [f"<!-- quality_scifact:{cfg.name} -->", f"### SciFact: `{cfg.name}`", "",
+             f"{time.strftime('%Y-%m-%d')}, {machine()}. Command: `{command}`"
+             + (f"; wall time {wall_s / 60:.1f} min." if wall_s else "."), "",
+             (run_dir / "sweep" / "table.md").read_text().strip(), "", "Targets (test split):", *targets(table), "",
+             "Seconds per stage:", "", *stage_table(run_dir, table), "", f"<!-- /quality_scifact:{cfg.name} -->"]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    doc = path.read_text() if path.exists() else ""
+    pattern = re.compile(rf"<!-- quality_scifact:{re.escape(name)} -->.*?<!-- /quality_scifact:{re.escape(name)} -->\n?",
+                         re.S)
+    doc = pattern.sub(lambda _: text, doc) if pattern.search(doc) else doc.rstrip("\n") + "\n\n" + text
+    path.write_text(doc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="configs/scifact_cpu.yaml")
+    p.add_argument("--data-dir", required=True, help="SciFact in BEIR layout")
+    p.add_argument("--collect-only", action="store_true", help="do not run; collect a finished run")
+    p.add_argument("--write", type=Path, help="replace this run's section in this Markdown file")
+    p.add_argument("overrides", nargs="*", help="more key=value overrides for the run")
+    args = p.parse_args(argv)
+    from distill.config import load_config
+
+    overrides = [f"data.dir={args.data_dir}", *args.overrides]
+    cfg = load_config(args.config, overrides)
+    command = " ".join(["python -m distill run", args.config, *overrides])
+    wall = None
+    if not args.collect_only:
+        t0 = time.perf_counter()
+        rc = subprocess.call([sys.executable, "-m", "distill", "run", args.config, *overrides], cwd=ROOT)
+        wall = time.perf_counter() - t0
+        if rc != 0:
+            print(f"the run failed (exit {rc})", file=sys.stderr)
+            return rc
+    text = section(cfg, command, wall)
+    print(text)
+    if args.write:
+        write_section(args.write, cfg.name, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
