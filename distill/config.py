@@ -161,6 +161,8 @@ class ScoringConfig(_Section):
                                    "(dual-encoder or dual-head cross-encoder) for embedding matching")
     store_layer_scores: bool = Field(False, description="also store the teacher's per-layer scores (LEAD)")
     min_softmax_entropy_share: float = Field(0.05, ge=0, le=1)
+    shard_rows: int = Field(200_000, ge=1, description="pairs per scores shard: each is saved when done, so a "
+                            "re-run after a crash scores only the shards that were not saved")
 
 
 class LossWeights(_Section):

@@ -9,7 +9,8 @@ point. With a once-file only the first process to reach the point fires (a resta
 driver then passes); without one, every process fires on its n-th hit (a poison batch). The spec is
 read on the driver (``from_env``) and handed to Ray actors in their constructor arguments, because a
 worker's environment was fixed when the cluster started. Points: ``encode.batch`` and ``score.batch``
-(inside a Ray Data actor, per batch), ``encode.shard`` (the driver, after each encode shard is saved).
+(inside a Ray Data actor, per batch), ``encode.shard`` and ``score.shard`` (the driver, after each shard
+is saved).
 Training keeps its own ``DISTILL_FAIL_AT_STEP`` hook (distill/stages/train.py).
 """
 

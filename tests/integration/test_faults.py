@@ -6,7 +6,8 @@
 - a Ray Train worker dies between checkpoints: ``FailureConfig`` restarts the worker group from the last
   checkpoint within the same ``fit``; the step count, final checkpoint and exported student agree;
 - the ``encode`` driver is SIGKILLed after saving 2 of 6 shards: the re-run encodes only the other 4 and
-  its output equals an uninterrupted encoding of every document;
+  its output equals an uninterrupted encoding of every document; the ``score`` driver likewise after 2
+  of 5 score shards: the re-run scores only the other 3, and every pair's score is the teacher's;
 - the disk fills while ``encode`` writes (``RLIMIT_FSIZE``: writes past the limit fail with EFBIG, the
   root-proof stand-in for ENOSPC, the same failing ``write``): a clear error naming the file, no stage
   marked done, nothing half-written, stale shards of another config dropped, and a later run finishes.
@@ -247,6 +248,57 @@ def test_encode_driver_killed_resumes_unfinished_shards_only(ray_session, assets
     got_ids, got = read_embeddings(cfg.run_dir / "embeddings")
     assert got_ids == ids and len(set(got_ids)) == 120
     np.testing.assert_allclose(got, DualEncoder.load(assets / "student").encode(texts), atol=1e-5)
+    assert not partial.exists() and _leftovers(cfg.run_dir) == []
+
+
+@pytest.mark.timeout(300)
+def test_score_driver_killed_resumes_unfinished_shards_only(ray_session, assets, capsys):
+    """Teacher scoring, as encoding: the driver saves 2 of 5 score shards and is SIGKILLed; the re-run
+    scores the other 3 only, and the scores equal the teacher's q . d for every candidate."""
+    import math
+
+    tree = _tree(assets, "scorekill", mining={"sources": ["bm25"], "depth": 6}, scoring={"actors": 1})
+    cfg = build_config(tree)
+    run_pipeline(cfg, only=["mine"])
+    cands = pq.read_table(cfg.run_dir / "candidates" / "candidates.parquet").to_pandas()
+    tree["scoring"]["shard_rows"] = math.ceil(len(cands) / 5)
+    cfg, path = _stage_with_setup(tree, assets, student=False)
+    once = cfg.run_dir / "held"
+    env = _driver_env(DISTILL_FAULT="score.shard@2:hold", DISTILL_FAULT_ONCE_FILE=str(once))
+    with open(cfg.run_dir.parent / "scorekill.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "distill", "score", str(path)], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 180
+            while not once.exists() and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+            assert once.exists(), (cfg.run_dir.parent / "scorekill.log").read_text()[-3000:]
+            assert int(once.read_text()) == proc.pid
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(30) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+    partial = cfg.run_dir / ".teacher.partial"
+    assert len(list(partial.glob("shard-*.parquet"))) == 2
+    assert not (cfg.run_dir / "teacher").exists()
+    assert "score" not in json.loads((cfg.run_dir / "manifest.json").read_text())["stages"]
+
+    capsys.readouterr()
+    rd = run_pipeline(cfg, only=["score"])
+    assert "[score] resuming: 2 of 5 shards already saved, scoring 3" in capsys.readouterr().out
+    c = rd.manifest["stages"]["score"]["counts"]
+    assert c == {"pairs_in": len(cands), "pairs_out": len(cands), "queries": cands["qid"].nunique(),
+                 "shards": 5, "shards_reused": 2, "shards_scored": 3}
+    scored = pq.read_table(cfg.run_dir / "teacher" / "scores.parquet").to_pandas()
+    assert list(zip(scored["qid"], scored["docid"])) == list(zip(cands["qid"], cands["docid"]))  # candidate order
+    assert (scored["label"].to_numpy() == cands["label"].to_numpy()).all()
+    teacher = DualEncoder(str(assets / "bert"), max_length=32)
+    queries, (ids, texts) = _queries(assets), _corpus(assets)
+    text = dict(zip(ids, texts))
+    expect = (teacher.encode([queries[q] for q in scored["qid"]]) * teacher.encode([text[d] for d in scored["docid"]])).sum(1)
+    np.testing.assert_allclose(scored["teacher_score"].to_numpy(), expect, atol=1e-4)
     assert not partial.exists() and _leftovers(cfg.run_dir) == []
 
 
