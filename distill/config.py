@@ -128,7 +128,9 @@ class TeacherConfig(_Section):
         "logits", description="cross-encoder score: its logit, or its query->passage attention (a reader "
         "always scores by attention)")
     attention: AttentionConfig = AttentionConfig()
-    reader_passages: int = Field(10, ge=1, description="reader fine-tuning: BM25 top-k passages per question")
+    reader_passages: int = Field(10, ge=1, description="reader fine-tuning: top-k retrieved passages per question")
+    reader_retriever: Literal["bm25", "student"] = Field(
+        "bm25", description="reader fine-tuning: who retrieves the passages: BM25 or the zero-shot student")
     answer_max_length: int = Field(32, ge=1, description="reader: answer tokens (fine-tuning labels, decoding)")
 
 

@@ -51,6 +51,8 @@ def stage_digest(config: RunConfig, stage: str) -> str:
     dump = config.model_dump(mode="json")
     dump["mining"]["encoder"] = config.mining_encoder.model_dump(mode="json")  # unset and set-to-the-same agree
     payload = {s: dump[s] for s in dict.fromkeys(sections)}
+    if config.teacher.kind == "reader" and config.teacher.reader_retriever == "student":  # retrieves its passages
+        payload["_reader_retriever"] = dump["mining"]["encoder"]
     payload["_extra"] = {"seed": config.seed,
                          "stages": [s for s in config.stages if s in STAGES[: STAGES.index(stage) + 1]]}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

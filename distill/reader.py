@@ -98,9 +98,28 @@ def _ensure_eager(model: nn.Module) -> None:
         model.set_attn_implementation("eager")
 
 
+def warm_start_seq2seq(path: str, tokenizer, trust_remote_code: bool = False):
+    """A seq2seq reader warm-started from an encoder-only checkpoint (BERT2BERT, Rothe et al. 2020): the
+    encoder and the decoder's self-attention and feed-forward layers start from its weights, the decoder's
+    cross-attention and LM-head transform start fresh. Start/end/pad tokens: [CLS]/[SEP]/[PAD] (or
+    BOS/EOS/PAD). Saved, it is an ordinary ``encoder-decoder`` model (AutoModelForSeq2SeqLM loads it)."""
+    from transformers import EncoderDecoderModel
+
+    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    if start is None or end is None or tokenizer.pad_token_id is None:
+        raise ValueError(f"{path}: a reader warm-started from an encoder needs start, end and pad tokens")
+    model = EncoderDecoderModel.from_encoder_decoder_pretrained(path, path, trust_remote_code=trust_remote_code)
+    for conf in (model.config, model.generation_config):
+        conf.decoder_start_token_id, conf.eos_token_id, conf.pad_token_id = start, end, tokenizer.pad_token_id
+    return model
+
+
 # ---- the FiD reader ------------------------------------------------------------------------------------
 class FiDReader(nn.Module):
     """A seq2seq model used Fusion-in-Decoder style: encoder per (question, passage), decoder over all.
+    An encoder-only ``model`` (BERT, MiniLM) is warm-started as a BERT2BERT seq2seq model
+    (:func:`warm_start_seq2seq`).
 
     ``forward`` gives the answer's LM loss (fine-tuning); ``passage_scores`` the attention per passage.
     """
@@ -108,13 +127,14 @@ class FiDReader(nn.Module):
     def __init__(self, model: str, max_length: int = 256, answer_max_length: int = 32,
                  trust_remote_code: bool = False):
         super().__init__()
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
         path = resolve_model(model)
-        self.model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=trust_remote_code)
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        if not self.model.config.is_encoder_decoder:
-            raise ValueError(f"{path} is not an encoder-decoder model; a FiD reader needs one (e.g. T5)")
+        if getattr(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), "is_encoder_decoder", False):
+            self.model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=trust_remote_code)
+        else:
+            self.model = warm_start_seq2seq(path, self.tokenizer, trust_remote_code)
         self.max_length = max_length
         self.answer_max_length = answer_max_length
 

@@ -716,7 +716,7 @@ TEST_SLOTS = (2, 5, 8, 10)  # query index i goes to test when i % 11 is one of t
 
 
 def build():
-    corpus, queries, qrels = [], [], {"train": [], "test": []}
+    corpus, queries, qrels, answers = [], [], {"train": [], "test": []}, []
     d = q = 0
     for topic, passages, qs in CLUSTERS:
         assert len(passages) == 5, topic
@@ -732,14 +732,16 @@ def build():
             queries.append({"_id": qid, "text": text})
             for r in rel:
                 qrels[split].append((qid, ids[r]))
-    return corpus, queries, qrels
+            if split == "train":  # reader demo: the judged passages' titles stand in for answers
+                answers.append({"_id": qid, "answers": [passages[r][0] for r in rel]})
+    return corpus, queries, qrels, answers
 
 
 def main():
     out = os.path.dirname(os.path.abspath(__file__))
-    corpus, queries, qrels = build()
+    corpus, queries, qrels, answers = build()
     os.makedirs(os.path.join(out, "qrels"), exist_ok=True)
-    for name, rows in (("corpus.jsonl", corpus), ("queries.jsonl", queries)):
+    for name, rows in (("corpus.jsonl", corpus), ("queries.jsonl", queries), ("answers.jsonl", answers)):
         with open(os.path.join(out, name), "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -763,6 +765,9 @@ def main():
         "Each query paraphrases exactly one passage (two for a couple of queries), avoiding long word overlap, so BM25 is imperfect;"
         " some are deliberately hard, sharing more words with a same-cluster negative than with the answer.",
         "Split: query i (0-based) goes to test when i % 11 is in {2, 5, 8, 10}, else train; every query is in exactly one split.",
+        "answers.jsonl (`_id`, `answers`) gives each of the %d train queries the title(s) of its judged passage(s) as its answer:"
+        " the sample has no question-answer pairs, and the reader-teacher demo (configs/demo_reader.yaml) needs some."
+        " They are derived from the train qrels, so a reader trained on them learns from relevance labels in disguise." % len(answers),
     ]
     with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(readme) + "\n")

@@ -9,7 +9,8 @@ over the cross-encoder's logits f. With ``teacher.finetune: false`` the configur
 
 A reader teacher (``teacher.kind: reader``, distill.reader) is fine-tuned on question-answer pairs
 instead, with no relevance labels: each question outside the test split that has answers
-(``data.answers``) is read with its BM25 top ``reader_passages`` passages, Fusion-in-Decoder style, and
+(``data.answers``) is read with its top ``reader_passages`` passages (BM25, or the zero-shot student with
+``teacher.reader_retriever: student``), Fusion-in-Decoder style, and
 the loss is the answer's token-level cross-entropy  L = -sum_t log p(a_t | a_<t, q, p_1..p_k).
 """
 
@@ -159,17 +160,42 @@ def run(rd, data) -> dict:
 
 # ---- a FiD reader on question-answer pairs ---------------------------------------------------------------
 def build_reader_groups(data, answers: dict[str, list[str]], test_split: str, passages: int,
-                        max_queries: int | None = None) -> pd.DataFrame:
-    """One row per answered question outside the test split: its text, BM25 top passages, answers."""
+                        max_queries: int | None = None, retrieve=None) -> pd.DataFrame:
+    """One row per answered question outside the test split: its text, top passages, answers.
+    ``retrieve(question_texts, k)`` gives each question's top k docids (default: BM25)."""
     test = set(data.qrels.get(test_split, {}))
     qids = [q for q in answers if q not in test][:max_queries] if max_queries else [q for q in answers if q not in test]
     if not qids:
         return pd.DataFrame(columns=["qid", "query", "passages", "answers"])
     docids = list(data.corpus)
-    ranked, _ = BM25(docids, [data.doc_text(d) for d in docids]).search([data.queries[q] for q in qids],
-                                                                     min(passages, len(docids)))
+    if retrieve is None:
+        bm25 = BM25(docids, [data.doc_text(d) for d in docids])
+        retrieve = lambda texts, k: bm25.search(texts, k)[0]  # noqa: E731
+    ranked = retrieve([data.queries[q] for q in qids], min(passages, len(docids)))
     return pd.DataFrame([{"qid": q, "query": data.queries[q], "passages": [data.doc_text(d) for d in ids],
                           "answers": answers[q]} for q, ids in zip(qids, ranked)])
+
+
+def dense_retriever(cfg, data):
+    """``retrieve(texts, k)`` with the zero-shot student (``mining.encoder`` when set) over the corpus:
+    corpus and questions embedded on a Ray Data actor pool, exact inner-product search."""
+    from distill.index import build_index
+    from distill.models import resolve_model
+    from distill.stages.encode import encode_texts
+    from distill.stages.mine import zero_shot_kwargs
+
+    enc = cfg.mining_encoder
+    model, kw = resolve_model(enc.model), zero_shot_kwargs(enc)
+    docids = list(data.corpus)
+
+    def retrieve(texts: list[str], k: int) -> list[list[str]]:
+        keys = [f"d:{d}" for d in docids] + [f"q:{i}" for i in range(len(texts))]
+        emb = encode_texts(keys, [data.doc_text(d) for d in docids] + list(texts), model, cfg.ray,
+                           cfg.encoding.batch_size, cfg.encoding.actors, kw)
+        _, idx = build_index(emb[: len(docids)]).search(emb[len(docids):], k)
+        return [[docids[j] for j in row] for row in idx]
+
+    return retrieve
 
 
 def reader_loop(config: dict) -> None:
@@ -238,10 +264,11 @@ def run_reader(rd, data) -> dict:
     if acounts["rows"] and acounts["rejected"] / acounts["rows"] > cfg.data.max_reject_share:
         raise DataError(f"{cfg.data.answers}: {acounts['rejected']} of {acounts['rows']} rows rejected, over the "
                         f"configured max_reject_share {cfg.data.max_reject_share:.1%}; see the rejects file")
-    groups = build_reader_groups(data, answers, cfg.data.test_split, t.reader_passages, cfg.data.max_train_queries)
+    ensure_ray(cfg.ray)
+    groups = build_reader_groups(data, answers, cfg.data.test_split, t.reader_passages, cfg.data.max_train_queries,
+                                 dense_retriever(cfg, data) if t.reader_retriever == "student" else None)
     if len(groups) == 0:
         raise DataError(f"{cfg.data.answers}: no question outside the test split has answers to fine-tune the reader on")
-    ensure_ray(cfg.ray)
     work = rd.path / "teacher_work"
     work.mkdir(exist_ok=True)
     pq.write_table(pa.Table.from_pandas(groups, preserve_index=False), work / "reader_groups.parquet")

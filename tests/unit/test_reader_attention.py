@@ -146,6 +146,37 @@ def test_fid_reader_answer_loss_learns(t5_dir):
     assert np.isfinite(first) and loss.item() < first / 2
 
 
+def test_reader_warm_started_from_an_encoder_only_model(tmp_path):
+    """A BERT checkpoint becomes a BERT2BERT FiD reader: encoder weights kept, it learns an answer, its
+    attention masses score passages, and it saves as an ordinary encoder-decoder model."""
+    from transformers import AutoModel, AutoModelForSeq2SeqLM
+
+    bert = make_tiny_bert(tmp_path / "bert", VOCAB, hidden=32, layers=2)
+    torch.manual_seed(0)
+    reader = FiDReader(str(bert), max_length=24, answer_max_length=4)
+    assert reader.model.config.is_encoder_decoder and reader.model.config.decoder.add_cross_attention
+    src = AutoModel.from_pretrained(bert).state_dict()
+    enc = reader.model.get_encoder().state_dict()
+    shared = [k for k in src if k in enc and not k.startswith("pooler")]  # the tiny BERT saves no pooler
+    assert len(shared) > 10 and all(torch.equal(enc[k], src[k]) for k in shared)  # the encoder is the checkpoint
+    ids, mask = reader.tokenize(["what is the capital of france"], [PASSAGES])
+    labels = reader.tokenize_answers(["paris"])
+    opt = torch.optim.AdamW(reader.parameters(), lr=1e-2)
+    first = reader(ids, mask, labels).item()
+    for _ in range(15):
+        loss = reader(ids, mask, labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert np.isfinite(first) and loss.item() < first / 2
+    s = reader.passage_scores("what is the capital of france", PASSAGES)
+    assert s.shape == (4,) and s.sum() == pytest.approx(1.0, abs=1e-5) and (s > 0).all()
+    reader.save(tmp_path / "reader")
+    assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "reader").config.model_type == "encoder-decoder"
+    again = FiDReader(str(tmp_path / "reader"), max_length=24, answer_max_length=4)
+    np.testing.assert_allclose(again.passage_scores("what is the capital of france", PASSAGES), s, atol=1e-5)
+
+
 def test_fid_inputs_need_the_same_number_of_passages_per_question():
     with pytest.raises(ValueError, match="same, non-zero number"):
         FiDReader.tokenize(None, ["q", "r"], [["a"], ["b", "c"]])
