@@ -1,7 +1,8 @@
 """Sweeps: several students trained on one run's teacher, candidates and teacher scores (``sweep:``).
 
 A run config's ``sweep`` names variants, each ``{dotted.key: value}`` overrides of the run's config (a
-dict value replaces the whole section, so ``training.losses: {infonce: 1.0}`` means InfoNCE alone), and
+dict value replaces the whole section and its unset keys take their defaults, so hard labels alone are
+``training.losses: {kl: 0.0, infonce: 1.0}``: ``kl`` defaults to 1.0), and
 the training seeds. After the run's own pipeline, every (system, seed) is a run of its own under
 ``runs/<name>/sweep/<system>-seed<s>/`` (the run itself is system ``base_label`` at ``training.seed``):
 
