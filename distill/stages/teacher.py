@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distill.bm25 import BM25
+from distill.progress import Progress
 
 EXPORT_DIR = "export"
 
@@ -77,6 +78,7 @@ def teacher_loop(config: dict) -> None:
     device = next(model.parameters()).device
     model.train()
     loss = torch.tensor(0.0)
+    progress = Progress("teacher", total, rank)
     for step in range(total):
         epoch, within = divmod(step, steps_per_epoch)
         perm = np.random.default_rng([config["seed"], epoch]).permutation(len(groups))
@@ -98,6 +100,7 @@ def teacher_loop(config: dict) -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
         sched.step()
+        progress.step(step + 1, float(loss.detach()))
     with tempfile.TemporaryDirectory() as tmp:
         if rank == 0:
             ce.save(Path(tmp) / EXPORT_DIR)
@@ -222,6 +225,7 @@ def reader_loop(config: dict) -> None:
     device = next(model.parameters()).device
     model.train()
     loss = torch.tensor(0.0)
+    progress = Progress("teacher", total, rank)
     for step in range(total):
         epoch, within = divmod(step, steps_per_epoch)
         perm = np.random.default_rng([config["seed"], epoch]).permutation(len(groups))
@@ -237,6 +241,7 @@ def reader_loop(config: dict) -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
         sched.step()
+        progress.step(step + 1, float(loss.detach()))
     with tempfile.TemporaryDirectory() as tmp:
         if rank == 0:
             reader.save(Path(tmp) / EXPORT_DIR)

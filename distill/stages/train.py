@@ -244,6 +244,9 @@ def train_loop(config: dict) -> None:
     engine.train()
     metrics = {}
     step_seconds: list[float] = []  # wall time of each step's compute (batch build to optimizer step)
+    from distill.progress import Progress
+
+    progress = Progress("train", total, rank, start)
     for step in range(start, total):
         t_step = time.perf_counter()
         idx = step_indices(len(groups), step, steps_per_epoch, B, world, rank, config["seed"])
@@ -316,6 +319,7 @@ def train_loop(config: dict) -> None:
         metrics = {"step": step + 1, "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()},
                    # median over this attempt's steps after the first (which pays lazy initialisation)
                    "step_seconds": float(np.median(step_seconds[1:] or step_seconds))}
+        progress.step(step + 1, metrics["loss"])
         done = step + 1 == total
         if done or (step + 1) % config["checkpoint_every"] == 0:
             save(step + 1, metrics, final=done)
