@@ -171,8 +171,8 @@ def render_markdown(table: dict) -> str:
         share = f"{100 * r['share_of_teacher_ndcg']:.1f}%" if "share_of_teacher_ndcg" in r else ""
         lines.append(f"| {name} | {len(r['seeds'])} | " + " | ".join(cells) +
                      f" | {r['parameters']:,} | {r['query_latency_ms']:.1f} | {share} |")
-    lines += ["", "Mean ± sample standard deviation over training seeds" if max(n) > 1 else "One training seed",
-              "; query ms: median time to encode one query alone (batch of 1) on this machine"
+    lines += ["", ("Mean ± sample standard deviation over training seeds" if max(n) > 1 else "One training seed")
+              + "; query ms: median time to encode one query alone (batch of 1) on this machine"
               + ("; the teacher's is the time to score its rerank depth of pairs for one query" if "rerank_ms_per_query" in t
                  else "") + ". Every system is trained on the same teacher scores of the same candidates.", ""]
     for name, overrides in table["variants"].items():
