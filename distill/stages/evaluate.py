@@ -242,8 +242,9 @@ def render_markdown(report: dict) -> str:
         for kind, key in (("queries", "query"), ("passages", "passage")):
             lines.append(f"| {kind}/s (student vs teacher dual encoder) | {sp[f'student_{kind}_per_s']:.1f} | "
                          f"{sp[f'teacher_{kind}_per_s']:.1f} | {sp[f'student_{key}_speedup_vs_teacher_encoder']:.1f}x |")
-    lines += ["", f"Teacher row: the teacher reranks the zero-shot student's top {report['rerank_depth']} (the rest of "
-              f"its top {report['first_stage_depth']} follows in the student's order). "
+    tail = f" (the rest of its top {report['first_stage_depth']} follows in its order)" \
+        if report.get("first_stage_depth") else ""
+    lines += ["", f"Teacher row: the teacher reranks the zero-shot student's top {report['rerank_depth']}{tail}. "
               f"Index: `{report['index'].get('factory')}`, version `{report['index'].get('version')}`.", ""]
     return "\n".join(lines)
 
