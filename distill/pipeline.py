@@ -66,9 +66,10 @@ def run_stage(rd: RunDir, data, stage: str) -> dict:
 
 
 def run_pipeline(cfg: RunConfig, only: list[str] | None = None, force: bool = False, log=print,
-                 data=None, base: RunDir | None = None) -> RunDir:
+                 data=None, base: RunDir | None = None, donors: list[RunDir] | None = None) -> RunDir:
     """Run the configured stages (then ``cfg.sweep``'s runs, for a whole-pipeline run). A sweep run passes
-    the base run's loaded ``data`` and ``base``, whose finished stages it shares where digests agree."""
+    the base run's loaded ``data`` and ``base``, and shares the finished stages of ``donors`` (default: the
+    base run; a sweep adds its earlier runs) where digests agree."""
     rd = RunDir(cfg)
     if data is None:
         data = load_data(rd)
@@ -81,9 +82,9 @@ def run_pipeline(cfg: RunConfig, only: list[str] | None = None, force: bool = Fa
         from distill.sweep import share_stages
 
         rd.shared_with = base
-        shared = share_stages(base, rd)
-        if shared:
-            log(f"[sweep] shares {', '.join(shared)} with {base.path}")
+        shared = share_stages(donors or [base], rd)
+        for owner in dict.fromkeys(shared.values()):
+            log(f"[sweep] shares {', '.join(s for s, o in shared.items() if o == owner)} with {owner}")
     wanted = only or cfg.stages
     for r in range(1, cfg.rounds + 1):
         view = rd.for_round(r)

@@ -6,9 +6,11 @@ dict value replaces the whole section and its unset keys take their defaults, so
 the training seeds. After the run's own pipeline, every (system, seed) is a run of its own under
 ``runs/<name>/sweep/<system>-seed<s>/`` (the run itself is system ``base_label`` at ``training.seed``):
 
-- each stage whose config digest equals the base run's is *shared*: a relative symlink to the base run's
-  output and a manifest entry marked ``shared_from``; the first stage that differs and all later ones run
-  (a variant of ``training`` shares teacher, mine and score: the expensive teacher work is done once);
+- each stage whose config digest equals the base run's, or an earlier sweep run's, is *shared*: a relative
+  symlink to the output of the run that computed it and a manifest entry ``shared_from`` naming that run;
+  the first stage that differs and all later ones run (a variant of ``training`` shares teacher, mine and
+  score: the expensive teacher work is done once; two variants that both need the teacher's layer scores
+  compute them once);
 - a variant that changes ``student`` mines with the base run's student (``mining.encoder`` pinned), so a
   small student learns from the same candidates and scores;
 - each run's ``evaluate`` scores only its own student (distill.stages.evaluate.evaluate_student).
@@ -70,29 +72,34 @@ def plan(cfg: RunConfig) -> list[tuple[str, int, RunConfig | None]]:
     return out
 
 
-def share_stages(base: RunDir, rd: RunDir) -> list[str]:
-    """Link every leading stage of ``rd`` whose digest equals the finished base run's (not ``evaluate``,
-    which scores each run's own student); returns the shared stages."""
-    shared = []
+def share_stages(donors: RunDir | list[RunDir], rd: RunDir) -> dict[str, str]:
+    """Link every leading stage of ``rd`` whose digest equals a finished donor's (the base run first, then
+    earlier sweep runs; never ``evaluate``, which scores each run's own student). Digests are cumulative,
+    so an equal digest means the same inputs all the way up. The link points at the run that computed the
+    output; returns {stage: that run's path}."""
+    donors = [donors] if isinstance(donors, RunDir) else list(donors)
+    shared: dict[str, str] = {}
     for stage in STAGES[:-1]:
         if stage not in rd.config.stages:
             continue
         if rd.is_done(stage) and rd.stages[stage].get("shared_from"):
-            shared.append(stage)
+            shared[stage] = rd.stages[stage]["shared_from"]
             continue
-        if not (base.is_done(stage) and base.digest(stage) == rd.digest(stage)):
+        donor = next((d for d in donors if d.is_done(stage) and d.digest(stage) == rd.digest(stage)), None)
+        if donor is None:
             break
-        src, dst = base.stage_path(stage), rd.stage_path(stage)
+        owner = donor.stages[stage].get("shared_from") or str(donor.path)
+        src, dst = Path(os.path.realpath(donor.stage_path(stage))), rd.stage_path(stage)
         if dst.is_symlink() or dst.is_file():
             dst.unlink()
         elif dst.exists():
             import shutil
 
             shutil.rmtree(dst)
-        dst.symlink_to(os.path.relpath(src, dst.parent), target_is_directory=True)
-        rd.stages[stage] = {**base.stages[stage], "output": dst.name, "shared_from": str(base.path)}
+        dst.symlink_to(os.path.relpath(src, os.path.realpath(dst.parent)), target_is_directory=True)
+        rd.stages[stage] = {**donor.stages[stage], "output": dst.name, "shared_from": owner}
         rd.save()
-        shared.append(stage)
+        shared[stage] = owner
     return shared
 
 
@@ -107,7 +114,7 @@ def run_sweep(cfg: RunConfig, base: RunDir, data, force: bool = False, log=print
             continue
         log(f"[sweep] {label} seed {seed}: {vcfg.run_dir}")
         rd = run_pipeline(vcfg, force=force, log=lambda m, p=f"{label}-seed{seed}": log(f"  {p} {m}"),
-                          data=data, base=base)
+                          data=data, base=base, donors=[base] + [r for _, _, r in runs if r is not base])
         runs.append((label, seed, rd))
     table = collect(cfg, base, runs)
     write_table(table, base.path / SWEEP_DIR)

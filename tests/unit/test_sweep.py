@@ -61,19 +61,39 @@ def test_variants_share_stages_up_to_the_first_that_differs(tmp_path):
         _finish(base, stage)
     runs = {(label, seed): c for label, seed, c in plan(cfg)}
     seed1 = RunDir(runs[("distilled", 1)])
-    assert share_stages(base, seed1) == ["teacher", "mine", "score"]  # training.seed differs
+    assert list(share_stages(base, seed1)) == ["teacher", "mine", "score"]  # training.seed differs
     assert seed1.stage_path("score").is_symlink() and (seed1.stage_path("score") / "out").read_text() == "demo"
     assert seed1.stages["score"]["shared_from"] == str(base.path) and seed1.is_done("score")
     assert not seed1.is_done("train")
     small = RunDir(runs[("small", 0)])
-    assert share_stages(base, small) == ["teacher", "mine", "score"]  # student changed, mining encoder pinned
+    assert list(share_stages(base, small)) == ["teacher", "mine", "score"]  # student changed, mining encoder pinned
     unpinned = RunDir(variant_config(cfg, "other", 0, {"student.num_layers": 2, "mining.depth": 5}))
-    assert share_stages(base, unpinned) == ["teacher"]  # mining changed: candidates are its own
+    assert list(share_stages(base, unpinned)) == ["teacher"]  # mining changed: candidates are its own
     # a variant's own stage replaces the link (not the base's output), and sharing is idempotent
     _finish(seed1, "train")
-    assert share_stages(base, seed1) == ["teacher", "mine", "score"]
+    assert list(share_stages(base, seed1)) == ["teacher", "mine", "score"]
     _finish(seed1, "score")
     assert not seed1.stage_path("score").is_symlink() and (base.stage_path("score") / "out").read_text() == "demo"
+
+
+def test_a_variant_shares_an_earlier_variants_stage_and_links_its_owner(tmp_path):
+    cfg = _cfg(tmp_path)
+    base = RunDir(cfg)
+    for stage in ("teacher", "mine", "score", "train"):
+        _finish(base, stage)
+    rescore = {"scoring.batch_size": 7}  # as two variants that both need the teacher's layer scores
+    first = RunDir(variant_config(cfg, "a", 0, {**rescore, "training.losses": {"kl": 1.0, "mse": 1.0}}))
+    assert share_stages([base], first) == {"teacher": str(base.path), "mine": str(base.path)}
+    _finish(first, "score")  # the first variant that needs the new scores computes them
+    second = RunDir(variant_config(cfg, "b", 0, {**rescore, "training.losses": {"mse": 1.0, "kl": 0.0}}))
+    assert share_stages([base, first], second) == {"teacher": str(base.path), "mine": str(base.path),
+                                                   "score": str(first.path)}
+    third = RunDir(variant_config(cfg, "b", 1, {**rescore, "training.losses": {"mse": 1.0, "kl": 0.0}}))
+    shared = share_stages([base, second, first], third)  # second's score is itself a link: owner is first
+    assert shared["score"] == str(first.path) and third.stages["score"]["shared_from"] == str(first.path)
+    assert (third.stage_path("score") / "out").read_text() == first.config.name
+    assert third.stage_path("score").resolve() == first.stage_path("score").resolve()
+    assert not second.is_done("train") and list(share_stages([base], third)) == ["teacher", "mine", "score"]
 
 
 def test_mining_encoder_digest_unset_equals_set_to_the_student(tmp_path):
