@@ -149,6 +149,7 @@ def collect(cfg: RunConfig, base: RunDir, runs: list[tuple[str, int, RunDir]]) -
         row["stage_seconds"][str(seed)] = {s: e.get("seconds") for s, e in rd.stages.items()
                                            if not e.get("shared_from")}
         row["shared"][str(seed)] = [s for s, e in rd.stages.items() if e.get("shared_from")]
+        row["losses"] = {k: v for k, v in rd.config.training.losses.model_dump().items() if v}
     for row in systems.values():
         per = list(row["per_seed"].values())
         row["mean"] = {m: _mean_sd([p[m] for p in per])[0] for m in METRICS}
@@ -181,9 +182,16 @@ def render_markdown(table: dict) -> str:
     lines += ["", ("Mean ± sample standard deviation over training seeds" if max(n) > 1 else "One training seed")
               + "; query ms: median time to encode one query alone (batch of 1) on this machine"
               + ("; the teacher's is the time to score its rerank depth of pairs for one query" if "rerank_ms_per_query" in t
-                 else "") + ". Every system is trained on the same teacher scores of the same candidates.", ""]
-    for name, overrides in table["variants"].items():
-        lines.append(f"- `{name}`: " + ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in overrides.items()))
+                 else "") + ". Each system lists its overrides of the base run's config, the loss weights they "
+              "resolve to, and the stages it shared rather than computed (sharing score means the same teacher "
+              "scores of the same candidates).", ""]
+    for name, r in table["systems"].items():
+        overrides = table["variants"].get(name)
+        head = "base run" if overrides is None else ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in overrides.items())
+        losses = ", ".join(f"{k} {v:g}" for k, v in r.get("losses", {}).items())
+        shared = sorted({s for stages in r["shared"].values() for s in stages}, key=STAGES.index)
+        lines.append(f"- `{name}`: {head}" + (f"; losses {losses}" if losses else "")
+                     + ("; shared " + ", ".join(shared) if shared else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -132,6 +132,9 @@ def test_table_means_and_sample_sd_over_seeds_and_share_of_teacher(tmp_path):
     assert set(table["reference"]) == {"bm25", "student_zero_shot", "teacher_rerank@10"}
     md = render_markdown(table)
     assert "| distilled | 2 | 0.7000 ± 0.1414 |" in md and "| 87.5% |" in md and "200 (rerank)" in md
+    # the resolved loss weights show what a replaced losses section means (kl keeps its default 1.0)
+    assert "- `distilled`: base run; losses kl 1, infonce 0.1\n" in md
+    assert '- `hard`: `training.losses: {"infonce": 1.0}`; losses kl 1, infonce 1\n' in md
 
 
 def _data(n):
