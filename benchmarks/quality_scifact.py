@@ -82,10 +82,31 @@ def targets(table: dict) -> list[str]:
             h = hard["mean"][m]
             out.append(f"- distilled above hard-label on {m}: {v:.4f} vs {h:.4f} ({v - h:+.4f}) "
                        + ("met" if v > h else "missed"))
+    out += soft_vs_hard(table)
     share = table["systems"][table["base_label"]].get("share_of_teacher_ndcg")
     if share is not None:
         out.append(f"- distilled >= {TARGET_SHARE:.0%} of the teacher's reranking nDCG@10: {share:.1%} "
                    + ("met" if share >= TARGET_SHARE else f"missed by {TARGET_SHARE - share:.1%}"))
+    return out
+
+
+SOFT_LOSSES = {"kl", "margin_mse", "mse", "embedding", "lead"}
+
+
+def soft_vs_hard(table: dict) -> list[str]:
+    """Every other system trained on teacher signals against the hard-label control of its size (a system
+    whose loss weights are hard labels only, with the same parameter count): above on every metric?"""
+    systems = table["systems"]
+    controls = {r["parameters"]: n for n, r in systems.items() if r.get("losses") and not SOFT_LOSSES & set(r["losses"])}
+    out = []
+    for name, r in systems.items():
+        ctrl = controls.get(r["parameters"])
+        if name == table["base_label"] or ctrl is None or not SOFT_LOSSES & set(r.get("losses", {})):
+            continue
+        deltas = {m: v - systems[ctrl]["mean"][m] for m, v in r["mean"].items()}
+        out.append(f"- `{name}` above `{ctrl}` on every metric: "
+                   + ", ".join(f"{m} {d:+.4f}" for m, d in deltas.items())
+                   + (" met" if all(d > 0 for d in deltas.values()) else " missed"))
     return out
 
 

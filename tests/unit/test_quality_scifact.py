@@ -1,0 +1,34 @@
+"""The SciFact benchmark's target lines (no Ray): each soft-label system against the hard-label control
+of its own size."""
+
+import importlib.util
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location(
+    "quality_scifact", Path(__file__).resolve().parents[2] / "benchmarks" / "quality_scifact.py")
+qs = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(qs)
+
+
+def _row(params, losses, nd, mrr, rec):
+    return {"parameters": params, "losses": losses, "mean": {"ndcg@10": nd, "mrr@10": mrr, "recall@100": rec},
+            "share_of_teacher_ndcg": nd / 0.8}
+
+
+def test_targets_compare_each_soft_system_with_the_control_of_its_size():
+    table = {"base_label": "kl", "systems": {
+        "kl": _row(100, {"kl": 1.0, "infonce": 0.1}, 0.66, 0.62, 0.90),
+        "hard_label": _row(100, {"infonce": 1.0}, 0.67, 0.63, 0.91),
+        "margin_mse": _row(100, {"margin_mse": 1.0, "infonce": 0.1}, 0.68, 0.64, 0.92),
+        "small2_kl": _row(50, {"kl": 1.0}, 0.50, 0.45, 0.85),
+        "small2_hard_label": _row(50, {"infonce": 1.0}, 0.48, 0.46, 0.84),
+        "cnn_kl": _row(10, {"kl": 1.0}, 0.3, 0.3, 0.7)}}  # no control of its size: no line
+    lines = qs.targets(table)
+    assert lines[0] == "- distilled nDCG@10 >= 0.7: 0.6600 missed by 0.0400"
+    assert "- distilled above hard-label on ndcg@10: 0.6600 vs 0.6700 (-0.0100) missed" in lines
+    assert ("- `margin_mse` above `hard_label` on every metric: ndcg@10 +0.0100, mrr@10 +0.0100, "
+            "recall@100 +0.0100 met") in lines
+    assert ("- `small2_kl` above `small2_hard_label` on every metric: ndcg@10 +0.0200, mrr@10 -0.0100, "
+            "recall@100 +0.0100 missed") in lines
+    assert not any("cnn_kl" in line for line in lines) and lines[-1].endswith("82.5% missed by 12.5%")
+    assert len(lines) == 7
