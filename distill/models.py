@@ -330,15 +330,7 @@ class CrossEncoder(nn.Module):
         joint encoding, [n_pairs, num_layers] (LEAD targets)."""
         if self.head != "dual":
             raise ValueError("LEAD targets from a cross-encoder need head: dual")
-        out = np.zeros((len(queries), self.model.config.num_hidden_layers), np.float32)
-        for i in range(0, len(queries), batch_size):
-            enc = self.tokenize(queries[i:i + batch_size], docs[i:i + batch_size])
-            qm, dm = enc.pop("query_mask"), enc.pop("doc_mask")
-            hs = self.model(**enc, output_hidden_states=True).hidden_states[1:]
-            cols = [(nn.functional.normalize(pool(h, qm, "mean"), dim=-1)
-                     * nn.functional.normalize(pool(h, dm, "mean"), dim=-1)).sum(-1) for h in hs]
-            out[i:i + batch_size] = torch.stack(cols, dim=1).float().cpu().numpy()
-        return out
+        return self.score_all(queries, docs, batch_size, layers=True)["layer_scores"]
 
     def forward(self, **inputs) -> torch.Tensor:
         if self.head == "dual":
@@ -378,6 +370,43 @@ class CrossEncoder(nn.Module):
             qv[idx], dv[idx] = q.float().cpu().numpy(), d.float().cpu().numpy()
         self.train(was_training)
         return qv, dv, float(self.scale.detach()) * (qv * dv).sum(-1)
+
+    @torch.inference_mode()
+    def score_all(self, queries: list[str], docs: list[str], batch_size: int = 32, vectors: bool = False,
+                  layers: bool = False) -> dict[str, np.ndarray]:
+        """Everything the score stage stores, from one forward per batch, in input order: "score" (logits);
+        with the dual head also "q_emb"/"d_emb" (``vectors``: the pooled last-layer vectors, and score =
+        scale * their cosine) and "layer_scores" (``layers``: [n, num_layers] per-layer cosines, LEAD's
+        targets, the same as ``layer_scores``). Batches are length-sorted."""
+        if not (vectors or layers):
+            return {"score": self.score(queries, docs, batch_size)}
+        if self.head != "dual":
+            raise ValueError("teacher vectors and layer scores from a cross-encoder need head: dual")
+        was_training = self.training
+        self.eval()
+        n, cfg = len(queries), self.model.config
+        out = {"score": np.zeros(n, np.float32)}
+        if vectors:
+            out["q_emb"], out["d_emb"] = (np.zeros((n, cfg.hidden_size), np.float32) for _ in range(2))
+        if layers:
+            out["layer_scores"] = np.zeros((n, cfg.num_hidden_layers), np.float32)
+        order = length_order([q + d for q, d in zip(queries, docs)])
+        norm = nn.functional.normalize
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            enc = self.tokenize([queries[j] for j in idx], [docs[j] for j in idx])
+            qm, dm = enc.pop("query_mask"), enc.pop("doc_mask")
+            res = self.model(**enc, output_hidden_states=layers)
+            q, d = norm(pool(res.last_hidden_state, qm, "mean"), dim=-1), norm(pool(res.last_hidden_state, dm, "mean"), dim=-1)
+            out["score"][idx] = (self.scale * (q * d).sum(-1)).float().cpu().numpy()
+            if vectors:
+                out["q_emb"][idx], out["d_emb"][idx] = q.float().cpu().numpy(), d.float().cpu().numpy()
+            if layers:
+                out["layer_scores"][idx] = torch.stack(
+                    [(norm(pool(h, qm, "mean"), dim=-1) * norm(pool(h, dm, "mean"), dim=-1)).sum(-1)
+                     for h in res.hidden_states[1:]], dim=1).float().cpu().numpy()
+        self.train(was_training)
+        return out
 
     def save(self, path: str | Path) -> None:
         path = Path(path)

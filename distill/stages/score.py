@@ -61,25 +61,30 @@ class TeacherActor:
         self.fault.hit()
         q, d = list(batch["query"]), list(batch["doc"])
         out = {"qid": batch["qid"], "docid": batch["docid"]}
-        if self.store_layer_scores:
-            out["teacher_layer_scores"] = self.model.layer_scores(q, d, self.batch_size)
         if self.signal == "attention":
             from distill.reader import cross_encoder_attention_scores
 
+            if self.store_layer_scores:
+                out["teacher_layer_scores"] = self.model.layer_scores(q, d, self.batch_size)
             out["teacher_score"] = cross_encoder_attention_scores(self.model, q, d, self.attention, self.batch_size)
             return out
-        if self.kind == "cross-encoder" and not self.store_embeddings:
-            out["teacher_score"] = self.model.score(q, d, batch_size=self.batch_size)
+        if self.kind == "cross-encoder":  # one forward gives the logits, the dual head's vectors, layer scores
+            res = self.model.score_all(q, d, self.batch_size, vectors=self.store_embeddings,
+                                       layers=self.store_layer_scores)
+            out["teacher_score"] = res["score"]
+            if self.store_embeddings:
+                out["teacher_q_emb"], out["teacher_d_emb"] = res["q_emb"], res["d_emb"]
+            if self.store_layer_scores:
+                out["teacher_layer_scores"] = res["layer_scores"]
             return out
-        if self.kind == "cross-encoder":  # dual head: its two pooled vectors are the embedding targets
-            qe, de, s = self.model.score_with_vectors(q, d, batch_size=self.batch_size)
-        else:  # a dual encoder embeds each distinct text once (a query recurs across its candidates)
-            uq, qi = np.unique(np.asarray(q, dtype=object), return_inverse=True)
-            ud, di = np.unique(np.asarray(d, dtype=object), return_inverse=True)
-            qe = self.model.encode(list(uq), self.batch_size)[qi]
-            de = self.model.encode(list(ud), self.batch_size)[di]
-            s = (qe * de).sum(-1)
-        out["teacher_score"] = s.astype(np.float32)
+        if self.store_layer_scores:
+            out["teacher_layer_scores"] = self.model.layer_scores(q, d, self.batch_size)
+        # a dual encoder embeds each distinct text once (a query recurs across its candidates)
+        uq, qi = np.unique(np.asarray(q, dtype=object), return_inverse=True)
+        ud, di = np.unique(np.asarray(d, dtype=object), return_inverse=True)
+        qe = self.model.encode(list(uq), self.batch_size)[qi]
+        de = self.model.encode(list(ud), self.batch_size)[di]
+        out["teacher_score"] = (qe * de).sum(-1).astype(np.float32)
         if self.store_embeddings:
             out["teacher_q_emb"], out["teacher_d_emb"] = qe, de
         return out

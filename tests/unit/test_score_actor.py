@@ -18,3 +18,22 @@ def test_dual_encoder_teacher_dedupes_texts_without_changing_outputs(tmp_path):
     np.testing.assert_allclose(out["teacher_q_emb"], ref_q, atol=1e-6)
     np.testing.assert_allclose(out["teacher_d_emb"], ref_d, atol=1e-6)
     np.testing.assert_allclose(out["teacher_score"], (ref_q * ref_d).sum(-1), atol=1e-6)
+
+
+def test_dual_head_cross_encoder_teacher_stores_vectors_and_layer_scores_from_one_pass(tmp_path):
+    from distill.testing import make_tiny_bert
+
+    vocab = ["cat", "dog", "car", "bark", "animal", "loud"]
+    make_tiny_bert(tmp_path / "ce", vocab, hidden=16, layers=2, cross_encoder=True)
+    actor = TeacherActor(str(tmp_path / "ce"), "cross-encoder", 32, 2, 2, head="dual", store_embeddings=True,
+                         store_layer_scores=True)
+    q, d = ["cat animal", "dog bark", "cat"], ["cat", "dog loud", "car bark animal"]
+    out = actor({"qid": np.array(["1", "2", "3"]), "docid": np.array(["a", "b", "c"]), "query": q, "doc": d})
+    ref = actor.model.score(q, d)
+    np.testing.assert_allclose(out["teacher_score"], ref, atol=1e-5)
+    assert out["teacher_q_emb"].shape == (3, 16) and out["teacher_layer_scores"].shape == (3, 2)
+    np.testing.assert_allclose((out["teacher_q_emb"] * out["teacher_d_emb"]).sum(-1), out["teacher_layer_scores"][:, -1],
+                               atol=1e-5)
+    plain = TeacherActor(str(tmp_path / "ce"), "cross-encoder", 32, 2, 2, head="dual")
+    assert set(plain({"qid": np.array(["1"]), "docid": np.array(["a"]), "query": q[:1], "doc": d[:1]})) == {
+        "qid", "docid", "teacher_score"}
