@@ -265,6 +265,9 @@ class SweepConfig(_Section):
     seeds: list[int] = Field(default_factory=list, description="training.seed values (default: training.seed)")
     base_label: str = Field("distilled", pattern=r"^[A-Za-z0-9_.+-]+$")
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    system_seeds: dict[str, list[int]] = Field(
+        default_factory=dict, description="training seeds of named systems, replacing `seeds` for them (e.g. "
+        "more seeds for the systems a claim compares, where every system at every seed costs too much)")
 
     @model_validator(mode="after")
     def _names(self) -> "SweepConfig":
@@ -276,8 +279,15 @@ class SweepConfig(_Section):
             for key in overrides:
                 if key.split(".")[0] in ("sweep", "name", "runs_dir", "rounds"):
                     raise ValueError(f"sweep variant {name!r} cannot override {key!r}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"sweep seeds repeat: {self.seeds}")
+        for name, seeds in [("seeds", self.seeds), *self.system_seeds.items()]:
+            if len(set(seeds)) != len(seeds):
+                raise ValueError(f"sweep seeds repeat ({name}): {seeds}")
+        for name, seeds in self.system_seeds.items():
+            if name != self.base_label and name not in self.variants:
+                raise ValueError(f"sweep.system_seeds names {name!r}, which is neither the base label "
+                                 f"{self.base_label!r} nor a variant")
+            if not seeds:
+                raise ValueError(f"sweep.system_seeds[{name!r}] is empty")
         return self
 
 

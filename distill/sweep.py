@@ -3,7 +3,7 @@
 A run config's ``sweep`` names variants, each ``{dotted.key: value}`` overrides of the run's config (a
 dict value replaces the whole section and its unset keys take their defaults, so hard labels alone are
 ``training.losses: {kl: 0.0, infonce: 1.0}``: ``kl`` defaults to 1.0), and
-the training seeds. After the run's own pipeline, every (system, seed) is a run of its own under
+the training seeds (``system_seeds`` gives named systems their own). After the run's own pipeline, every (system, seed) is a run of its own under
 ``runs/<name>/sweep/<system>-seed<s>/`` (the run itself is system ``base_label`` at ``training.seed``):
 
 - each stage whose config digest equals the base run's, or an earlier sweep run's, is *shared*: a relative
@@ -66,7 +66,7 @@ def plan(cfg: RunConfig) -> list[tuple[str, int, RunConfig | None]]:
     seeds = cfg.sweep.seeds or [cfg.training.seed]
     out: list[tuple[str, int, RunConfig | None]] = []
     for label, overrides in [(cfg.sweep.base_label, {}), *cfg.sweep.variants.items()]:
-        for s in seeds:
+        for s in cfg.sweep.system_seeds.get(label, seeds):
             base_itself = label == cfg.sweep.base_label and s == cfg.training.seed
             out.append((label, s, None if base_itself else variant_config(cfg, label, s, overrides)))
     return out

@@ -44,6 +44,17 @@ def test_plan_variant_overrides_replace_sections_and_pin_the_mining_encoder(tmp_
     assert small.mining.encoder == cfg.student  # the base's student mines, so candidates and scores are shared
 
 
+def test_named_systems_take_their_own_seeds(tmp_path):
+    cfg = build_config({**BASE, "runs_dir": str(tmp_path), "sweep": {**SWEEP, "seeds": [], "system_seeds": {
+        "distilled": [0, 1, 2], "hard": [0, 1, 2]}}})
+    assert [(label, seed) for label, seed, _ in plan(cfg)] == [
+        ("distilled", 0), ("distilled", 1), ("distilled", 2), ("hard", 0), ("hard", 1), ("hard", 2), ("small", 0)]
+    for bad, match in (({"nope": [1]}, "neither the base label"), ({"hard": [1, 1]}, "repeat"),
+                       ({"hard": []}, "empty")):
+        with pytest.raises(ConfigError, match=match):
+            build_config({**BASE, "sweep": {**SWEEP, "system_seeds": bad}})
+
+
 def test_variant_that_breaks_the_config_names_itself(tmp_path):
     cfg = build_config({**BASE, "runs_dir": str(tmp_path)})
     with pytest.raises(ConfigError, match="sweep variant 'bad'.*training.lerning_rate"):
