@@ -70,30 +70,32 @@ def stage_table(run_dir: Path, table: dict) -> list[str]:
 
 
 def targets(table: dict) -> list[str]:
-    """The issue's targets for the base (distilled) system, each with its margin."""
-    base = table["systems"][table["base_label"]]["mean"]
-    out = []
-    nd = base["ndcg@10"]
+    """The issue's targets for the distilled system, each with its margin: the system selected on the dev
+    split where the sweep has one (distill.sweep.select_on_dev), else the base system."""
+    name = table.get("selected_on_dev") or table["base_label"]
+    row = table["systems"][name]
+    out = [f"- distilled system: `{name}` (" + ("selected on the dev split, before looking at test)"
+                                               if table.get("selected_on_dev") else "the base run's)")]
+    nd = row["mean"]["ndcg@10"]
     out.append(f"- distilled nDCG@10 >= {TARGET_NDCG}: {nd:.4f} "
                + ("met" if nd >= TARGET_NDCG else f"missed by {TARGET_NDCG - nd:.4f}"))
     hard = table["systems"].get("hard_label")
     if hard:
-        for m, v in base.items():
+        for m, v in row["mean"].items():
             h = hard["mean"][m]
             out.append(f"- distilled above hard-label on {m}: {v:.4f} vs {h:.4f} ({v - h:+.4f}) "
                        + ("met" if v > h else "missed"))
-    out += soft_vs_hard(table)
-    share = table["systems"][table["base_label"]].get("share_of_teacher_ndcg")
+    share = row.get("share_of_teacher_ndcg")
     if share is not None:
         out.append(f"- distilled >= {TARGET_SHARE:.0%} of the teacher's reranking nDCG@10: {share:.1%} "
                    + ("met" if share >= TARGET_SHARE else f"missed by {TARGET_SHARE - share:.1%}"))
-    return out
+    return out + soft_vs_hard(table, skip=name)
 
 
-SOFT_LOSSES = {"kl", "margin_mse", "mse", "embedding", "lead"}
+from distill.sweep import SOFT_LOSSES  # noqa: E402
 
 
-def soft_vs_hard(table: dict) -> list[str]:
+def soft_vs_hard(table: dict, skip: str | None = None) -> list[str]:
     """Every other system trained on teacher signals against the hard-label control of its size (a system
     whose loss weights are hard labels only, with the same parameter count): above on every metric?"""
     systems = table["systems"]
@@ -101,7 +103,7 @@ def soft_vs_hard(table: dict) -> list[str]:
     out = []
     for name, r in systems.items():
         ctrl = controls.get(r["parameters"])
-        if name == table["base_label"] or ctrl is None or not SOFT_LOSSES & set(r.get("losses", {})):
+        if name == skip or ctrl is None or not SOFT_LOSSES & set(r.get("losses", {})):
             continue
         deltas = {m: v - systems[ctrl]["mean"][m] for m, v in r["mean"].items()}
         out.append(f"- `{name}` above `{ctrl}` on every metric: "

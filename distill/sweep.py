@@ -150,6 +150,8 @@ def collect(cfg: RunConfig, base: RunDir, runs: list[tuple[str, int, RunDir]]) -
                                            if not e.get("shared_from")}
         row["shared"][str(seed)] = [s for s, e in rd.stages.items() if e.get("shared_from")]
         row["losses"] = {k: v for k, v in rd.config.training.losses.model_dump().items() if v}
+        if rep.get("dev"):
+            row.setdefault("dev_per_seed", {})[str(seed)] = rep["dev"]["metrics"]["student_distilled"]
     for row in systems.values():
         per = list(row["per_seed"].values())
         row["mean"] = {m: _mean_sd([p[m] for p in per])[0] for m in METRICS}
@@ -158,33 +160,64 @@ def collect(cfg: RunConfig, base: RunDir, runs: list[tuple[str, int, RunDir]]) -
         if rerank_key:
             row["share_of_teacher_ndcg"] = row["mean"]["ndcg@10"] / reference[rerank_key]["ndcg@10"]
         row["teacher_to_student_size"] = teacher["parameters"] / row["parameters"]
+        dev = row.get("dev_per_seed", {})
+        if dev and len(dev) == len(row["per_seed"]):
+            row["dev_mean"] = {m: statistics.fmean(p[m] for p in dev.values()) for m in METRICS}
+    base_dev = base_report.get("dev") or {}
     return {"run": cfg.name, "split": base_report["split"], "queries": base_report["queries"],
             "rerank_depth": base_report["rerank_depth"], "reference": reference, "teacher": teacher,
-            "systems": systems, "variants": cfg.sweep.variants, "base_label": cfg.sweep.base_label}
+            "systems": systems, "variants": cfg.sweep.variants, "base_label": cfg.sweep.base_label,
+            "dev_queries": base_dev.get("queries"), "dev_reference": base_dev.get("metrics", {}),
+            "selected_on_dev": select_on_dev(systems, cfg.sweep.base_label)}
+
+
+SOFT_LOSSES = {"kl", "margin_mse", "mse", "embedding", "lead"}
+
+
+def select_on_dev(systems: dict, base_label: str) -> str | None:
+    """The distilled system a user would ship, chosen without the test split: among the systems of the base
+    system's size trained on a teacher signal (a loss in SOFT_LOSSES), the best mean dev nDCG@10 (first on
+    ties); None unless every one of them has dev metrics."""
+    size = systems[base_label]["parameters"]
+    pool = [(n, r) for n, r in systems.items() if r["parameters"] == size and SOFT_LOSSES & set(r.get("losses", {}))]
+    if not pool or any("dev_mean" not in r for _, r in pool):
+        return None
+    return max(pool, key=lambda nr: nr[1]["dev_mean"]["ndcg@10"])[0]
 
 
 def render_markdown(table: dict) -> str:
     n = {len(r["seeds"]) for r in table["systems"].values()}
+    dev_col = any("dev_mean" in r for r in table["systems"].values())
     lines = [f"# Sweep: run `{table['run']}`, split `{table['split']}` ({table['queries']} queries)", "",
-             "| system | seeds | " + " | ".join(METRICS) + " | parameters | query ms | % of teacher nDCG@10 |",
-             "|---|---|" + "---|" * len(METRICS) + "---|---|---|"]
+             "| system | seeds | " + " | ".join(METRICS) + " | parameters | query ms | % of teacher nDCG@10 |"
+             + (" dev nDCG@10 |" if dev_col else ""),
+             "|---|---|" + "---|" * len(METRICS) + "---|---|---|" + ("---|" if dev_col else "")]
+    dev_ref = table.get("dev_reference", {})
     t = table["teacher"]
     for name, m in table["reference"].items():
         params = f"{t['parameters']:,}" if name.startswith("teacher") else ""
         ms = f"{t['rerank_ms_per_query']:.0f} (rerank)" if name.startswith("teacher_rerank") and "rerank_ms_per_query" in t \
             else (f"{t['query_latency_ms']:.1f}" if name.startswith("teacher_retrieval") and "query_latency_ms" in t else "")
-        lines.append(f"| {name} | | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + f" | {params} | {ms} | |")
+        dev = (f" {dev_ref[name]['ndcg@10']:.4f} |" if name in dev_ref else " |") if dev_col else ""
+        lines.append(f"| {name} | | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + f" | {params} | {ms} | |" + dev)
     for name, r in table["systems"].items():
         cells = [f"{r['mean'][k]:.4f}" + (f" ± {r['sd'][k]:.4f}" if r["sd"][k] is not None else "") for k in METRICS]
         share = f"{100 * r['share_of_teacher_ndcg']:.1f}%" if "share_of_teacher_ndcg" in r else ""
+        dev = (f" {r['dev_mean']['ndcg@10']:.4f} |" if "dev_mean" in r else " |") if dev_col else ""
         lines.append(f"| {name} | {len(r['seeds'])} | " + " | ".join(cells) +
-                     f" | {r['parameters']:,} | {r['query_latency_ms']:.1f} | {share} |")
+                     f" | {r['parameters']:,} | {r['query_latency_ms']:.1f} | {share} |" + dev)
     lines += ["", ("Mean ± sample standard deviation over training seeds" if max(n) > 1 else "One training seed")
               + "; query ms: median time to encode one query alone (batch of 1) on this machine"
               + ("; the teacher's is the time to score its rerank depth of pairs for one query" if "rerank_ms_per_query" in t
                  else "") + ". Each system lists its overrides of the base run's config, the loss weights they "
               "resolve to, and the stages it shared rather than computed (sharing score means the same teacher "
               "scores of the same candidates).", ""]
+    if dev_col:
+        sel = table.get("selected_on_dev")
+        lines[-1:-1] = [f"dev nDCG@10: mean over seeds on the {table.get('dev_queries')} training queries held out "
+                        "as split `dev` (no stage trains on them). "
+                        + (f"Selected on dev (the best dev nDCG@10 among the systems of the base student's size "
+                           f"trained on a teacher signal): `{sel}`." if sel else "")]
     for name, r in table["systems"].items():
         overrides = table["variants"].get(name)
         head = "base run" if overrides is None else ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in overrides.items())

@@ -150,6 +150,18 @@ def run(rd, data, teacher_dir: str) -> dict:
                             trust_remote_code=cfg.teacher.trust_remote_code)
         t_ids, t_scores = index.search(t_enc.encode(qtexts), depth)
         systems["teacher_retrieval"] = evaluate_run(qrels, to_run(qids, t_ids, t_scores))
+    dev_qrels = dev_split(rd, data)  # for choosing settings (sweeps): never the reported split
+    dev = None
+    if dev_qrels:
+        zs_index = build_index(zs_emb)
+
+        def zs_search(v, k):
+            sc_, ix_ = zs_index.search(v, min(k, len(zs_ids)))
+            return [[zs_ids[j] for j in row] for row in ix_], sc_
+
+        dev = {"queries": len(dev_qrels), "metrics": {
+            "student_zero_shot": search_metrics(base, zs_search, dev_qrels, data, depth),
+            "student_distilled": search_metrics(student, index.search, dev_qrels, data, depth)}}
     lap("distilled")
 
     teacher = CrossEncoder(teacher_dir, cfg.teacher.max_length, head=cfg.teacher.head) if cfg.teacher.kind == "cross-encoder" else None
@@ -175,6 +187,8 @@ def run(rd, data, teacher_dir: str) -> dict:
     report = {"run": cfg.name, "split": cfg.data.test_split, "queries": len(qids), "metrics": systems,
               "sizes": sizes, "speed": spd, "first_stage_depth": depth, "rerank_depth": rerank,
               "index": index.meta, "seconds": phases}
+    if dev:
+        report["dev"] = dev
     with rd.atomic_output("evaluate") as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
         (tmp / "report.md").write_text(render_markdown(report))
@@ -182,6 +196,20 @@ def run(rd, data, teacher_dir: str) -> dict:
         scored[["qid", "docid", "teacher_score"]].to_parquet(tmp / "teacher_rerank.parquet", index=False)
     rd.mark_done("evaluate", {"queries": len(qids), "systems": len(systems)})
     return report
+
+
+def dev_split(rd, data) -> dict[str, dict[str, int]] | None:
+    """The held-out ``dev`` split's qrels (``data.dev_queries``), unless it is the split being reported."""
+    if rd.config.data.test_split == "dev" or not data.qrels.get("dev"):
+        return None
+    return data.qrels["dev"]
+
+
+def search_metrics(encoder: DualEncoder, search, qrels: dict, data, depth: int) -> dict[str, float]:
+    """nDCG@10, MRR@10, Recall@100 of ``encoder``'s queries through ``search(vectors, k) -> (ids, scores)``."""
+    qids = list(qrels)
+    ids, scores = search(encoder.encode([data.queries[q] for q in qids]), depth)
+    return evaluate_run(qrels, to_run(qids, ids, scores))
 
 
 def query_latency_ms(encoder: DualEncoder, queries: list[str], n: int = 32) -> float:
@@ -199,7 +227,8 @@ def query_latency_ms(encoder: DualEncoder, queries: list[str], n: int = 32) -> f
 def evaluate_student(rd, data, label: str) -> dict:
     """Stage ``evaluate`` when only the student changed (round r > 1 of an iterative run, a sweep variant):
     nDCG@10, MRR@10, Recall@100 of this run's student through this run's index, its parameter count and its
-    one-query encode latency. The BM25, zero-shot and teacher rows are the first round's / base run's."""
+    one-query encode latency, and with a ``dev`` split its metrics there too. The BM25, zero-shot and
+    teacher rows are the first round's / base run's."""
     cfg = rd.config
     qrels = data.qrels[cfg.data.test_split]
     qids = list(qrels)[: cfg.data.max_test_queries] if cfg.data.max_test_queries else list(qrels)
@@ -214,6 +243,10 @@ def evaluate_student(rd, data, label: str) -> dict:
               "sizes": {"student_parameters": count_parameters(student.backbone)},
               "speed": {"student_query_latency_ms": query_latency_ms(student, qtexts, cfg.evaluation.speed_sample)},
               "first_stage_depth": cfg.evaluation.first_stage_depth, "index": index.meta}
+    dev_qrels = dev_split(rd, data)
+    if dev_qrels:  # for choosing settings (sweeps): never the reported split
+        report["dev"] = {"queries": len(dev_qrels), "metrics": {"student_distilled": search_metrics(
+            student, index.search, dev_qrels, data, cfg.evaluation.first_stage_depth)}}
     with rd.atomic_output("evaluate") as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
         (tmp / "report.md").write_text(
@@ -242,6 +275,12 @@ def render_markdown(report: dict) -> str:
         for kind, key in (("queries", "query"), ("passages", "passage")):
             lines.append(f"| {kind}/s (student vs teacher dual encoder) | {sp[f'student_{kind}_per_s']:.1f} | "
                          f"{sp[f'teacher_{kind}_per_s']:.1f} | {sp[f'student_{key}_speedup_vs_teacher_encoder']:.1f}x |")
+    if report.get("dev"):
+        lines += ["", f"Dev split ({report['dev']['queries']} held-out training queries, for choosing settings; "
+                  "never the reported split):", "", "| system | " + " | ".join(METRICS) + " |",
+                  "|---|" + "---|" * len(METRICS)]
+        for name, m in report["dev"]["metrics"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |")
     tail = f" (the rest of its top {report['first_stage_depth']} follows in its order)" \
         if report.get("first_stage_depth") else ""
     lines += ["", f"Teacher row: the teacher reranks the zero-shot student's top {report['rerank_depth']}{tail}. "

@@ -60,9 +60,12 @@ def _config(root, **over):
     return build_config(tree)
 
 
+DEV = {"dev_queries": 10}  # the main run holds 10 of its 60 training queries out as split `dev`
+
+
 @pytest.mark.timeout(900)
 def test_pipeline_resumes_after_kill_and_distils(ray_session, assets, monkeypatch, capsys):
-    cfg = _config(assets)
+    cfg = _config(assets, data=DEV)
     # 1) training dies hard on rank 0 right after step 20 (its checkpoint is written): the stage fails
     monkeypatch.setenv("DISTILL_FAIL_AT_STEP", "20")
     monkeypatch.setenv("DISTILL_FAIL_ONCE_FILE", str(assets / "fault.once"))
@@ -82,9 +85,10 @@ def test_pipeline_resumes_after_kill_and_distils(ray_session, assets, monkeypatc
     assert st["train"]["counts"]["steps"] == 30
 
     # exact row counts through the stages
-    assert rd.manifest["data"]["rows"] == {"corpus": 120, "queries": 90, "qrels/train": 60, "qrels/test": 30}
+    assert rd.manifest["data"]["rows"] == {"corpus": 120, "queries": 90, "qrels/train": 50, "qrels/test": 30,
+                                           "qrels/dev": 10}
     cands = pq.read_table(cfg.run_dir / "candidates" / "candidates.parquet").to_pandas()
-    assert st["mine"]["counts"]["queries"] == 60 and cands["qid"].nunique() == 60
+    assert st["mine"]["counts"]["queries"] == 50 and cands["qid"].nunique() == 50
     assert (cands.groupby("qid")["label"].sum() >= 1).all()  # every positive kept
     assert st["score"]["counts"]["pairs_in"] == st["score"]["counts"]["pairs_out"] == len(cands)
     assert st["encode"]["counts"]["embeddings"] == 120 and st["index"]["counts"]["vectors"] == 120
@@ -97,6 +101,11 @@ def test_pipeline_resumes_after_kill_and_distils(ray_session, assets, monkeypatc
     assert (cfg.run_dir / "eval" / "report.md").read_text().startswith("# Evaluation")
     assert (cfg.run_dir / "eval" / "metrics.png").stat().st_size > 1000
     assert report["sizes"]["teacher_parameters"] > report["sizes"]["student_parameters"]
+    # the dev split is evaluated beside test (for choosing settings), never instead of it
+    assert report["split"] == "test" and report["queries"] == 30 and report["dev"]["queries"] == 10
+    assert set(report["dev"]["metrics"]) == {"student_zero_shot", "student_distilled"}
+    assert not set(report["dev"]["metrics"]) - set(m) and "Dev split (10 held-out" in (
+        cfg.run_dir / "eval" / "report.md").read_text()
 
     # 3) a third run does nothing
     run_pipeline(cfg)
@@ -108,11 +117,11 @@ def test_pipeline_resumes_after_kill_and_distils(ray_session, assets, monkeypatc
 def test_sweep_shares_the_teacher_work_and_tables_every_system(ray_session, assets, capsys):
     """A sweep over the finished run above: the variant (a 1-layer student on hard labels) shares teacher,
     candidates and scores with the base run (mined by the base's student), trains and evaluates its own."""
-    base_cfg = _config(assets)
+    base_cfg = _config(assets, data=DEV)
     if not (base_cfg.run_dir / "eval").exists():
         pytest.skip("needs the pipeline run above")
     before = json.loads((base_cfg.run_dir / "manifest.json").read_text())["stages"]
-    cfg = _config(assets, sweep={"variants": {"small_hard": {
+    cfg = _config(assets, data=DEV, sweep={"variants": {"small_hard": {
         "student.num_layers": 1, "training.losses": {"infonce": 1.0}, "training.max_steps": 10}}})
     run_pipeline(cfg)
     out = capsys.readouterr().out
@@ -135,6 +144,8 @@ def test_sweep_shares_the_teacher_work_and_tables_every_system(ray_session, asse
     small = table["systems"]["small_hard"]
     assert small["parameters"] < table["systems"]["distilled"]["parameters"] and small["query_latency_ms"] > 0
     assert "| small_hard | 1 |" in (cfg.run_dir / "sweep" / "table.md").read_text()
+    assert small["dev_mean"]["ndcg@10"] >= 0 and table["dev_queries"] == 10
+    assert table["selected_on_dev"] == "distilled"  # the only system of its size trained on the teacher
     # a second sweep run trains nothing
     run_pipeline(cfg)
     out = capsys.readouterr().out
@@ -144,7 +155,7 @@ def test_sweep_shares_the_teacher_work_and_tables_every_system(ray_session, asse
 @pytest.mark.timeout(300)
 def test_student_export_loads_everywhere(ray_session, assets):
     """The student dir loads with plain transformers and SentenceTransformer, same embeddings."""
-    cfg = _config(assets)
+    cfg = _config(assets, data=DEV)
     student_dir = cfg.run_dir / "student"
     if not student_dir.exists():
         pytest.skip("needs the pipeline run above")

@@ -1,5 +1,6 @@
 """Evaluation helpers without Ray: the teacher-rerank run keeps the first stage's tail."""
 
+import numpy as np
 import pandas as pd
 
 from distill.metrics import evaluate_run
@@ -16,3 +17,35 @@ def test_rerank_reorders_the_top_depth_and_keeps_the_first_stage_tail():
     # a judged document ranked below the rerank depth still counts for recall
     m = evaluate_run({"q1": {"e": 1}, "q2": {"y": 1}}, run)
     assert m["recall@100"] == 1.0 and m["mrr@10"] == (0.2 + 1.0) / 2
+
+
+def test_dev_split_metrics_through_an_index(tmp_path):
+    """The dev split (held-out training queries) is evaluated beside test, never instead of it."""
+    from types import SimpleNamespace
+
+    from distill.models import DualEncoder
+    from distill.stages.evaluate import dev_split, search_metrics
+    from distill.testing import make_bow_encoder
+
+    enc = DualEncoder(str(make_bow_encoder(tmp_path / "e", ["cat", "dog", "car", "sun", "sea"], hidden=64)),
+                      max_length=16)
+    docs = {"d1": "cat", "d2": "dog", "d3": "car", "d4": "sun"}
+    data = SimpleNamespace(queries={"q1": "cat cat", "q2": "sun", "q3": "sea"}, qrels={
+        "test": {"q1": {"d1": 1}}, "dev": {"q2": {"d4": 1}, "q3": {"d2": 1}}})
+    emb = enc.encode(list(docs.values()))
+    ids = list(docs)
+
+    def search(v, k):
+        order = (-(v @ emb.T)).argsort(1)[:, :k]
+        return [[ids[j] for j in row] for row in order], -np.sort(-(v @ emb.T), 1)[:, :k]
+
+    rd = SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(test_split="test")))
+    dev = dev_split(rd, data)
+    assert dev == data.qrels["dev"]
+    m = search_metrics(enc, search, dev, data, depth=4)
+    assert m["mrr@10"] < 1.0 and m["recall@100"] == 1.0  # q2 finds d4 first; q3 ("sea") has no overlap
+    assert search_metrics(enc, search, {"q2": {"d4": 1}}, data, 4)["ndcg@10"] == 1.0
+    rd.config.data.test_split = "dev"  # reporting dev itself: nothing extra
+    assert dev_split(rd, data) is None
+    assert dev_split(SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(test_split="test"))),
+                     SimpleNamespace(qrels={"test": {}})) is None

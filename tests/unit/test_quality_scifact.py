@@ -24,11 +24,18 @@ def test_targets_compare_each_soft_system_with_the_control_of_its_size():
         "small2_hard_label": _row(50, {"infonce": 1.0}, 0.48, 0.46, 0.84),
         "cnn_kl": _row(10, {"kl": 1.0}, 0.3, 0.3, 0.7)}}  # no control of its size: no line
     lines = qs.targets(table)
-    assert lines[0] == "- distilled nDCG@10 >= 0.7: 0.6600 missed by 0.0400"
+    assert lines[0] == "- distilled system: `kl` (the base run's)"
+    assert lines[1] == "- distilled nDCG@10 >= 0.7: 0.6600 missed by 0.0400"
     assert "- distilled above hard-label on ndcg@10: 0.6600 vs 0.6700 (-0.0100) missed" in lines
     assert ("- `margin_mse` above `hard_label` on every metric: ndcg@10 +0.0100, mrr@10 +0.0100, "
             "recall@100 +0.0100 met") in lines
     assert ("- `small2_kl` above `small2_hard_label` on every metric: ndcg@10 +0.0200, mrr@10 -0.0100, "
             "recall@100 +0.0100 missed") in lines
-    assert not any("cnn_kl" in line for line in lines) and lines[-1].endswith("82.5% missed by 12.5%")
-    assert len(lines) == 7
+    assert not any("cnn_kl" in line for line in lines) and lines[5].endswith("82.5% missed by 12.5%")
+    assert len(lines) == 8
+    table["selected_on_dev"] = "margin_mse"  # the targets follow the system chosen on dev
+    lines = qs.targets(table)
+    assert lines[:2] == ["- distilled system: `margin_mse` (selected on the dev split, before looking at test)",
+                         "- distilled nDCG@10 >= 0.7: 0.6800 missed by 0.0200"]
+    assert "- `kl` above `hard_label` on every metric: ndcg@10 -0.0100, mrr@10 -0.0100, recall@100 -0.0100 missed" \
+        in lines and not any(line.startswith("- `margin_mse` above") for line in lines)

@@ -148,6 +148,43 @@ def test_table_means_and_sample_sd_over_seeds_and_share_of_teacher(tmp_path):
     assert '- `hard`: `training.losses: {"infonce": 1.0}`; losses kl 1, infonce 1\n' in md
 
 
+def test_dev_metrics_choose_the_distilled_system_without_the_test_split(tmp_path):
+    cfg = build_config({**BASE, "runs_dir": str(tmp_path), "sweep": {"seeds": [0], "variants": {
+        "hard": {"training.losses": {"kl": 0.0, "infonce": 1.0}},
+        "mmse": {"training.losses": {"kl": 0.0, "margin_mse": 1.0}},
+        "small": {"student.num_layers": 1}}}})
+    m = lambda x: {"ndcg@10": x, "mrr@10": x, "recall@100": x}  # noqa: E731
+    test = {"distilled": 0.6, "hard": 0.7, "mmse": 0.65, "small": 0.5}
+    dev = {"distilled": 0.50, "hard": 0.9, "mmse": 0.55, "small": 0.8}  # the best dev systems are not eligible
+    runs = []
+    for label, seed, vcfg in plan(cfg):
+        rd = RunDir(vcfg or cfg)
+        rep = {"metrics": {"student_distilled": m(test[label])}, "dev": {"queries": 7, "metrics": {
+            "student_distilled": m(dev[label])}}, "sizes": {"student_parameters": 50 if label == "small" else 100},
+            "speed": {"student_query_latency_ms": 5.0}}
+        if vcfg is None:
+            rep.update({"split": "test", "queries": 3, "rerank_depth": 10, "speed": {"teacher_pairs_per_s": 50.0,
+                        "student_query_latency_ms": 5.0}, "sizes": {"teacher_parameters": 400, "student_parameters": 100}})
+            rep["metrics"].update({"bm25": m(0.3), "student_zero_shot": m(0.4), "teacher_rerank@10": m(0.8)})
+            rep["dev"]["metrics"]["student_zero_shot"] = m(0.45)
+        _finish(rd, "evaluate", rep)
+        runs.append((label, seed, rd))
+    table = collect(cfg, runs[0][2], runs)
+    assert table["selected_on_dev"] == "mmse" and table["dev_queries"] == 7
+    assert table["systems"]["hard"]["dev_mean"]["ndcg@10"] == 0.9
+    md = render_markdown(table)
+    assert "| student_zero_shot | | 0.4000 | 0.4000 | 0.4000 |  |  | | 0.4500 |" in md
+    assert "| mmse | 1 | 0.6500 | 0.6500 | 0.6500 | 100 | 5.0 | 81.2% | 0.5500 |" in md
+    assert "Selected on dev" in md and "`mmse`." in md
+    no_dev = json.dumps({"metrics": {"student_distilled": m(0.7)}, "sizes": {"student_parameters": 100},
+                         "speed": {"student_query_latency_ms": 5.0}})
+    assert [label for label, _, _ in runs] == ["distilled", "hard", "mmse", "small"]
+    (runs[1][2].stage_path("evaluate") / "report.json").write_text(no_dev)
+    assert collect(cfg, runs[0][2], runs)["selected_on_dev"] == "mmse"  # hard is not a teacher-signal system
+    (runs[2][2].stage_path("evaluate") / "report.json").write_text(no_dev)
+    assert collect(cfg, runs[0][2], runs)["selected_on_dev"] is None  # a candidate without dev metrics
+
+
 def _data(n):
     qrels = {"train": {f"q{i}": {"d": 1} for i in range(n)}, "test": {"t": {"d": 1}}}
     return BeirData({"d": ("", "x")}, {}, qrels, Rejects(), {"qrels/train": n, "qrels/test": 1})
