@@ -214,7 +214,7 @@ def render_markdown(table: dict) -> str:
               "scores of the same candidates).", ""]
     if dev_col:
         sel = table.get("selected_on_dev")
-        lines[-1:-1] = [f"dev nDCG@10: mean over seeds on the {table.get('dev_queries')} training queries held out "
+        lines[-1:-1] = ["", f"dev nDCG@10: mean over seeds on the {table.get('dev_queries')} training queries held out "
                         "as split `dev` (no stage trains on them). "
                         + (f"Selected on dev (the best dev nDCG@10 among the systems of the base student's size "
                            f"trained on a teacher signal): `{sel}`." if sel else "")]
@@ -222,7 +222,8 @@ def render_markdown(table: dict) -> str:
         overrides = table["variants"].get(name)
         head = "base run" if overrides is None else ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in overrides.items())
         losses = ", ".join(f"{k} {v:g}" for k, v in r.get("losses", {}).items())
-        shared = sorted({s for stages in r["shared"].values() for s in stages}, key=STAGES.index)
+        every_seed = [set(stages) for stages in r["shared"].values()]  # shared by all of its runs
+        shared = sorted(set.intersection(*every_seed) if every_seed else set(), key=STAGES.index)
         lines.append(f"- `{name}`: {head}" + (f"; losses {losses}" if losses else "")
                      + ("; shared " + ", ".join(shared) if shared else ""))
     return "\n".join(lines) + "\n"
