@@ -84,7 +84,7 @@ class EncoderConfig(_Section):
 class AttentionConfig(_Section):
     """How a teacher's attention becomes one score per passage (distill.reader.aggregate_attention).
 
-    Default (METHODS.md section 4): the attention *mass* on each passage (post-softmax weights summed
+    Default (docs/METHODS.md, section 4.1): the attention *mass* on each passage (post-softmax weights summed
     over its tokens), averaged over layers, heads and the decoded answer's tokens. The FiD-KD code's
     variant: weights logits, passage_tokens mean, output_tokens first."""
 

@@ -1,4 +1,4 @@
-"""Query generation (EmbedDistill, METHODS.md section 2): extra training queries from corpus documents.
+"""Query generation (EmbedDistill, docs/METHODS.md, section 2.4): extra training queries from corpus documents.
 
 With ``model`` set, a seq2seq generator (a local dir or hub id, e.g. a doc2query T5) writes queries by
 sampling; otherwise the built-in method samples a span of ``min_words``..``max_words`` words from one

@@ -1,4 +1,4 @@
-"""Reader attention as the teacher signal (METHODS.md section 4; Izacard & Grave, arXiv 2012.04584).
+"""Reader attention as the teacher signal (docs/METHODS.md, section 4.1; Izacard & Grave, arXiv 2012.04584).
 
 A Fusion-in-Decoder (FiD) reader is a seq2seq model (T5, BART, ...) that encodes each
 ``question: q context: p_i`` input separately, concatenates the encoder states of all k passages, and
@@ -14,7 +14,7 @@ only the passage's real tokens count (padding gets no mass). ``weights: logits``
 of a(j): that is the pre-softmax score minus a constant per (l, h, t) row, so with ``passage_tokens:
 mean`` it equals the pre-softmax average up to one shift per question, which the softmax over passages
 ignores. ``output_tokens: first`` keeps only the first decoder step (it reads no answer). The defaults
-follow METHODS.md ("cross-attention mass on each passage, aggregated over layers, heads and tokens");
+follow docs/METHODS.md, section 4.1 (attention mass per passage, averaged over layers, heads and tokens);
 the FiD-KD code's choice is ``weights: logits, passage_tokens: mean, output_tokens: first``. The answer
 tokens are the reader's own greedy answer (up to ``answer_max_length`` tokens, through its end token),
 so any question can be scored, answered or not. The training target is softmax(score / T_t), as for any

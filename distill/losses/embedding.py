@@ -1,4 +1,4 @@
-"""Embedding matching (EmbedDistill, METHODS.md section 2).
+"""Embedding matching (EmbedDistill, docs/METHODS.md, section 2.2).
 
     L_emb = mean_x || P(E_S(x)) - E_T(x) ||^2        (mode "l2")
     L_emb = mean_x ( 1 - cos(P(E_S(x)), E_T(x)) )    (mode "cosine")

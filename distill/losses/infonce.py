@@ -1,4 +1,4 @@
-"""Hard-label InfoNCE with in-batch and mined negatives (METHODS.md section 1).
+"""Hard-label InfoNCE with in-batch and mined negatives (docs/METHODS.md, section 1.4).
 
     L = mean_q -log( exp(q . d_pos / T) / sum_{d in D} exp(q . d / T) )
 

@@ -1,4 +1,4 @@
-"""Listwise KL on soft labels (METHODS.md section 1).
+"""Listwise KL on soft labels (docs/METHODS.md, section 1.1).
 
     L = mean_q KL( softmax(t_q / T_t) || softmax(s_q / T_s) )
       = mean_q sum_i p_t,i (log p_t,i - log p_s,i)

@@ -1,4 +1,4 @@
-"""LEAD: layer-wise alignment of score distributions (METHODS.md section 3, arXiv 2212.05225).
+"""LEAD: layer-wise alignment of score distributions (docs/METHODS.md, section 3, arXiv 2212.05225).
 
 At a mapped pair (student layer m, teacher layer l), each side scores the K candidates of a query by the
 dot product of that layer's pooled query and passage vectors; both become distributions over the

@@ -1,4 +1,4 @@
-"""Margin-MSE (Hofstaetter et al.; METHODS.md section 1).
+"""Margin-MSE (Hofstaetter et al.; docs/METHODS.md, section 1.3).
 
     L = mean_{q, j != pos} ( (s_pos - s_j) - (t_pos - t_j) )^2
 

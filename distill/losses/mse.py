@@ -1,4 +1,4 @@
-"""Pointwise score MSE (METHODS.md section 1).
+"""Pointwise score MSE (docs/METHODS.md, section 1.2).
 
     L = mean_{q, i} ( s_i / T_s - t_i / T_t )^2
 

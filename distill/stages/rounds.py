@@ -1,4 +1,4 @@
-"""Iterative rounds (``rounds: N``; METHODS.md section 4): retrieve with the current student, score with
+"""Iterative rounds (``rounds: N``; docs/METHODS.md, section 4.3): retrieve with the current student, score with
 the teacher, train, re-encode, re-index, evaluate, repeat.
 
 Round 1 is the ordinary pipeline. Round r > 1 runs ``mine -> score -> train -> encode -> index ->
