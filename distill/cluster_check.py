@@ -89,7 +89,7 @@ def stage_bundles(cfg) -> dict[str, list[dict]]:
         "encode": [actor] * cfg.encoding.actors,
         "evaluate": [actor] * cfg.scoring.actors,  # the teacher reranks on the scoring actor pool
     }
-    if cfg.teacher.finetune and cfg.teacher.kind in ("cross-encoder", "reader"):  # what stages/teacher.py trains
+    if cfg.teacher.finetunes:  # what stages/teacher.py trains
         teacher = {"CPU": float(cfg.teacher.cpus_per_worker), "GPU": worker["GPU"]}
         wanted["teacher"] = [teacher] * cfg.teacher.num_workers
     return {s: wanted[s] for s in cfg.stages if s in wanted}

@@ -107,10 +107,41 @@ class AttentionConfig(_Section):
         return self
 
 
+class EnsembleMember(_Section):
+    """One member of an ensemble teacher (``teacher.kind: ensemble``; distill.ensemble)."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$", description="label of its score column, teacher_member_<name>")
+    kind: Literal["bm25", "dual-encoder", "cross-encoder"]
+    model: str | None = Field(None, description="dual-encoder/cross-encoder: local dir, hub id or python:<pkg>; "
+                              "`finetuned`: the teacher stage's cross-encoder (teacher.model fine-tuned)")
+    max_length: int = Field(256, ge=8)
+    head: Literal["linear", "dual"] = "linear"
+    trust_remote_code: bool = False
+    weight: float = Field(1.0, ge=0, description="fixed fusion weight (teacher.fit_weights replaces it)")
+
+    @model_validator(mode="after")
+    def _model(self) -> "EnsembleMember":
+        if self.kind == "bm25" and self.model is not None:
+            raise ValueError(f"ensemble member {self.name!r}: bm25 takes no model")
+        if self.kind != "bm25" and not self.model:
+            raise ValueError(f"ensemble member {self.name!r}: {self.kind} needs a model")
+        if self.model == "finetuned" and self.kind != "cross-encoder":
+            raise ValueError(f"ensemble member {self.name!r}: model finetuned is the teacher stage's cross-encoder")
+        return self
+
+
 class TeacherConfig(_Section):
-    kind: Literal["cross-encoder", "dual-encoder", "reader"] = Field(
-        "cross-encoder", description="reader: a Fusion-in-Decoder seq2seq reader scored by its cross-attention")
-    model: str
+    kind: Literal["cross-encoder", "dual-encoder", "reader", "ensemble"] = Field(
+        "cross-encoder", description="reader: a Fusion-in-Decoder seq2seq reader scored by its cross-attention; "
+        "ensemble: members' per-query normalised scores, weighted (distill.ensemble)")
+    model: str | None = Field(None, description="the teacher (ensemble: the cross-encoder a `finetuned` member "
+                              "fine-tunes; unset when no member is `finetuned`)")
+    members: list[EnsembleMember] = Field(default_factory=list, description="ensemble: its members")
+    fusion: Literal["zscore", "rrf"] = Field("zscore", description="ensemble: per-query normalisation")
+    rrf_k: int = Field(60, ge=1, description="ensemble, fusion rrf: 1 / (rrf_k + rank)")
+    fit_weights: bool = Field(False, description="ensemble: fit the weights on the dev split (data.dev_queries) "
+                              "by grid search over the simplex; else the members' fixed weights")
+    weight_grid_step: float = Field(0.1, gt=0, le=1, description="ensemble, fit_weights: grid step")
     head: Literal["linear", "dual"] = Field(
         "linear", description="cross-encoder head: linear on [CLS], or dual pooling of query/document tokens")
     finetune: bool = True
@@ -132,6 +163,44 @@ class TeacherConfig(_Section):
     reader_retriever: Literal["bm25", "student"] = Field(
         "bm25", description="reader fine-tuning: who retrieves the passages: BM25 or the zero-shot student")
     answer_max_length: int = Field(32, ge=1, description="reader: answer tokens (fine-tuning labels, decoding)")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "TeacherConfig":
+        if self.kind != "ensemble":
+            if not self.model:
+                raise ValueError(f"teacher.model is required for a {self.kind} teacher")
+            if self.members:
+                raise ValueError("teacher.members apply to teacher.kind: ensemble only")
+            return self
+        if not self.members:
+            raise ValueError("teacher.kind ensemble needs teacher.members")
+        names = [m.name for m in self.members]
+        if len(set(names)) != len(names):
+            raise ValueError(f"teacher.members names repeat: {names}")
+        if any(m.model == "finetuned" for m in self.members) and not (self.model and self.finetune):
+            raise ValueError("an ensemble member with model: finetuned needs teacher.model and teacher.finetune: true")
+        if not self.fit_weights and sum(m.weight for m in self.members) <= 0:
+            raise ValueError("ensemble weights: at least one member weight must be positive")
+        if self.signal != "logits":
+            raise ValueError("teacher.signal attention applies to a cross-encoder teacher, not an ensemble")
+        return self
+
+    @property
+    def finetunes(self) -> bool:
+        """Whether the teacher stage trains a model: a cross-encoder or reader with finetune, or an
+        ensemble with a `finetuned` member."""
+        if self.kind == "ensemble":
+            return any(m.model == "finetuned" for m in self.members)
+        return self.finetune and self.kind in ("cross-encoder", "reader")
+
+    def vector_member(self):
+        """The ensemble member whose vectors/layer scores are stored for embedding matching or LEAD: the
+        first dual encoder, else the first dual-head cross-encoder (None if there is none)."""
+        for kinds in (("dual-encoder",), ("cross-encoder",)):
+            for m in self.members:
+                if m.kind in kinds and (m.kind == "dual-encoder" or m.head == "dual"):
+                    return m
+        return None
 
 
 class QueryGenConfig(_Section):
@@ -292,7 +361,8 @@ class SweepConfig(_Section):
 
 
 class RunConfig(_Section):
-    name: str = "demo"
+    name: str = Field("demo", pattern=r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$", description="the run directory under "
+                      "runs_dir: letters, digits, _ . + - (no path separators, not starting with .)")
     runs_dir: str = "runs"
     seed: int = 13
     rounds: int = Field(1, ge=1, description="iterative rounds: mine with the last student, score, train, "
@@ -338,6 +408,12 @@ class RunConfig(_Section):
                 raise ValueError("training.asymmetric trains no document tower, so LEAD (training.losses.lead) "
                                  "cannot apply")
         t = self.teacher
+        if t.kind == "ensemble":
+            if (self.scoring.store_embeddings or self.scoring.store_layer_scores) and t.vector_member() is None:
+                raise ValueError("scoring.store_embeddings/store_layer_scores with an ensemble teacher need a "
+                                 "dual-encoder member or a cross-encoder member with head: dual")
+            if t.fit_weights and not self.data.dev_queries:
+                raise ValueError("teacher.fit_weights fits the ensemble on the dev split: set data.dev_queries")
         if t.kind == "reader":
             if self.scoring.store_embeddings or self.scoring.store_layer_scores:
                 raise ValueError("a reader teacher gives attention scores only: scoring.store_embeddings and "

@@ -17,6 +17,8 @@ def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, floa
         if not docs:  # ranx needs one entry per query; an unjudged dummy scores zero on every metric
             docs["__none__"] = 0.0
     scores = evaluate(Qrels(judged), Run(full_run), metrics, make_comparable=True)
+    if not isinstance(scores, dict):  # ranx gives a bare number for a single metric
+        scores = {metrics[0]: scores}
     return {m: float(scores[m]) for m in metrics}
 
 

@@ -7,7 +7,8 @@ A run directory (``runs/<name>/``) gives serving three things:
   plus ``docs.parquet`` (docid, title, text) when corpus text was indexed; without it results carry no
   title or snippet and reranking is unavailable;
 - the teacher for reranking: ``teacher_model/`` when the pipeline fine-tuned one, otherwise the model
-  recorded in ``manifest.json`` (``stages.teacher.model``, else ``config.teacher.model``).
+  recorded in ``manifest.json`` (``stages.teacher.model``, else ``config.teacher.model``); an ensemble
+  teacher's members and weights come from ``teacher/ensemble.json``.
 
 An iterative run (``rounds: N``) is served from its final round: ``student/`` and ``index/`` under
 ``round-<r>/`` when ``manifest.json``'s ``final_round`` is r > 1.
@@ -71,6 +72,7 @@ class TeacherSpec:
     trust_remote_code: bool = False
     attention: dict | None = None  # a reader teacher: how its attention becomes scores (distill.reader)
     answer_max_length: int = 32
+    ensemble: dict | None = None  # an ensemble teacher: the score stage's ensemble.json (distill.ensemble)
 
 
 @dataclass
@@ -127,6 +129,8 @@ class RunArtifacts:
         kind = cfg.get("kind", "cross-encoder")
         max_length = int(cfg.get("max_length", 256))
         trust = bool(cfg.get("trust_remote_code", False))
+        if kind == "ensemble":
+            return self.ensemble_teacher()
         finetuned = self.run_dir / "teacher_model"
         if (finetuned / "config.json").exists():
             path = str(finetuned)
@@ -140,6 +144,27 @@ class RunArtifacts:
         return TeacherSpec(str(path), kind, max_length, trust, cfg.get("attention"),
                            int(cfg.get("answer_max_length", 32)))
 
+
+    def ensemble_teacher(self) -> TeacherSpec:
+        """An ensemble teacher: its members and fitted weights from ``teacher/ensemble.json``; a member
+        fine-tuned by the pipeline loads from this run's ``teacher_model/``. Remote code is never trusted."""
+        from distill.ensemble import ENSEMBLE_FILE
+
+        path = self.run_dir / "teacher" / ENSEMBLE_FILE
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ServeSetupError(f"{self.run_dir}: ensemble teacher without a readable {path}: {err}") from None
+        members = []
+        for m in record.get("members", []):
+            m = {**m, "trust_remote_code": False}
+            if m.get("model") == "finetuned":
+                m["path"] = str(self.run_dir / "teacher_model")
+            if m["kind"] != "bm25" and not (m.get("path") and Path(m["path"]).is_dir()):
+                raise ServeSetupError(f"{self.run_dir}: ensemble member {m.get('name')!r} has no model "
+                                      f"directory ({m.get('path')})")
+            members.append(m)
+        return TeacherSpec(str(path), "ensemble", ensemble={**record, "members": members})
 
 def load_docs(path: Path | None) -> dict[str, tuple[str, str]] | None:
     if path is None:
@@ -242,12 +267,17 @@ class Retrieval:
 class Reranking:
     """The teacher as a reranker: one score per (query, document text) pair."""
 
-    def __init__(self, spec: TeacherSpec, threads: int | None = None, batch_size: int = 32):
+    def __init__(self, spec: TeacherSpec, threads: int | None = None, batch_size: int = 32,
+                 docs_path: Path | None = None):
+        """``docs_path``: the indexed corpus text (``index/docs.parquet``), an ensemble's BM25 statistics."""
         from distill.models import CrossEncoder, DualEncoder
 
         set_threads(threads)
         self.spec = spec
         self.batch_size = batch_size
+        if spec.kind == "ensemble":
+            self.model = EnsembleScorer(spec.ensemble, docs_path, batch_size)
+            return
         if spec.kind == "cross-encoder":
             self.model = CrossEncoder(spec.path, spec.max_length, spec.trust_remote_code)
         elif spec.kind == "reader":
@@ -262,11 +292,14 @@ class Reranking:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, **kwargs) -> "Reranking":
-        return cls(RunArtifacts.load(run_dir).teacher(), **kwargs)
+        art = RunArtifacts.load(run_dir)
+        return cls(art.teacher(), docs_path=art.docs, **kwargs)
 
     def score(self, queries: list[str], docs: list[str]) -> np.ndarray:
         if not queries:
             return np.zeros(0, dtype=np.float32)
+        if self.spec.kind == "ensemble":
+            return self.model.score(list(queries), list(docs))
         if self.spec.kind == "cross-encoder":
             return self.model.score(list(queries), list(docs), batch_size=self.batch_size)
         if self.spec.kind == "reader":  # each query's documents are read together
@@ -277,6 +310,56 @@ class Reranking:
         qe = dict(zip(uq, self.model.encode(uq, self.batch_size)))
         de = self.model.encode(list(docs), self.batch_size)
         return np.array([float(qe[q] @ d) for q, d in zip(queries, de)], dtype=np.float32)
+
+
+class EnsembleScorer:
+    """An ensemble teacher in one process: each neural member scores the (query, text) pairs, BM25 members
+    score them from the indexed corpus's statistics (0 for a text not in the corpus), and the members'
+    scores are normalised over each query's pairs (pairs with the same query text form one group) and
+    weighted as the score stage fitted them (distill.ensemble)."""
+
+    def __init__(self, record: dict, docs_path: Path | None, batch_size: int = 32):
+        import torch
+
+        from distill.ensemble import BM25PairScorer
+        from distill.stages.score import TeacherActor
+
+        self.record = record
+        neural = [m for m in record["members"] if m["kind"] != "bm25"]
+        self.actor = TeacherActor("", "ensemble", 256, torch.get_num_threads(), batch_size,
+                                  members=neural) if neural else None
+        self.bm25 = None
+        if any(m["kind"] == "bm25" for m in record["members"]):
+            docs = load_docs(docs_path)
+            if not docs:
+                raise ServeSetupError("an ensemble reranker with a BM25 member needs index/docs.parquet")
+            texts = [doc_text(t, x) for t, x in docs.values()]
+            self.bm25 = BM25PairScorer(texts, texts)
+
+    def eval(self) -> "EnsembleScorer":
+        return self
+
+    def score(self, queries: list[str], docs: list[str]) -> np.ndarray:
+        import pandas as pd
+
+        from distill.ensemble import fused_scores, member_column
+
+        frame = pd.DataFrame({"qid": queries, "docid": np.arange(len(docs)).astype(str)})
+        if self.actor is not None:
+            res = self.actor({"qid": np.asarray(queries, dtype=object), "docid": frame["docid"].to_numpy(),
+                              "query": queries, "doc": docs})
+            for k, v in res.items():
+                if k.startswith("teacher_member_"):
+                    frame[k] = np.asarray(v, np.float32)
+        if self.bm25 is not None:
+            known = [d in self.bm25.pos for d in docs]
+            bm = self.bm25.score([q for q, k in zip(queries, known) if k], [d for d, k in zip(docs, known) if k])
+            full = np.zeros(len(docs), np.float32)
+            full[np.flatnonzero(known)] = bm
+            for m in self.record["members"]:
+                if m["kind"] == "bm25":
+                    frame[member_column(m["name"])] = full
+        return fused_scores(frame, self.record)
 
 
 def rerank_order(scores) -> list[int]:

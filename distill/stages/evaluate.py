@@ -55,10 +55,47 @@ def speed(student: DualEncoder, teacher: CrossEncoder | None, queries: list[str]
     return out
 
 
-def rerank_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg) -> pd.DataFrame:
+def ensemble_rerank_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg, record: dict) -> pd.DataFrame:
+    """An ensemble teacher's fused score (``record``: the score stage's ensemble.json) for each (qid, docid)
+    of ``pairs``, with each member's raw score beside it (``teacher_member_<name>``); the fusion normalises
+    over each query's pairs here, as it did over each query's candidates in training."""
+    import torch
+
+    from distill import ensemble as ens
+    from distill.stages.score import TeacherActor, actor_kwargs
+
+    out = pairs.reset_index(drop=True).copy()
+    neural = [m for m in record["members"] if m["kind"] != "bm25"]
+    scoring = cfg.scoring.model_copy(update={"store_embeddings": False, "store_layer_scores": False})
+    if neural and len(pairs) > cfg.evaluation.inline_rerank_max_pairs:
+        scored = score_pairs(out[["qid", "docid"]], data.queries, data.doc_text, teacher_dir, cfg.teacher, scoring,
+                             cfg.ray, members=neural)
+        for m in neural:
+            out[ens.member_column(m["name"])] = scored[ens.member_column(m["name"])].to_numpy()
+    elif neural:
+        actor = TeacherActor(**actor_kwargs(teacher_dir, cfg.teacher, scoring, torch.get_num_threads(), neural))
+        res = actor({"qid": out["qid"].to_numpy(), "docid": out["docid"].to_numpy(),
+                     "query": [data.queries[q] for q in out["qid"]], "doc": [data.doc_text(d) for d in out["docid"]]})
+        for m in neural:
+            out[ens.member_column(m["name"])] = np.asarray(res[ens.member_column(m["name"])], np.float32)
+    if any(m["kind"] == "bm25" for m in record["members"]):
+        docids = list(data.corpus)
+        scorer = ens.BM25PairScorer(docids, [data.doc_text(d) for d in docids])
+        bm = scorer.score([data.queries[q] for q in out["qid"]], list(out["docid"]))
+        for m in record["members"]:
+            if m["kind"] == "bm25":
+                out[ens.member_column(m["name"])] = bm
+    out["teacher_score"] = ens.fused_scores(out, record)
+    return out
+
+
+def rerank_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg, record: dict | None = None) -> pd.DataFrame:
     """The teacher's score for each (qid, docid) of ``pairs``: on the Ray Data actor pool like training
     pairs, or, for at most ``evaluation.inline_rerank_max_pairs`` pairs, with the same TeacherActor in
-    this process (an actor pool's start-up, ~20 s here, would cost more than scoring a few hundred pairs)."""
+    this process (an actor pool's start-up, ~20 s here, would cost more than scoring a few hundred pairs).
+    An ensemble teacher (``record``: its ensemble.json) goes through :func:`ensemble_rerank_scores`."""
+    if cfg.teacher.kind == "ensemble":
+        return ensemble_rerank_scores(pairs, data, teacher_dir, cfg, record)
     if len(pairs) > cfg.evaluation.inline_rerank_max_pairs:
         return score_pairs(pairs, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray)
     if cfg.teacher.kind == "reader":  # the same reader code as the ReaderActor, each query's pairs together
@@ -136,9 +173,21 @@ def run(rd, data, teacher_dir: str) -> dict:
     lap("zero_shot")
 
     rerank = cfg.evaluation.rerank_depth
+    record = None
+    if cfg.teacher.kind == "ensemble":
+        from distill.ensemble import read_ensemble
+
+        record = read_ensemble(rd.stage_path("score"))
     pairs = pd.DataFrame([(q, d) for q, ids in zip(qids, zs_ranked) for d in ids[:rerank]], columns=["qid", "docid"])
-    scored = rerank_scores(pairs, data, teacher_dir, cfg)
+    scored = rerank_scores(pairs, data, teacher_dir, cfg, record)
     systems[f"teacher_rerank@{rerank}"] = evaluate_run(qrels, reranked_run(qids, zs_ranked, scored, rerank))
+    if record is not None:  # the ensemble as a retriever: it ranks the union of BM25's and the zero-shot top k
+        union = [list(dict.fromkeys(b[:rerank] + z[:rerank])) for b, z in zip(ids, zs_ranked)]
+        upairs = pd.DataFrame([(q, d) for q, u in zip(qids, union) for d in u], columns=["qid", "docid"])
+        uscored = rerank_scores(upairs, data, teacher_dir, cfg, record)
+        systems[f"teacher_ensemble_retrieval@bm25+zero_shot{rerank}"] = evaluate_run(
+            qrels, {q: {} for q in qids} | {q: dict(zip(g["docid"], g["teacher_score"].astype(float)))
+                                           for q, g in uscored.groupby("qid")})
     lap("teacher_rerank")
 
     student = DualEncoder.load(rd.stage_path("train"))
@@ -164,29 +213,25 @@ def run(rd, data, teacher_dir: str) -> dict:
             "student_distilled": search_metrics(student, index.search, dev_qrels, data, depth)}}
     lap("distilled")
 
-    teacher = CrossEncoder(teacher_dir, cfg.teacher.max_length, head=cfg.teacher.head) if cfg.teacher.kind == "cross-encoder" else None
-    if cfg.teacher.kind == "reader":  # scores (query, passage) pairs too (distill.reader), for speed and size
-        from distill.reader import FiDReader
-
-        teacher = FiDReader(teacher_dir, cfg.teacher.max_length, cfg.teacher.answer_max_length)
+    teacher, teacher_de, t_params = teacher_models(cfg, teacher_dir, record)
     n = cfg.evaluation.speed_sample
     sample_q = (qtexts * (n // max(1, len(qtexts)) + 1))[:n]
     sample_d = (dtexts * (n // max(1, len(dtexts)) + 1))[:n]
-    teacher_de = None if teacher else DualEncoder(teacher_dir, max_length=cfg.teacher.max_length,
-                                                  trust_remote_code=cfg.teacher.trust_remote_code)
     spd = speed(student, teacher, sample_q, sample_d, teacher_de)
     spd["student_query_latency_ms"] = query_latency_ms(student, qtexts, n)
     if teacher_de is not None:
         spd["teacher_query_latency_ms"] = query_latency_ms(teacher_de, qtexts, n)
     lap("speed")
     print(f"[evaluate] seconds per phase: {phases}", flush=True)
-    t_params = teacher.num_parameters if teacher else count_parameters(teacher_de.backbone)
     s_params = count_parameters(student.backbone)
     sizes = {"student_parameters": s_params, "teacher_parameters": t_params,
              "teacher_to_student_size": t_params / s_params}
     report = {"run": cfg.name, "split": cfg.data.test_split, "queries": len(qids), "metrics": systems,
               "sizes": sizes, "speed": spd, "first_stage_depth": depth, "rerank_depth": rerank,
               "index": index.meta, "seconds": phases}
+    if record is not None:
+        report["ensemble"] = {"weights": record["weights"], "chosen_on": record["chosen_on"],
+                              "fusion": record["fusion"], "members": [m["name"] for m in record["members"]]}
     if dev:
         report["dev"] = dev
     with rd.atomic_output("evaluate") as tmp:
@@ -196,6 +241,34 @@ def run(rd, data, teacher_dir: str) -> dict:
         scored[["qid", "docid", "teacher_score"]].to_parquet(tmp / "teacher_rerank.parquet", index=False)
     rd.mark_done("evaluate", {"queries": len(qids), "systems": len(systems)})
     return report
+
+
+def teacher_models(cfg, teacher_dir: str, record: dict | None):
+    """(pair scorer or None, dual encoder or None, parameters) of the teacher, for the speed and size rows.
+    An ensemble: its first cross-encoder member (its cost per pair bounds the ensemble's from below), else
+    its first dual encoder; parameters are every neural member's together."""
+    t = cfg.teacher
+    if record is not None:
+        neural = [m for m in record["members"] if m["kind"] != "bm25"]
+        ce = next((m for m in neural if m["kind"] == "cross-encoder"), None)
+        de = next((m for m in neural if m["kind"] == "dual-encoder"), None)
+        models = [CrossEncoder(m["path"], m["max_length"], m["trust_remote_code"], m["head"]) if m["kind"] ==
+                  "cross-encoder" else DualEncoder(m["path"], max_length=m["max_length"],
+                                                   trust_remote_code=m["trust_remote_code"]) for m in neural]
+        params = sum(m.num_parameters if isinstance(m, CrossEncoder) else count_parameters(m.backbone)
+                     for m in models)
+        scorer = models[neural.index(ce)] if ce else None
+        encoder = models[neural.index(de)] if de and not ce else None
+        return scorer, encoder, max(params, 1)
+    teacher = CrossEncoder(teacher_dir, t.max_length, head=t.head) if t.kind == "cross-encoder" else None
+    if t.kind == "reader":  # scores (query, passage) pairs too (distill.reader), for speed and size
+        from distill.reader import FiDReader
+
+        teacher = FiDReader(teacher_dir, t.max_length, t.answer_max_length)
+    if teacher is not None:
+        return teacher, None, teacher.num_parameters
+    de = DualEncoder(teacher_dir, max_length=t.max_length, trust_remote_code=t.trust_remote_code)
+    return None, de, count_parameters(de.backbone)
 
 
 def dev_split(rd, data) -> dict[str, dict[str, int]] | None:

@@ -16,6 +16,7 @@ question's candidates together).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -36,7 +37,7 @@ class TeacherActor:
     def __init__(self, model_dir: str, kind: str, max_length: int, threads: int, batch_size: int,
                  trust_remote_code: bool = False, head: str = "linear", store_embeddings: bool = False,
                  store_layer_scores: bool = False, signal: str = "logits", attention: dict | None = None,
-                 fault: dict | None = None):
+                 fault: dict | None = None, members: list[dict] | None = None, vector_member: str | None = None):
         import torch
 
         from distill.faults import Fault
@@ -44,6 +45,14 @@ class TeacherActor:
 
         torch.set_num_threads(threads)
         self.kind = kind
+        if kind == "ensemble":  # one actor holds every neural member: one start-up, one pass over the pairs;
+            self.fault = Fault(fault)  # BM25 members are scored on the driver (distill.ensemble)
+            self.members = [(m["name"], TeacherActor(
+                m["path"], m["kind"], m["max_length"], threads, batch_size, m["trust_remote_code"], m["head"],
+                store_embeddings=store_embeddings and m["name"] == vector_member,
+                store_layer_scores=store_layer_scores and m["name"] == vector_member))
+                for m in members or [] if m["kind"] != "bm25"]
+            return
         self.batch_size = batch_size
         self.store_embeddings = store_embeddings
         self.store_layer_scores = store_layer_scores
@@ -59,6 +68,15 @@ class TeacherActor:
 
     def __call__(self, batch: dict) -> dict:
         self.fault.hit()
+        if self.kind == "ensemble":  # each member's raw score as teacher_member_<name> (+ the vector member's extras)
+            from distill.ensemble import member_column
+
+            out = {"qid": batch["qid"], "docid": batch["docid"]}
+            for name, member in self.members:
+                res = member(batch)
+                out[member_column(name)] = res.pop("teacher_score")
+                out.update({k: v for k, v in res.items() if k.startswith("teacher_")})
+            return out
         q, d = list(batch["query"]), list(batch["doc"])
         out = {"qid": batch["qid"], "docid": batch["docid"]}
         if self.signal == "attention":
@@ -90,10 +108,21 @@ class TeacherActor:
         return out
 
 
+def actor_kwargs(teacher_dir: str, teacher_cfg, scoring_cfg, threads: int, members: list[dict] | None = None) -> dict:
+    """TeacherActor's constructor arguments for this teacher (an ensemble's ``members``: member_specs)."""
+    vm = teacher_cfg.vector_member() if teacher_cfg.kind == "ensemble" else None
+    return {"model_dir": teacher_dir, "kind": teacher_cfg.kind, "max_length": teacher_cfg.max_length,
+            "threads": threads, "batch_size": scoring_cfg.batch_size,
+            "trust_remote_code": teacher_cfg.trust_remote_code, "head": teacher_cfg.head,
+            "store_embeddings": scoring_cfg.store_embeddings, "store_layer_scores": scoring_cfg.store_layer_scores,
+            "signal": teacher_cfg.signal, "attention": teacher_cfg.attention.model_dump(),
+            "members": members, "vector_member": vm.name if vm else None}
+
+
 def _scored_frames(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_dir: str, teacher_cfg,
-                   scoring_cfg, ray_cfg, stats: dict | None = None):
-    """Yield one DataFrame (qid, docid, teacher_score [, vectors, layer scores]) per output batch of the
-    TeacherActor pool over ``pairs`` (a cross-encoder or dual-encoder teacher)."""
+                   scoring_cfg, ray_cfg, stats: dict | None = None, members: list[dict] | None = None):
+    """Yield one DataFrame (qid, docid, teacher_score or an ensemble's teacher_member_<name> columns
+    [, vectors, layer scores]) per output batch of the TeacherActor pool over ``pairs``."""
     import time
 
     t0 = time.perf_counter()
@@ -113,12 +142,8 @@ def _scored_frames(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teach
     ds = ray.data.from_arrow(blocks_of(table, max(1, min(scoring_cfg.actors * 4, len(pairs) // bs + 1))))
     ds = ds.map_batches(
         TeacherActor,
-        fn_constructor_kwargs={"model_dir": teacher_dir, "kind": teacher_cfg.kind,
-                               "max_length": teacher_cfg.max_length, "threads": actor_threads(ray_cfg.actor_cpus),
-                               "batch_size": bs, "trust_remote_code": teacher_cfg.trust_remote_code,
-                               "head": teacher_cfg.head, "store_embeddings": scoring_cfg.store_embeddings,
-                               "store_layer_scores": scoring_cfg.store_layer_scores,
-                               "signal": teacher_cfg.signal, "attention": teacher_cfg.attention.model_dump(),
+        fn_constructor_kwargs={**actor_kwargs(teacher_dir, teacher_cfg, scoring_cfg,
+                                              actor_threads(ray_cfg.actor_cpus), members),
                                "fault": faults.from_env("score.batch")},
         batch_size=bs, compute=ActorPoolStrategy(size=scoring_cfg.actors),
         num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy",
@@ -126,30 +151,31 @@ def _scored_frames(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teach
     for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
         if stats is not None and "first_batch_s" not in stats:
             stats.update(first_batch_s=time.perf_counter() - t0, first_rows=len(b["qid"]))
-        f = pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str),
-                          "teacher_score": b["teacher_score"]})
-        for col in ("teacher_q_emb", "teacher_d_emb", "teacher_layer_scores"):
-            if col in b:
-                f[col] = list(np.asarray(b[col], dtype=np.float32))
+        f = pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str)})
+        for col in b:
+            if col.startswith("teacher_"):
+                v = np.asarray(b[col], dtype=np.float32)
+                f[col] = list(v) if v.ndim > 1 else v
         yield f
 
 
 def score_pairs(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_dir: str, teacher_cfg,
-                scoring_cfg, ray_cfg, stats: dict | None = None) -> pd.DataFrame:
+                scoring_cfg, ray_cfg, stats: dict | None = None, members: list[dict] | None = None) -> pd.DataFrame:
     """Teacher logits for each (qid, docid) row of ``pairs``; same rows out, checked.
     ``stats`` (optional) receives when the first output batch arrived and its rows (start-up cost)."""
     if teacher_cfg.kind == "reader":  # a FiD reader reads each question's candidates together
         from distill.reader import score_pairs_reader
 
         return score_pairs_reader(pairs, queries, doc_text, teacher_dir, teacher_cfg, scoring_cfg, ray_cfg, stats)
-    frames = list(_scored_frames(pairs, queries, doc_text, teacher_dir, teacher_cfg, scoring_cfg, ray_cfg, stats))
+    frames = list(_scored_frames(pairs, queries, doc_text, teacher_dir, teacher_cfg, scoring_cfg, ray_cfg, stats,
+                                 members))
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["qid", "docid", "teacher_score"])
     check_rows("score", list(zip(pairs["qid"], pairs["docid"])), list(zip(out["qid"], out["docid"])))
     return pairs.merge(out, on=["qid", "docid"], how="left", validate="one_to_one")
 
 
 def score_shards(pairs: pd.DataFrame, shards: dict[int, tuple[int, int]], queries, doc_text, teacher_dir: str,
-                 teacher_cfg, scoring_cfg, ray_cfg, on_shard) -> int:
+                 teacher_cfg, scoring_cfg, ray_cfg, on_shard, members: list[dict] | None = None) -> int:
     """Score the rows ``pairs[start:stop]`` of every shard ``k: (start, stop)`` in one actor pool;
     ``on_shard(k, frame)`` runs on the driver as soon as every row of shard k is back (the shard's row
     order). Rows in = rows out, checked; returns the rows scored."""
@@ -160,7 +186,8 @@ def score_shards(pairs: pd.DataFrame, shards: dict[int, tuple[int, int]], querie
     pending: dict[int, list[pd.DataFrame]] = {k: [] for k in shards}
     have = dict.fromkeys(shards, 0)
     got: list[tuple[str, str]] = []
-    for f in _scored_frames(todo, queries, doc_text, teacher_dir, teacher_cfg, scoring_cfg, ray_cfg):
+    for f in _scored_frames(todo, queries, doc_text, teacher_dir, teacher_cfg, scoring_cfg, ray_cfg,
+                            members=members):
         keys = list(zip(f["qid"], f["docid"]))
         got += keys
         ks = np.asarray([shard_of.get(key, -1) for key in keys])
@@ -193,7 +220,8 @@ def softmax_spread(scores: pd.DataFrame, temperature: float) -> dict:
             "logit_std": float(scores["teacher_score"].std())}
 
 
-def _score_with_resume(rd, cands: pd.DataFrame, data, teacher_dir: str) -> tuple[pd.DataFrame, dict]:
+def _score_with_resume(rd, cands: pd.DataFrame, data, teacher_dir: str,
+                       members: list[dict] | None = None) -> tuple[pd.DataFrame, dict]:
     """Score ``cands`` in shards of ``scoring.shard_rows`` pairs (candidate order), each saved under
     ``.teacher.partial/`` when all its rows are back (distill/partial.py): a re-run after a crash scores
     only the shards that were not saved. Returns the scored candidates and shard counts."""
@@ -209,7 +237,9 @@ def _score_with_resume(rd, cands: pd.DataFrame, data, teacher_dir: str) -> tuple
     keys = [f"{q}\t{d}" for q, d in zip(cands["qid"], cands["docid"])]
     shard_keys = [keys[a:b] for a, b in bounds]
     final = rd.stage_path("score")
-    key = fingerprint(stage_digest(cfg, "score"), rd.manifest.get("inputs"), dir_digest(Path(teacher_dir)),
+    models = [dir_digest(Path(m["path"])) if m["path"] and Path(m["path"]).is_dir() else m["path"] or m["kind"]
+              for m in members] if members is not None else dir_digest(Path(teacher_dir))
+    key = fingerprint(stage_digest(cfg, "score"), rd.manifest.get("inputs"), models,
                       hashlib.sha256("\n".join(keys).encode()).hexdigest())
     partial = PartialShards(final.with_name(f".{final.name}.partial"), key)
 
@@ -229,7 +259,8 @@ def _score_with_resume(rd, cands: pd.DataFrame, data, teacher_dir: str) -> tuple
         fault.hit()
 
     if todo:
-        score_shards(cands, todo, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray, save)
+        score_shards(cands, todo, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray, save,
+                     members)
     scores = pd.concat([pq.read_table(partial.shard_path(k)).to_pandas() for k in range(len(bounds))],
                        ignore_index=True) if bounds else pd.DataFrame(columns=["qid", "docid", "teacher_score"])
     check_rows("score", list(zip(cands["qid"], cands["docid"])), list(zip(scores["qid"], scores["docid"])))
@@ -237,13 +268,86 @@ def _score_with_resume(rd, cands: pd.DataFrame, data, teacher_dir: str) -> tuple
     return scored, {"shards": len(bounds), "shards_reused": len(done), "shards_scored": len(todo), "partial": partial}
 
 
+def dev_candidates(rd, data) -> pd.DataFrame:
+    """Candidates of the held-out dev queries for fitting an ensemble's weights: each one's BM25 top
+    ``mining.depth`` and the mining encoder's (zero-shot) top ``mining.depth``, merged as ``mine`` merges
+    them, with the dev labels; judged positives are *not* added (the pool must not know the answers)."""
+    from distill.bm25 import BM25
+    from distill.index import build_index
+    from distill.models import DualEncoder, resolve_model
+    from distill.stages.encode import read_embeddings
+    from distill.stages.mine import merge_candidates, zero_shot_kwargs
+
+    cfg = rd.config
+    qrels = data.qrels["dev"]
+    qids = list(qrels)
+    qtexts = [data.queries[q] for q in qids]
+    docids = list(data.corpus)
+    depth = min(cfg.mining.depth, len(docids))
+    ranked = {"bm25": BM25(docids, [data.doc_text(d) for d in docids]).search(qtexts, depth)}
+    zs_ids, zs_emb = read_embeddings(rd.stage_path("mine") / "zeroshot")
+    enc = DualEncoder(resolve_model(cfg.mining_encoder.model), **zero_shot_kwargs(cfg.mining_encoder))
+    sc, idx = build_index(zs_emb).search(enc.encode(qtexts, cfg.encoding.batch_size), depth)
+    ranked["student"] = ([[zs_ids[j] for j in row] for row in idx], sc)
+    merged = merge_candidates(qids, ranked, {})  # no positives appended
+    merged["label"] = [int(qrels[q].get(d, 0) > 0) for q, d in zip(merged["qid"], merged["docid"])]
+    merged["source"] = "dev:" + merged["source"]
+    return merged
+
+
+def _score_ensemble(rd, cands: pd.DataFrame, data, teacher_dir: str) -> tuple[pd.DataFrame, dict, dict]:
+    """Every member's raw score for the candidates (+ the dev pool when the weights are fitted), the weights
+    (fitted on dev, or the config's), and the fused ``teacher_score`` (distill.ensemble). Neural members share
+    one actor pool; BM25 members are scored here from the corpus statistics."""
+    from distill import ensemble as ens
+
+    cfg = rd.config
+    t = cfg.teacher
+    members = ens.member_specs(t, teacher_dir or None)
+    later_round = getattr(rd, "round", 1) > 1  # the teacher, and so its weights, are round 1's
+    fit = t.fit_weights and not later_round
+    dev = dev_candidates(rd, data) if fit else cands.iloc[:0]
+    pool = pd.concat([cands, dev], ignore_index=True)
+    counts: dict = {}
+    if any(m["kind"] != "bm25" for m in members):
+        pool, counts = _score_with_resume(rd, pool, data, teacher_dir, members)
+    for m in members:
+        if m["kind"] == "bm25":
+            docids = list(data.corpus)
+            scorer = ens.BM25PairScorer(docids, [data.doc_text(d) for d in docids])
+            pool[ens.member_column(m["name"])] = scorer.score([data.queries[q] for q in pool["qid"]],
+                                                              list(pool["docid"]))
+    names = [m["name"] for m in members]
+    record = {"members": [{k: v for k, v in m.items() if k != "weight"} for m in members], "fusion": t.fusion,
+              "rrf_k": t.rrf_k}
+    if fit:
+        is_dev = pool["qid"].isin(set(data.qrels["dev"]))
+        dev_scored, pool = pool[is_dev], pool[~is_dev].reset_index(drop=True)
+        result = ens.fit_weights(dev_scored, names, data.qrels["dev"], t.weight_grid_step, t.fusion, t.rrf_k)
+        record.update(weights=result.pop("weights"), chosen_on="dev", dev=result)
+        print(f"[score] ensemble weights fitted on {result['queries']} dev queries: {record['weights']} "
+              f"(dev nDCG@10 {result['ndcg@10']:.4f}; members alone {result['members_alone']})")
+    elif later_round:
+        from distill.ensemble import read_ensemble
+
+        record = read_ensemble(rd.base.stage_path("score"))
+    else:
+        record.update(weights={m["name"]: m["weight"] for m in members}, chosen_on="config")
+    pool["teacher_score"] = ens.fused_scores(pool, record)
+    return pool, counts, record
+
+
 def run(rd, data, teacher_dir: str) -> dict:
     cfg = rd.config
     cands = pq.read_table(rd.stage_path("mine") / "candidates.parquet").to_pandas()
     partial = None
     shard_counts: dict = {}
+    record = None
     if cfg.teacher.kind == "reader":  # a reader reads each question's candidates together: no shards
         scored = score_pairs(cands, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray)
+    elif cfg.teacher.kind == "ensemble":
+        scored, shard_counts, record = _score_ensemble(rd, cands, data, teacher_dir)
+        partial = shard_counts.pop("partial", None)
     else:
         scored, shard_counts = _score_with_resume(rd, cands, data, teacher_dir)
         partial = shard_counts.pop("partial")
@@ -261,9 +365,16 @@ def run(rd, data, teacher_dir: str) -> dict:
         print(f"WARNING: {warning}")
     with rd.atomic_output("score") as tmp:
         pq.write_table(pa.Table.from_pandas(scored, preserve_index=False), tmp / "scores.parquet")
+        if record is not None:
+            from distill.ensemble import ENSEMBLE_FILE
+
+            (tmp / ENSEMBLE_FILE).write_text(json.dumps(record, indent=2))
     if partial is not None:
         partial.drop()
     counts = {"pairs_in": len(cands), "pairs_out": len(scored), "queries": int(scored["qid"].nunique()),
               **shard_counts}
-    rd.mark_done("score", counts, softmax=spread, warning=warning)
+    extra = {"ensemble": {k: v for k, v in record.items() if k != "dev"} | (
+        {"dev_ndcg@10": record["dev"]["ndcg@10"], "dev_members_alone": record["dev"]["members_alone"]}
+        if "dev" in record else {})} if record is not None else {}
+    rd.mark_done("score", counts, softmax=spread, warning=warning, **extra)
     return counts

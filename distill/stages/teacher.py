@@ -114,8 +114,10 @@ def teacher_path(rd) -> str:
     from distill.models import resolve_model
 
     cfg = rd.config
-    if cfg.teacher.finetune and cfg.teacher.kind in ("cross-encoder", "reader"):
+    if cfg.teacher.finetunes:
         return str(rd.stage_path("teacher").resolve())
+    if cfg.teacher.kind == "ensemble":  # no model of its own: its members (distill.ensemble.member_specs)
+        return ""
     return resolve_model(cfg.teacher.model)
 
 
@@ -128,9 +130,9 @@ def run(rd, data) -> dict:
 
     cfg = rd.config
     t = cfg.teacher
-    if not t.finetune or t.kind not in ("cross-encoder", "reader"):
+    if not t.finetunes:
         rd.stage_path("teacher").mkdir(exist_ok=True)
-        rd.mark_done("teacher", {"finetuned": 0}, model=resolve_model(t.model))
+        rd.mark_done("teacher", {"finetuned": 0}, model=resolve_model(t.model) if t.model else None)
         return {"finetuned": 0}
     if t.kind == "reader":
         return run_reader(rd, data)
