@@ -1,10 +1,16 @@
 """The run directory and its ``manifest.json``.
 
 ``runs/<name>/manifest.json`` holds the config, its hash, the input checksums and, for each finished
-stage, the digest of the config sections it depends on, its outputs and row counts. A stage counts as
-finished only when it is listed with the same digest *and* its output exists; a stage's output is
-written under a temporary name and renamed into place, so a stage that died leaves nothing a later run
+stage, the digest of the config sections *and the input files* it depends on, its outputs and row
+counts. A stage counts as finished only when it is listed with the same digest *and* its output exists,
+so an edited corpus, query file or qrels file re-runs the stages that read it (and the ones after
+them). A stage's output is written under a temporary name, fsynced, and renamed into place (over the
+previous output, which is removed only afterwards), so a stage that died leaves nothing a later run
 could take for finished.
+
+``runs/<name>/run.lock`` is held while a pipeline runs on the directory (:class:`RunLock`): a second run
+of the same directory fails at once, naming the holder's pid and host; a lock left by a process that no
+longer exists on this host is taken over.
 
 Iterative runs (``rounds: N``): round 1 is the layout above; round r > 1 keeps its stages' outputs under
 ``round-<r>/`` (same names) and its entries under ``manifest["rounds"]["<r>"]["stages"]`` (see
@@ -14,11 +20,16 @@ Iterative runs (``rounds: N``): round 1 is the layout above; round r > 1 keeps i
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
+import sys
 import time
+import uuid
 from pathlib import Path
 
 from distill.config import RunConfig
@@ -38,13 +49,18 @@ STAGE_SECTIONS = {
 # these invalidates every later round).
 ROUND_STAGES = ["mine", "score", "train", "encode", "index", "evaluate"]
 FEEDS_NEXT_ROUND = {"teacher", "mine", "score", "train", "encode"}
+# A run's name is one directory under runs_dir (as config.RunConfig.name's pattern says).
+RUN_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
+LOCK_NAME = "run.lock"
 
 
 class RunDirError(RuntimeError):
     """The run directory cannot be written or holds something unexpected."""
 
 
-def stage_digest(config: RunConfig, stage: str) -> str:
+def stage_digest(config: RunConfig, stage: str, inputs: dict | None = None) -> str:
+    """Digest of the config sections ``stage`` depends on (cumulative down the pipeline) and, when given,
+    the checksums of the input files it depends on (:meth:`RunDir.input_checksums`)."""
     sections: list[str] = []
     for s in STAGES[: STAGES.index(stage) + 1]:
         sections += STAGE_SECTIONS[s]
@@ -55,7 +71,43 @@ def stage_digest(config: RunConfig, stage: str) -> str:
         payload["_reader_retriever"] = dump["mining"]["encoder"]
     payload["_extra"] = {"seed": config.seed,
                          "stages": [s for s in config.stages if s in STAGES[: STAGES.index(stage) + 1]]}
+    if inputs:
+        payload["_inputs"] = inputs
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def input_files(config: RunConfig) -> dict[str, list[Path]]:
+    """The input files a run reads, by role (``corpus``, ``queries``, ``qrels/<split>``, ``answers``): the
+    paths that may hold each (plain or .gz), as :func:`distill.pipeline.load_data` records them."""
+    c = config.data
+    d = Path(c.dir)
+    files = {"corpus": [d / c.corpus, d / (c.corpus + ".gz")], "queries": [d / c.queries, d / (c.queries + ".gz")]}
+    for split in dict.fromkeys((c.train_split, c.test_split)):
+        if not (c.dev_queries and split == "dev"):  # carved from the train split
+            files[f"qrels/{split}"] = [d / "qrels" / f"{split}.tsv"]
+    if c.answers:
+        files["answers"] = [d / c.answers]
+    return files
+
+
+def stage_input_roles(config: RunConfig, stage: str) -> list[str]:
+    """The input roles ``stage`` depends on, cumulative down the pipeline like the config sections:
+    a fine-tuned teacher reads the train split (and a reader its answers); mining reads the corpus,
+    queries and train qrels (and the test queries, when it generates queries: to drop test leaks);
+    evaluation the test qrels. Scoring, training, encoding and indexing read nothing mining did not."""
+    c, t = config.data, config.teacher
+    train = f"qrels/{c.train_split}"
+    test = train if (c.dev_queries and c.test_split == "dev") else f"qrels/{c.test_split}"
+    finetunes = getattr(t, "finetunes", t.finetune and t.kind in ("cross-encoder", "reader"))
+    own = {
+        "teacher": (["corpus", "queries", train] + (["answers"] if t.kind == "reader" else [])) if finetunes else [],
+        "mine": ["corpus", "queries", train] + ([test] if config.mining.querygen.enabled else []),
+        "evaluate": [test],
+    }
+    roles: list[str] = []
+    for s in STAGES[: STAGES.index(stage) + 1]:
+        roles += own.get(s, [])
+    return sorted(dict.fromkeys(roles))
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -64,6 +116,82 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a rename into it) durable; a no-op where directories cannot be synced."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file under ``root`` and every directory, ``root`` included (symlinks are not followed)."""
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if os.path.islink(p):
+                continue
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a symlink (not what it points at) or a directory tree; missing is fine."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux renameat2 RENAME_EXCHANGE). False where the platform or
+    file system cannot (then the caller renames the old one aside first)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def replace_path(new: Path, final: Path) -> None:
+    """Put ``new`` at ``final`` by rename. An existing ``final`` (a directory, or a sweep's symlink) is
+    swapped out in one step where the file system can (RENAME_EXCHANGE), else renamed aside just before
+    ``new`` is renamed in; either way the old output is deleted only once the new one is in place."""
+    if not os.path.lexists(final):
+        os.rename(new, final)
+    else:
+        if _rename_exchange(new, final):
+            old = new  # the swap left the previous output under the temporary name
+        else:
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.rename(final, old)
+            os.rename(new, final)
+        fsync_dir(final.parent)
+        _remove(old)
+    fsync_dir(final.parent)
 
 
 def write_json_atomic(path: Path, payload) -> None:
@@ -75,6 +203,7 @@ def write_json_atomic(path: Path, payload) -> None:
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(path)
+        fsync_dir(path.parent)
     except OSError as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -90,7 +219,11 @@ class RunDir:
 
     def __init__(self, config: RunConfig):
         self.config = config
-        self.path = config.run_dir.resolve()
+        if not RUN_NAME.fullmatch(config.name):
+            raise RunDirError(f"run name {config.name!r}: letters, digits, _ . + - only, not starting with '.' "
+                              "(it names one directory under runs_dir)")
+        self.runs_dir = Path(config.runs_dir).expanduser().resolve()
+        self.path = (self.runs_dir / config.name).resolve()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -110,7 +243,23 @@ class RunDir:
             m = {"stages": {}}
         m["config"] = self.config.model_dump(mode="json")
         m["config_hash"] = self.config.digest()
+        m["run_dir"] = str(self.path)  # runs_dir resolved: where this run was written
         return m
+
+    @contextlib.contextmanager
+    def locked(self, log=None):
+        """Hold ``run.lock`` (:class:`RunLock`) while the block runs; the manifest is re-read once the
+        lock is held, so it is the one the previous holder left."""
+        lock = RunLock(self.path)
+        taken_over = lock.acquire()
+        try:
+            if taken_over and log:
+                log(f"[run] took over {lock.path} left by pid {taken_over.get('pid')} on "
+                    f"{taken_over.get('host')}, which is no longer running")
+            self.manifest = self._load()
+            yield self
+        finally:
+            lock.release()
 
     def save(self) -> None:
         write_json_atomic(self.manifest_path, self.manifest)
@@ -121,8 +270,20 @@ class RunDir:
         """This round's finished-stage entries in the manifest."""
         return self.manifest["stages"]
 
+    def input_checksums(self, stage: str) -> dict[str, list[str]]:
+        """{role: [sha256]} of the input files ``stage`` depends on (:func:`stage_input_roles`), as the
+        manifest's ``inputs`` records them (a sweep run carries its base run's)."""
+        recorded = self.manifest.get("inputs") or {}
+        files = input_files(self.config)
+        out = {}
+        for role in stage_input_roles(self.config, stage):
+            shas = [recorded[str(p)] for p in files.get(role, []) if str(p) in recorded]
+            if shas:
+                out[role] = shas
+        return out
+
     def digest(self, stage: str) -> str:
-        return stage_digest(self.config, stage)
+        return stage_digest(self.config, stage, self.input_checksums(stage))
 
     def stage_path(self, stage: str) -> Path:
         return self.path / {"teacher": "teacher_model", "score": "teacher", "mine": "candidates",
@@ -135,6 +296,7 @@ class RunDir:
     def mark_done(self, stage: str, counts: dict | None = None, **info) -> None:
         self.stages[stage] = {
             "digest": self.digest(stage),
+            "inputs": self.input_checksums(stage),
             "output": str(self.stage_path(stage).relative_to(self.manifest_path.parent)),
             "counts": counts or {},
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -181,11 +343,13 @@ class RunDir:
 
     @contextlib.contextmanager
     def atomic_output(self, stage: str):
-        """Yield a temporary directory; on success it replaces the stage's output directory."""
+        """Yield a temporary directory; on success its files are fsynced and it is renamed over the stage's
+        output (:func:`replace_path`: the previous output is deleted only once the new one is in place)."""
         final = self.stage_path(stage)
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-        for stale in final.parent.glob(f".{final.name}.tmp-*"):  # ours, or left by a run that was killed
-            shutil.rmtree(stale, ignore_errors=True)
+        for pattern in (f".{final.name}.tmp-*", f".{final.name}.old-*"):  # ours, or left by a run that was killed
+            for stale in final.parent.glob(pattern):
+                _remove(stale)
         try:
             tmp.mkdir(parents=True)
         except OSError as err:
@@ -198,13 +362,11 @@ class RunDir:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if final.is_symlink():  # a stage a sweep variant shared from its base run: replace the link only
-            final.unlink()
-        shutil.rmtree(final, ignore_errors=True)
         try:
-            tmp.replace(final)
+            fsync_tree(tmp)  # durable before the manifest can call the stage finished
+            replace_path(tmp, final)  # a sweep's shared stage: the link is replaced, not the base's output
         except OSError as err:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove(tmp)
             raise RunDirError(f"cannot move {tmp} to {final}: {err.strerror or err}") from err
 
 
@@ -246,7 +408,8 @@ class RoundDir(RunDir):
         self.base.save()
 
     def digest(self, stage: str) -> str:
-        chain = f"round {self.round}|{self.previous_round().digest('encode')}|{stage_digest(self.config, stage)}"
+        own = stage_digest(self.config, stage, self.input_checksums(stage))
+        chain = f"round {self.round}|{self.previous_round().digest('encode')}|{own}"
         return hashlib.sha256(chain.encode()).hexdigest()[:16]
 
     def stage_path(self, stage: str) -> Path:
@@ -259,3 +422,126 @@ class RoundDir(RunDir):
 
     def record_inputs(self, files: list[Path]) -> None:
         self.base.record_inputs(files)
+
+
+# ---- the run lock -----------------------------------------------------------------------------------------
+def _proc_start(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot, /proc/<pid>/stat field 22), to tell a reused pid
+    from the process that wrote a lock; None where /proc is not available."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _pid_alive(pid: int, start: int | None = None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    except OSError:
+        return True
+    now = _proc_start(pid)
+    return not (start is not None and now is not None and now != start)
+
+
+class RunLock:
+    """``<run dir>/run.lock``: one pipeline at a time on a run directory.
+
+    Created with O_EXCL and holding {pid, host, pid_start, started_at, argv}. A second run fails at once
+    with :class:`RunDirError` naming the holder; a lock whose holder is on this host and no longer running
+    (or whose pid now belongs to another process) is taken over, under a lock on ``.run.lock.guard`` so two
+    runs cannot both take it. A lock held from another host is never taken over (its pid means nothing
+    here): delete the file once that run is gone. Released (deleted) when the holder finishes."""
+
+    stale_unreadable_s = 30.0  # a lock file still empty after this long was left by a crash mid-create
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / LOCK_NAME
+        self.guard = Path(directory) / f".{LOCK_NAME}.guard"
+        self.record = None
+
+    def _read(self) -> tuple[bytes, dict | None]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return b"", None
+        try:
+            rec = json.loads(raw)
+            return raw, rec if isinstance(rec, dict) and "pid" in rec else None
+        except ValueError:
+            return raw, None
+
+    def _stale(self, rec: dict | None) -> bool:
+        if rec is None:  # unreadable: a creator that died between create and write, once old enough
+            try:
+                return time.time() - self.path.stat().st_mtime > self.stale_unreadable_s
+            except FileNotFoundError:
+                return True
+        if rec.get("host") != socket.gethostname():
+            return False
+        try:
+            return not _pid_alive(int(rec["pid"]), rec.get("pid_start"))
+        except (TypeError, ValueError):
+            return False
+
+    def _describe(self, rec: dict | None) -> str:
+        if rec is None:
+            return f"{self.path} exists (being written by another run)"
+        return (f"{self.path} is held by pid {rec.get('pid')} on host {rec.get('host')} "
+                f"(since {rec.get('started_at', '?')}: {' '.join(rec.get('argv') or [])})")
+
+    def _take_over(self, raw: bytes) -> None:
+        """Delete the stale lock whose bytes were ``raw``, unless another run replaced it meanwhile."""
+        import fcntl
+
+        fd = os.open(self.guard, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            if self._read()[0] == raw:
+                self.path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def acquire(self) -> dict | None:
+        """Take the lock; returns the stale holder's record when one was taken over (else None)."""
+        rec = {"pid": os.getpid(), "host": socket.gethostname(), "pid_start": _proc_start(os.getpid()),
+               "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "argv": sys.argv[:12],
+               "nonce": uuid.uuid4().hex}
+        taken_over = None
+        for _ in range(5):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                raw, holder = self._read()
+                if not raw and holder is None and not self.path.exists():
+                    continue  # released meanwhile
+                if not self._stale(holder):
+                    raise RunDirError(f"run directory {self.path.parent} is in use: {self._describe(holder)}. "
+                                      "Wait for that run to finish or stop it; a lock left by a process that is "
+                                      "no longer running on this host is taken over automatically, one from "
+                                      f"another host is not: delete {self.path} once that run is gone") from None
+                self._take_over(raw)
+                taken_over = holder or {}
+                continue
+            except OSError as err:
+                raise RunDirError(f"cannot create {self.path}: {err.strerror or err}") from err
+            try:
+                os.write(fd, json.dumps(rec).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.record = rec
+            return taken_over
+        raise RunDirError(f"cannot take {self.path}: other runs keep taking it")
+
+    def release(self) -> None:
+        if self.record is None:
+            return
+        _, holder = self._read()
+        if holder is not None and holder.get("nonce") == self.record["nonce"]:
+            self.path.unlink(missing_ok=True)
+        self.record = None

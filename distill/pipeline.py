@@ -1,7 +1,8 @@
 """The offline pipeline: teacher -> mine -> score -> train -> encode -> index -> evaluate.
 
-Each stage is skipped when the manifest lists it as finished with the same config digest and its
-output exists; a stage that runs invalidates every later stage (their inputs changed). With
+Each stage is skipped when the manifest lists it as finished with the same digest (config sections and
+input-file checksums) and its output exists; a stage that runs invalidates every later stage (their
+inputs changed). The run holds ``run.lock`` in its directory throughout (distill.manifest.RunLock). With
 ``rounds: N`` rounds 2..N repeat mine -> score -> train -> encode -> index -> evaluate under
 ``round-<r>/`` (distill.stages.rounds); an interrupted run resumes in the round it stopped in.
 """
@@ -9,25 +10,21 @@ output exists; a stage that runs invalidates every later stage (their inputs cha
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from distill.config import RunConfig
 from distill.data import carve_dev, read_beir
-from distill.manifest import RunDir
+from distill.manifest import RunDir, input_files
 
 
 def load_data(rd: RunDir):
     c = rd.config.data
     splits = tuple(dict.fromkeys(s for s in (c.train_split, c.test_split) if not (c.dev_queries and s == "dev")))
+    # checksums first: a file edited while it is read then fails the next run's digest check, not this one's
+    rd.record_inputs([p for paths in input_files(rd.config).values() for p in paths if p.exists()])
     data = read_beir(c.dir, c.corpus, c.queries, splits, c.max_reject_share, rejects_path=rd.path / "rejects.jsonl")
     if c.dev_queries:
         carve_dev(data, c.train_split, c.dev_queries, rd.config.seed)
     rd.manifest["data"] = {"rows": data.row_counts, "rejects": data.rejects.counts()}
-    d = Path(c.dir)
-    rd.record_inputs([p for p in [d / c.corpus, d / (c.corpus + ".gz"), d / c.queries, d / (c.queries + ".gz"),
-                                  *[d / "qrels" / f"{s}.tsv" for s in splits]]
-                      + ([d / c.answers] if c.answers else [])
-                      if p.exists()])
     return data
 
 
@@ -69,8 +66,17 @@ def run_pipeline(cfg: RunConfig, only: list[str] | None = None, force: bool = Fa
                  data=None, base: RunDir | None = None, donors: list[RunDir] | None = None) -> RunDir:
     """Run the configured stages (then ``cfg.sweep``'s runs, for a whole-pipeline run). A sweep run passes
     the base run's loaded ``data`` and ``base``, and shares the finished stages of ``donors`` (default: the
-    base run; a sweep adds its earlier runs) where digests agree."""
+    base run; a sweep adds its earlier runs) where digests agree. The run directory is locked while this
+    runs (a second run of it fails at once: distill.manifest.RunLock)."""
     rd = RunDir(cfg)
+    with rd.locked(log):
+        if base is None:
+            log(f"[run] {cfg.name}: run directory {rd.path}")
+        _run_locked(rd, cfg, only, force, log, data, base, donors)
+    return rd
+
+
+def _run_locked(rd: RunDir, cfg: RunConfig, only, force, log, data, base, donors) -> None:
     if data is None:
         data = load_data(rd)
         rej = data.rejects.counts()
@@ -116,4 +122,3 @@ def run_pipeline(cfg: RunConfig, only: list[str] | None = None, force: bool = Fa
 
         run_sweep(cfg, rd, data, force=force, log=log)
         log(f"[sweep] table in {rd.path / SWEEP_DIR / 'table.md'}")
-    return rd

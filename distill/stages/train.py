@@ -412,9 +412,7 @@ def run(rd, data) -> dict:
     work.mkdir(exist_ok=True)
     groups_path = work / "groups.parquet"
     pq.write_table(pa.Table.from_pandas(groups, preserve_index=False), groups_path)
-    from distill.manifest import stage_digest
-
-    name = f"train-{stage_digest(cfg, 'train')}"
+    name = f"train-{rd.digest('train')}"  # config and input checksums: changed inputs never resume old checkpoints
     lead_weights = None
     if "teacher_layer_scores" in scores:
         from distill.losses.lead import layer_weights
