@@ -425,17 +425,26 @@ class RoundDir(RunDir):
 
 
 # ---- the run lock -----------------------------------------------------------------------------------------
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields from the third (state) on; None where /proc is not available."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _proc_start(pid: int) -> int | None:
     """The process's start time (clock ticks since boot, /proc/<pid>/stat field 22), to tell a reused pid
     from the process that wrote a lock; None where /proc is not available."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
+        return int(_proc_stat(pid)[19])
+    except (TypeError, ValueError, IndexError):
         return None
 
 
 def _pid_alive(pid: int, start: int | None = None) -> bool:
+    """Whether process ``pid`` (started at ``start``, when known) still runs on this host: a zombie or a
+    pid now used by a process started at another time does not count."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -444,6 +453,11 @@ def _pid_alive(pid: int, start: int | None = None) -> bool:
         pass
     except OSError:
         return True
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True
+    if stat[0] in ("Z", "X"):
+        return False
     now = _proc_start(pid)
     return not (start is not None and now is not None and now != start)
 

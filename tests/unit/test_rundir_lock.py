@@ -220,6 +220,18 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
         assert RunLock(tmp_path).acquire() is not None
 
 
+def test_a_zombie_holder_is_dead(tmp_path):
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.time() + 30
+    while manifest._proc_stat(p.pid)[0] != "Z" and time.time() < deadline:  # exited, not yet reaped
+        time.sleep(0.05)
+    try:
+        (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": p.pid, "host": socket.gethostname()}))
+        assert RunLock(tmp_path).acquire() is not None
+    finally:
+        p.wait()
+
+
 def test_a_lock_from_another_host_is_not_taken_over(tmp_path):
     (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": _dead_pid(), "host": "elsewhere.example"}))
     with pytest.raises(RunDirError, match=f"host elsewhere.example.*delete {tmp_path / LOCK_NAME}"):
