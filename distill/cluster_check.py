@@ -339,9 +339,13 @@ def _token_env_problems(serve_cfg: dict, cluster: dict, where: str) -> list[str]
         var = (app.get("args") or {}).get("token_env", "DISTILL_SERVE_TOKEN")
         for g in groups:
             c = ((g.get("template") or {}).get("spec") or {}).get("containers", [{}])[0]
-            if var not in {e.get("name") for e in c.get("env") or []}:
+            env = {e.get("name"): e for e in c.get("env") or []}
+            if var not in env:
                 problems.append(f"{where}: Serve binds beyond loopback but container {c.get('name', '?')!r} "
                                 f"has no {var} (set it from a Secret so every route needs the bearer token)")
+            elif not ((env[var].get("valueFrom") or {}).get("secretKeyRef") or {}).get("name"):
+                problems.append(f"{where}: container {c.get('name', '?')!r} sets {var} other than from a "
+                                "Secret (valueFrom.secretKeyRef): a token written in the manifest is no secret")
     return problems
 
 
@@ -408,9 +412,13 @@ def check_entrypoint(entrypoint: str, root: Path, where: str):
 
 
 # ---- Serve ---------------------------------------------------------------------------------------------
+PER_RUN_ARGS = ("run_dir", "teacher")  # Serve app args that name the run served (and its reranker model)
+
+
 def _app_key(app: dict) -> dict:
-    """What must match between configs/serve.yaml and a copy of it: all but args.run_dir and runtime_env."""
-    args = {k: v for k, v in (app.get("args") or {}).items() if k != "run_dir"}
+    """What must match between configs/serve.yaml and a copy of it: all but the per-run args (run_dir,
+    teacher) and runtime_env."""
+    args = {k: v for k, v in (app.get("args") or {}).items() if k not in PER_RUN_ARGS}
     deployments = {d.get("name"): d for d in app.get("deployments") or []}
     return {"import_path": app.get("import_path"), "route_prefix": app.get("route_prefix"), "args": args,
             "deployments": deployments}
@@ -623,6 +631,44 @@ def _is_run_config(doc) -> bool:
     return isinstance(doc, dict) and "teacher" in doc and "student" in doc
 
 
+def _rerank_teacher_problems(parsed: dict, root: Path, run_configs: dict) -> list[str]:
+    """A cluster Serve app that reranks a run whose teacher stage fine-tunes nothing (so the run has no
+    teacher_model/) must name the teacher in args.teacher: serving never loads a model named by the run's
+    manifest. The runs are those of the RayJob entrypoints and of the configs the cluster docs run."""
+    runs = {}
+    for rel, docs in parsed.items():
+        for doc in docs:
+            if isinstance(doc, dict) and doc.get("kind") == "RayJob":
+                cfg, _ = check_entrypoint(str((doc.get("spec") or {}).get("entrypoint", "")), root, rel)
+                if cfg is not None:
+                    runs[str(PurePosixPath(cfg.runs_dir) / cfg.name)] = cfg
+    for cfg in run_configs.values():
+        runs.setdefault(str(PurePosixPath(cfg.runs_dir) / cfg.name), cfg)
+    problems = []
+    for rel, docs in parsed.items():
+        if not rel.startswith("cluster/"):
+            continue
+        for doc in docs:
+            if not isinstance(doc, dict):
+                continue
+            serve_cfg = doc
+            if doc.get("kind") == "RayService":
+                try:
+                    serve_cfg = yaml.safe_load((doc.get("spec") or {}).get("serveConfigV2") or "") or {}
+                except yaml.YAMLError:
+                    continue  # reported by check_rayservice
+            for app in serve_cfg.get("applications") or [] if isinstance(serve_cfg, dict) else []:
+                args = app.get("args") or {}
+                cfg = runs.get(str(args.get("run_dir")))
+                t = cfg.teacher if cfg is not None else None
+                if args.get("rerank") and not args.get("teacher") and t is not None and t.kind != "ensemble" \
+                        and not getattr(t, "finetunes", t.finetune and t.kind in ("cross-encoder", "reader")):
+                    problems.append(f"{rel} app {app.get('name')!r}: reranks {args.get('run_dir')}, whose teacher "
+                                    f"is not fine-tuned (no teacher_model/): set args.teacher to {t.model!r} "
+                                    "(serving never loads a model named in the run's manifest)")
+    return problems
+
+
 def check_tree(root: str | Path) -> tuple[list[str], list[str]]:
     """Check every manifest under cluster/ and configs/ and the docs in cluster/ -> (problems, files
     checked)."""
@@ -669,6 +715,7 @@ def check_tree(root: str | Path) -> tuple[list[str], list[str]]:
             elif rel.startswith("cluster/"):
                 problems.append(f"{rel}: not a manifest this check knows (RayJob, RayService, launcher, "
                                 "Serve config, runtime_env)")
+    problems += _rerank_teacher_problems(parsed, root, {r: c for r, c in run_configs.items() if r in cluster_runs})
     clis = _cli_commands()
     for f in sorted((root / "cluster").rglob("*.md")) + files:
         rel = str(f.relative_to(root))

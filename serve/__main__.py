@@ -2,7 +2,11 @@
 
 Starts a local Ray (or joins ``RAY_ADDRESS``), deploys the app, blocks until Ctrl-C (or SIGTERM),
 then shuts Serve down: the app would otherwise outlive this process. A bearer token in
-``DISTILL_SERVE_TOKEN`` guards every route but /healthz and /readyz.
+``DISTILL_SERVE_TOKEN`` guards every route but /healthz and /readyz; set but blank, it is an error.
+Binding beyond loopback without a token is refused unless ``--insecure`` is given. Without a token, only
+requests addressed (``Host``) to a loopback name, the bound address or an ``--allow-host`` name are
+answered (DNS-rebinding defence). The reranker loads the run's own ``teacher_model/`` or ``--teacher``,
+never a model name or ``trust_remote_code`` from the run's manifest.
 """
 
 from __future__ import annotations
@@ -26,12 +30,39 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+TOKEN_ENV = "DISTILL_SERVE_TOKEN"  # serve.api.TOKEN_ENV (not imported: --help stays fast)
+
+
+def check_auth(host: str, insecure: bool, environ=os.environ) -> str | None:
+    """Why serving as asked is refused (None: it is not): a token that is set but blank, or a bind beyond
+    loopback without a token and without ``insecure``."""
+    token = environ.get(TOKEN_ENV)
+    if token is not None and not token.strip():
+        return (f"{TOKEN_ENV} is set but blank: set a token (e.g. `export {TOKEN_ENV}=$(openssl rand -hex 32)`), "
+                "or unset it to serve without one")
+    if not token and not is_loopback(host) and not insecure:
+        return (f"binding {host} (reachable from other machines) needs a bearer token: set {TOKEN_ENV}, or pass "
+                "--insecure to let anyone who can reach the port query the index")
+    return None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m serve", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="run directory with student/ and index/ (e.g. runs/demo)")
     p.add_argument("--rerank", action="store_true", help="also deploy the teacher as a reranker")
+    p.add_argument("--teacher", default=None, metavar="MODEL",
+                   help="the reranker's model (local dir, hub id or python:<module>) for a run without a "
+                   "teacher_model/ of its own; a name in the run's manifest.json is never loaded")
+    p.add_argument("--teacher-trust-remote-code", action="store_true",
+                   help="let the teacher's own code run (never taken from the run's manifest.json)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--insecure", action="store_true",
+                   help=f"allow binding beyond loopback without {TOKEN_ENV} (anyone who can reach the port "
+                   "can query the index)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="without a token: also answer requests whose Host header is NAME (repeatable; the "
+                   "loopback names and the bound address always are)")
     p.add_argument("--name", default="distill", help="Serve application name")
     p.add_argument("--retriever-replicas", type=int, default=None)
     p.add_argument("--retriever-threads", type=int, default=1, help="torch threads per retriever replica")
@@ -50,17 +81,24 @@ def main(argv: list[str] | None = None) -> int:
     from serve.app import deploy, resolve_run_dir, shutdown
     from serve.core import RunArtifacts, ServeSetupError
 
+    refused = check_auth(args.host, args.insecure)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     try:
-        RunArtifacts.load(resolve_run_dir(args.run_dir))
+        art = RunArtifacts.load(resolve_run_dir(args.run_dir))
+        if args.rerank:
+            art.teacher(args.teacher, args.teacher_trust_remote_code)
     except ServeSetupError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if not is_loopback(args.host) and not os.environ.get("DISTILL_SERVE_TOKEN"):
-        print(f"WARNING: binding {args.host} (reachable from other machines) with no DISTILL_SERVE_TOKEN set: "
-              "anyone who can reach the port can query the index", file=sys.stderr, flush=True)
+    if not is_loopback(args.host) and not os.environ.get(TOKEN_ENV):
+        print(f"WARNING: --insecure: binding {args.host} (reachable from other machines) with no {TOKEN_ENV} "
+              "set: anyone who can reach the port can query the index", file=sys.stderr, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    extra = {"retriever_threads": args.retriever_threads}
+    extra = {"retriever_threads": args.retriever_threads, "allowed_hosts": args.allow_host,
+             "teacher": args.teacher, "teacher_trust_remote_code": args.teacher_trust_remote_code}
     if args.retriever_replicas:
         extra["retriever_replicas"] = args.retriever_replicas
     try:
@@ -73,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             direct_ingress=args.direct_ingress,
             **extra,
         )
-        auth = " (bearer token required)" if os.environ.get("DISTILL_SERVE_TOKEN") else ""
+        auth = " (bearer token required)" if os.environ.get(TOKEN_ENV, "").strip() else ""
         print(
             f"serving {args.run_dir} at {url}{auth}: POST /search, GET /healthz, GET /readyz, docs at /docs; "
             "Ctrl-C to stop",

@@ -17,6 +17,9 @@ Routes:
 
 With a token configured, every route but ``/healthz`` and ``/readyz`` needs ``Authorization: Bearer
 <token>`` (401 otherwise). Only the token's SHA-256 is held, so it never sits in a deployment config.
+Without one, the Serve app (serve.app.build_app) accepts only requests whose ``Host`` header names an
+allowed host (``allowed_hosts``: loopback names and the bound address; 421 otherwise), so a web page
+cannot reach the tokenless loopback server through DNS rebinding.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ MAX_K = 100
 MAX_RERANK_DEPTH = 200
 TOKEN_ENV = "DISTILL_SERVE_TOKEN"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# Host header names a tokenless server always accepts (with any port).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # What the query validator enforces, stated in the OpenAPI schema (so clients and fuzzers see it): a
 # string holding a character that str.strip() keeps (Python whitespace = regex \s plus \x1c-\x1f).
 QUERY_TEXT_SCHEMA = {"type": "string", "minLength": 1, "pattern": r"[^\s\x1c-\x1f]"}
@@ -280,6 +285,39 @@ class BearerTokenMiddleware:
         return await self.app(scope, receive, send)
 
 
+def host_name(value: str) -> str:
+    """The host of a Host header value, without the port, lower-cased (``[::1]:8000`` -> ``::1``)."""
+    value = value.strip().lower()
+    if value.startswith("["):  # an IPv6 literal
+        return value[1:].partition("]")[0]
+    if value.count(":") == 1:
+        value = value.partition(":")[0]
+    return value.rstrip(".")
+
+
+class HostAllowlistMiddleware:
+    """421 for a request whose ``Host`` header is not an allowed name (DNS-rebinding defence for a server
+    without a token: a web page on another origin that makes its own name resolve to 127.0.0.1 still
+    sends its own name as Host). The open routes (health checks) are not checked."""
+
+    def __init__(self, app, allowed_hosts, open_paths=OPEN_PATHS):
+        self.app = app
+        self.allowed = frozenset(host_name(h) for h in allowed_hosts)
+        self.open_paths = open_paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") in self.open_paths:
+            return await self.app(scope, receive, send)
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        if host_name(host) not in self.allowed:
+            return await _send_json(send, 421, {
+                "detail": f"Host {host!r} is not served here: without a bearer token this server answers "
+                          f"only requests addressed to {', '.join(sorted(self.allowed))} (set "
+                          f"{TOKEN_ENV}, or allow the name with --allow-host)",
+                "message": "host: not allowed"})
+        return await self.app(scope, receive, send)
+
+
 class BodyLimitMiddleware:
     """413 for a request body over ``max_bytes`` (by Content-Length, or counted while it streams in)."""
 
@@ -326,9 +364,14 @@ def _field_of(loc) -> str:
 
 # ---- the app ------------------------------------------------------------------------------------------
 def create_app(
-    backend: Backend, token_sha256: str | None = None, title: str = "ray-distill search"
+    backend: Backend,
+    token_sha256: str | None = None,
+    title: str = "ray-distill search",
+    allowed_hosts=None,
 ) -> FastAPI:
-    """The FastAPI app over ``backend``; with ``token_sha256``, routes but health/readiness need the token."""
+    """The FastAPI app over ``backend``; with ``token_sha256``, routes but health/readiness need the token.
+    With ``allowed_hosts`` (a list of names; ``*`` in it: any), routes but health/readiness answer only
+    requests whose Host header names one of them (421 otherwise)."""
     app = FastAPI(
         title=title,
         version="1",
@@ -377,6 +420,9 @@ def create_app(
     }
     if token_sha256:
         errors[401] = {"model": ErrorResponse}
+    check_hosts = allowed_hosts is not None and "*" not in allowed_hosts
+    if check_hosts:
+        errors[421] = {"model": ErrorResponse}
 
     @app.post("/search", response_model=SearchResponse, responses=errors, summary="Search the index")
     async def search(req: SearchRequest) -> dict:
@@ -406,4 +452,6 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     if token_sha256:
         app.add_middleware(BearerTokenMiddleware, token_sha256=token_sha256)
+    if check_hosts:
+        app.add_middleware(HostAllowlistMiddleware, allowed_hosts=list(allowed_hosts))
     return app

@@ -38,7 +38,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve as rs
 
-from serve.api import TOKEN_ENV, BackendUnavailable, create_app, token_digest
+from serve.api import LOOPBACK_HOSTS, TOKEN_ENV, BackendUnavailable, create_app, token_digest
 
 log = logging.getLogger("ray.serve")
 
@@ -154,10 +154,12 @@ class Reranker:
         batch_size: int = 32,
         max_batch_size: int = 4,
         batch_wait_timeout_s: float = 0.005,
+        teacher: str | None = None,
+        trust_remote_code: bool = False,
     ):
         from serve.core import Reranking
 
-        self.core = Reranking.from_run(run_dir, threads=threads, batch_size=batch_size)
+        self.core = Reranking.from_run(run_dir, teacher, trust_remote_code, threads=threads, batch_size=batch_size)
         self._batched.set_max_batch_size(max_batch_size)
         self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.pool = _compute_pool("reranker", threads)
@@ -263,12 +265,14 @@ class SearchIngress:
         token_sha256: str | None = None,
         max_inflight: int = 4,
         max_coalesce: int = 8,
+        allowed_hosts: list[str] | None = None,
     ):
         self.backend = ServeBackend(retriever, reranker, max_inflight=max_inflight, max_coalesce=max_coalesce)
         self.token_sha256 = token_sha256
+        self.allowed_hosts = allowed_hosts
 
     def __serve_build_asgi_app__(self):
-        return create_app(self.backend, token_sha256=self.token_sha256)
+        return create_app(self.backend, token_sha256=self.token_sha256, allowed_hosts=self.allowed_hosts)
 
 
 # ---- application builder ------------------------------------------------------------------------------
@@ -281,7 +285,16 @@ class AppArgs(BaseModel):
         description="run directory with student/ and index/ (relative: to cwd, else project root)"
     )
     rerank: bool = Field(False, description="also deploy the teacher as a Reranker")
-    token_env: str = Field(TOKEN_ENV, description="env var holding the bearer token (unset/empty: no auth)")
+    teacher: str | None = Field(
+        None, description="the reranker's model (local dir, hub id or python:<module>) when the run has no "
+        "teacher_model/ of its own; a name recorded in the run's manifest is never loaded")
+    teacher_trust_remote_code: bool = Field(
+        False, description="let the teacher's own code run (never taken from the run's manifest)")
+    token_env: str = Field(TOKEN_ENV, description="env var holding the bearer token (unset: no auth; set but "
+                           "blank: an error)")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="without a token: Host header names accepted besides the loopback "
+        "names (the bound address; '*': any, which leaves DNS rebinding open)")
     retriever_threads: int = Field(1, ge=1)
     retriever_cpus: float = Field(0.5, gt=0)
     retriever_replicas: int | None = Field(
@@ -334,6 +347,8 @@ def build_app(args: dict | AppArgs):
     run_dir = resolve_run_dir(a.run_dir)
     art = RunArtifacts.load(run_dir)
     token = os.environ.get(a.token_env, "").strip()
+    if a.token_env in os.environ and not token:
+        raise ServeSetupError(f"{a.token_env} is set but blank: set a token, or unset it to serve without one")
     env = {**(FAST_PATH_ENV if a.fast_path else {}), **a.env}
 
     def opts(replicas, cpus):
@@ -352,13 +367,15 @@ def build_app(args: dict | AppArgs):
                 f"rerank needs the corpus text: {art.index / 'docs.parquet'} is missing "
                 "(re-run the index stage with the corpus)"
             )
-        art.teacher()  # fails here when there is no teacher to load
+        art.teacher(a.teacher, a.teacher_trust_remote_code)  # fails here when there is no teacher to load
         reranker = Reranker.options(**opts(a.reranker_replicas, a.reranker_cpus)).bind(
             str(run_dir),
             a.reranker_threads,
             a.rerank_batch_size,
             a.rerank_max_batch_size,
             a.rerank_batch_wait_timeout_s,
+            a.teacher,
+            a.teacher_trust_remote_code,
         )
     return SearchIngress.options(**opts(a.ingress_replicas, a.ingress_cpus)).bind(
         retriever,
@@ -366,7 +383,16 @@ def build_app(args: dict | AppArgs):
         token_digest(token) if token else None,
         a.ingress_max_inflight,
         a.ingress_max_coalesce,
+        None if token else [*LOOPBACK_HOSTS, *a.allowed_hosts],  # DNS-rebinding defence without a token
     )
+
+
+def bound_host_names(host: str) -> list[str]:
+    """Host header names that address a server bound to ``host``: the address itself, or this machine's
+    name for a wildcard bind (its other names and addresses: ``allowed_hosts``)."""
+    import socket
+
+    return [socket.gethostname()] if host in ("0.0.0.0", "::", "") else [host]
 
 
 def _free_port(host: str) -> int:
@@ -453,6 +479,7 @@ def deploy(
         rs.start(http_options={"host": host, "port": _free_port(host)})
     else:
         start_serve(host, port, fast_path=args.get("fast_path", True), direct_ingress=direct_ingress)
+    args["allowed_hosts"] = [*args.get("allowed_hosts", []), *bound_host_names(host)]
     rs.run(
         build_app({"run_dir": str(run_dir), "rerank": rerank, **args}),
         name=name,

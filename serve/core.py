@@ -6,8 +6,8 @@ A run directory (``runs/<name>/``) gives serving three things:
 - ``index/``: the FAISS index, its docids and ``meta.json`` (whose ``version`` every response reports),
   plus ``docs.parquet`` (docid, title, text) when corpus text was indexed; without it results carry no
   title or snippet and reranking is unavailable;
-- the teacher for reranking: ``teacher_model/`` when the pipeline fine-tuned one, otherwise the model
-  recorded in ``manifest.json`` (``stages.teacher.model``, else ``config.teacher.model``); an ensemble
+- the teacher for reranking: ``teacher_model/`` when the pipeline fine-tuned one, otherwise the model the
+  user names (``--teacher``; never a name or ``trust_remote_code`` read from ``manifest.json``); an ensemble
   teacher's members and weights come from ``teacher/ensemble.json``.
 
 An iterative run (``rounds: N``) is served from its final round: ``student/`` and ``index/`` under
@@ -123,25 +123,38 @@ class RunArtifacts:
         v = self.index_meta.get("version")
         return str(v) if v is not None else f"unversioned:{self.run_dir.name}"
 
-    def teacher(self) -> TeacherSpec:
-        """Where the reranker loads the teacher from, and how."""
+    def teacher(self, model: str | None = None, trust_remote_code: bool = False) -> TeacherSpec:
+        """Where the reranker loads the teacher from, and how. What is loaded is ``model`` (a name the
+        user passed: ``python -m serve --teacher``, or ``args.teacher`` of a Serve config) or else this
+        run's own ``teacher_model/`` directory; ``trust_remote_code`` is the caller's flag. A model name
+        (``python:<module>`` imports a module) and ``trust_remote_code`` recorded in manifest.json are never
+        used: whoever can write a run directory cannot make serving run code. The teacher's kind and
+        lengths still come from the manifest."""
         cfg = (self.manifest.get("config") or {}).get("teacher") or {}
         kind = cfg.get("kind", "cross-encoder")
         max_length = int(cfg.get("max_length", 256))
-        trust = bool(cfg.get("trust_remote_code", False))
         if kind == "ensemble":
+            if model:
+                raise ServeSetupError("an ensemble teacher's members come from teacher/ensemble.json: "
+                                      "--teacher does not apply")
             return self.ensemble_teacher()
         finetuned = self.run_dir / "teacher_model"
-        if (finetuned / "config.json").exists():
+        roots = [self.run_dir.resolve()]
+        if self.run_dir.parent.name == "sweep":  # a sweep run's teacher_model links to its base run's
+            roots.append(self.run_dir.parent.parent.resolve())
+        if model:
+            path = model
+        elif (finetuned / "config.json").exists() and any(finetuned.resolve().is_relative_to(r) for r in roots):
             path = str(finetuned)
         else:
-            path = ((self.manifest.get("stages") or {}).get("teacher") or {}).get("model") or cfg.get("model")
-            if not path:
-                raise ServeSetupError(
-                    f"{self.run_dir}: no teacher model to rerank with (no teacher_model/, "
-                    "and manifest.json names none)"
-                )
-        return TeacherSpec(str(path), kind, max_length, trust, cfg.get("attention"),
+            named = ((self.manifest.get("stages") or {}).get("teacher") or {}).get("model") or cfg.get("model")
+            raise ServeSetupError(
+                f"{self.run_dir}: no teacher_model/ inside the run directory to rerank with"
+                + (f"; manifest.json names {named!r}, but a model name is taken only from the command line: "
+                   f"pass --teacher {named} (a Serve config: args.teacher)" if named else
+                   "; pass the teacher with --teacher NAME (a Serve config: args.teacher)")
+            )
+        return TeacherSpec(str(path), kind, max_length, bool(trust_remote_code), cfg.get("attention"),
                            int(cfg.get("answer_max_length", 32)))
 
 
@@ -291,9 +304,12 @@ class Reranking:
         self.model.eval()
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, **kwargs) -> "Reranking":
+    def from_run(cls, run_dir: str | Path, teacher: str | None = None, trust_remote_code: bool = False,
+                 **kwargs) -> "Reranking":
+        """The run's teacher (:meth:`RunArtifacts.teacher`: ``teacher`` and ``trust_remote_code`` are the
+        caller's, never the manifest's)."""
         art = RunArtifacts.load(run_dir)
-        return cls(art.teacher(), docs_path=art.docs, **kwargs)
+        return cls(art.teacher(teacher, trust_remote_code), docs_path=art.docs, **kwargs)
 
     def score(self, queries: list[str], docs: list[str]) -> np.ndarray:
         if not queries:

@@ -73,6 +73,22 @@ def test_cli_passes_here_and_fails_on_a_broken_copy(tmp_path, capsys):
     assert "stage 'train' of run 'msmarco' needs 8 x {CPU: 8, GPU: 1}" in out and "fits 4" in out
 
 
+def test_a_cluster_reranker_of_a_run_without_teacher_model_names_its_teacher(tmp_path):
+    """msmarco's teacher is not fine-tuned, so its run has no teacher_model/ and serving, which never loads a
+    model named by the run's manifest, needs args.teacher in every cluster Serve config that reranks it."""
+    for d in ("cluster", "configs"):
+        shutil.copytree(ROOT / d, tmp_path / d)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for rel in (RAYSERVICE, "cluster/serve-launcher.yaml"):
+        text = (tmp_path / rel).read_text()
+        assert "teacher: cross-encoder/ms-marco-MiniLM-L12-v2" in text
+        (tmp_path / rel).write_text("\n".join(line for line in text.splitlines() if " teacher: " not in line))
+    problems = cc.check_tree(tmp_path)[0]
+    for rel in (RAYSERVICE, "cluster/serve-launcher.yaml"):
+        _one(problems, rel, "set args.teacher to 'cross-encoder/ms-marco-MiniLM-L12-v2'")
+    assert len(problems) == 2, problems
+
+
 def test_only_configs_that_cluster_names_must_live_on_shared_storage(tmp_path):
     """A one-GPU-box config (relative runs_dir) is held to the launcher's resources, not to its shared
     file system, until a cluster doc runs it."""
@@ -208,6 +224,9 @@ def _dep(cfg, name):
      ["deployments at their max_replicas need 5 replicas", "fits 3"]),
     (lambda d: d["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
      .pop("env"), ["has no DISTILL_SERVE_TOKEN"]),
+    (lambda d: d["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+     .update(env=[{"name": "DISTILL_SERVE_TOKEN", "value": "hunter2"}]),
+     ["'ray-head' sets DISTILL_SERVE_TOKEN other than from a Secret"]),
 ])
 def test_rayservice_rot_is_reported(mutate, needles, serve_ref):
     doc = copy.deepcopy(load(RAYSERVICE))

@@ -1,10 +1,13 @@
 """Security defaults, each tested (no Ray):
 
-- Serve binds 127.0.0.1 unless told otherwise;
+- Serve binds 127.0.0.1 unless told otherwise; beyond loopback it needs a token (or ``--insecure``), and a
+  token that is set but blank is an error, not "no auth";
 - with a bearer token set, every route but /healthz and /readyz needs it (and only its SHA-256 is held);
+  without one, only requests addressed (Host) to loopback names or the bound address are answered;
 - request bodies are bounded (64 KiB; see also tests/integration/test_serve_fuzz.py over raw HTTP);
 - ``trust_remote_code`` is off unless the config turns it on, and what the config says reaches
-  transformers (custom code in a model directory is not run unless asked);
+  transformers (custom code in a model directory is not run unless asked); serving never takes a model
+  name (``python:`` imports a module) or ``trust_remote_code`` from a run directory's manifest;
 - weights load through safetensors or ``torch.load(weights_only=True)``: an AST scan of distill/ and
   serve/, a run directory holds no pickle but DeepSpeed's checkpoints, and those load (resume) through
   :func:`distill.safe_load.deepspeed_weights_only`, which refuses a checkpoint carrying code.
@@ -112,7 +115,7 @@ def test_no_token_means_no_auth_and_the_token_never_sits_in_the_deployment(tmp_p
     bound = build_app({"run_dir": str(run)})._bound_deployment  # SearchIngress and its init args
     assert bound.init_args[2] == token_digest("the-secret")
     assert "the-secret" not in repr(bound.init_args) + repr(bound.init_kwargs)
-    monkeypatch.setenv(TOKEN_ENV, "")
+    monkeypatch.delenv(TOKEN_ENV)
     assert build_app({"run_dir": str(run)})._bound_deployment.init_args[2] is None
 
 
@@ -154,8 +157,9 @@ def test_trust_remote_code_defaults_off_everywhere():
         assert flags == [False, False, False], path.name
     assert TeacherSpec("x").trust_remote_code is False
     art = RunArtifacts(Path("/r"), Path("/r/student"), Path("/r/index"), None, {},
-                       {"config": {"teacher": {"model": "m"}}})
-    assert art.teacher().trust_remote_code is False
+                       {"config": {"teacher": {"model": "m", "trust_remote_code": True}}})
+    assert art.teacher("m").trust_remote_code is False  # the caller's flag, never the manifest's
+    assert art.teacher("m", trust_remote_code=True).trust_remote_code is True
 
 
 def _model_with_custom_code(root: Path, marker: Path, model_type: str = "bert") -> Path:
@@ -456,3 +460,173 @@ def test_non_loopback_bind_without_token_is_flagged():
 
     assert is_loopback("127.0.0.1") and is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("example.org")
+
+
+# ---- start-up refusals (python -m serve; no Ray: deploy is stubbed) ---------------------------------------
+def _servable(root: Path, teacher: dict | None = None) -> Path:
+    """Just enough of a run directory for serve.core.RunArtifacts.load (the files are never read)."""
+    (root / "student").mkdir(parents=True)
+    (root / "student" / "config.json").write_text("{}")
+    (root / "index").mkdir()
+    for name in ("index.faiss", "docids.parquet", "docs.parquet"):
+        (root / "index" / name).write_text("")
+    (root / "index" / "meta.json").write_text('{"version": "v"}')
+    (root / "manifest.json").write_text(json.dumps({"config": {"teacher": teacher or {"model": "t"}}}))
+    return root
+
+
+@pytest.fixture
+def serve_main(monkeypatch, tmp_path):
+    """serve.__main__.main with deploy stubbed: returns (exit code, the deploy calls)."""
+    import serve.app
+    from serve.__main__ import main
+
+    calls = []
+
+    def deploy(run_dir, **kw):
+        calls.append(kw)
+        raise KeyboardInterrupt  # ends main's wait loop as Ctrl-C would
+
+    monkeypatch.setattr(serve.app, "deploy", deploy)
+    monkeypatch.setattr(serve.app, "shutdown", lambda: None)
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    run = _servable(tmp_path / "run")
+    return lambda *args: (main([str(run), *args]), calls)
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n "])
+def test_a_blank_token_is_an_error_at_start_up(serve_main, monkeypatch, capsys, blank):
+    monkeypatch.setenv(TOKEN_ENV, blank)
+    for args in ([], ["--host", "0.0.0.0"]):
+        rc, calls = serve_main(*args)
+        assert rc == 2 and calls == []
+        assert f"{TOKEN_ENV} is set but blank" in capsys.readouterr().err
+
+
+def test_a_blank_token_fails_the_serve_config_too(tmp_path, monkeypatch):
+    from serve.app import build_app
+    from serve.core import ServeSetupError
+
+    run = _servable(tmp_path / "run")
+    monkeypatch.setenv(TOKEN_ENV, "  ")
+    with pytest.raises(ServeSetupError, match="set but blank"):
+        build_app({"run_dir": str(run)})
+
+
+def test_binding_beyond_loopback_without_a_token_needs_insecure(serve_main, monkeypatch, capsys):
+    rc, calls = serve_main("--host", "0.0.0.0")
+    assert rc == 2 and calls == []
+    assert "needs a bearer token" in capsys.readouterr().err
+    rc, calls = serve_main("--host", "0.0.0.0", "--insecure")
+    assert rc == 0 and calls[-1]["host"] == "0.0.0.0"
+    assert "WARNING: --insecure" in capsys.readouterr().err
+    monkeypatch.setenv(TOKEN_ENV, "s3cret")
+    assert serve_main("--host", "10.1.2.3")[0] == 0, capsys.readouterr().err
+    monkeypatch.delenv(TOKEN_ENV)
+    rc, calls = serve_main()  # loopback, no token: fine
+    assert rc == 0 and calls[-1]["host"] == "127.0.0.1" and calls[-1]["allowed_hosts"] == []
+    from serve.__main__ import TOKEN_ENV as MAIN_TOKEN_ENV
+
+    assert MAIN_TOKEN_ENV == TOKEN_ENV
+
+
+def test_cluster_serving_sets_the_token_from_a_secret():
+    """The RayService binds 0.0.0.0: every pod gets DISTILL_SERVE_TOKEN from a Kubernetes Secret, and
+    cluster_check refuses a literal value or a missing variable."""
+    import copy
+
+    from distill import cluster_check as cc
+
+    rel = "cluster/kuberay/rayservice-serve.yaml"
+    doc = yaml.safe_load((ROOT / rel).read_text())
+    serve_ref = yaml.safe_load((ROOT / "configs/serve.yaml").read_text())
+    cluster = doc["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for g in groups:
+        env = {e["name"]: e for e in g["template"]["spec"]["containers"][0]["env"]}
+        assert env[TOKEN_ENV]["valueFrom"]["secretKeyRef"]["name"] == "distill-serve-token"
+    assert cc.check_rayservice(doc, rel, ROOT, serve_ref) == []
+    literal = copy.deepcopy(doc)
+    env = literal["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["env"]
+    env[:] = [{"name": TOKEN_ENV, "value": "hunter2"}]
+    problems = cc.check_rayservice(literal, rel, ROOT, serve_ref)
+    assert any(TOKEN_ENV in p and "secretKeyRef" in p for p in problems), problems
+
+
+# ---- Host allowlist without a token (DNS rebinding) -------------------------------------------------------
+def test_without_a_token_only_allowed_host_names_are_answered():
+    from serve.api import LOOPBACK_HOSTS
+
+    app = create_app(TinyBackend(), allowed_hosts=[*LOOPBACK_HOSTS, "10.1.2.3"])
+    with TestClient(app) as c:
+        for host in ("127.0.0.1:8000", "localhost", "LOCALHOST:80", "[::1]:8000", "10.1.2.3:8000", "localhost."):
+            assert c.post("/search", json={"query": "a"}, headers={"host": host}).status_code == 200, host
+        for host in ("evil.example", "evil.example:8000", "localhost.evil.example", "127.0.0.1.nip.io", "",
+                     "10.1.2.4"):
+            for method, path in (("POST", "/search"), ("GET", "/docs"), ("GET", "/openapi.json")):
+                body = {"json": {"query": "a"}} if method == "POST" else {}
+                r = c.request(method, path, headers={"host": host}, **body)
+                assert r.status_code == 421, (host, path)
+                assert "Host" in r.json()["detail"]
+            assert c.get("/healthz", headers={"host": host}).status_code == 200  # health checks stay open
+    with TestClient(create_app(TinyBackend(), allowed_hosts=["*"]), base_url="http://evil.example") as c:
+        assert c.post("/search", json={"query": "a"}).status_code == 200  # '*': the check is off
+
+
+def test_the_serve_app_checks_host_only_without_a_token(tmp_path, monkeypatch):
+    from serve.app import bound_host_names, build_app
+
+    run = _servable(tmp_path / "run")
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    hosts = build_app({"run_dir": str(run), "allowed_hosts": ["my.box"]})._bound_deployment.init_args[5]
+    assert set(hosts) == {"localhost", "127.0.0.1", "::1", "my.box"}
+    monkeypatch.setenv(TOKEN_ENV, "s3cret")
+    assert build_app({"run_dir": str(run)})._bound_deployment.init_args[5] is None  # the token guards it
+    assert bound_host_names("127.0.0.1") == ["127.0.0.1"] and bound_host_names("10.0.0.5") == ["10.0.0.5"]
+    assert bound_host_names("0.0.0.0") == [socket.gethostname()]
+
+
+# ---- the reranker's model: never named by the run directory --------------------------------------------
+def test_a_run_manifest_cannot_turn_on_remote_code(tmp_path):
+    from serve.core import Reranking, RunArtifacts
+
+    marker = tmp_path / "ran"
+    run = _servable(tmp_path / "run", {"kind": "cross-encoder", "model": "x", "max_length": 32,
+                                       "trust_remote_code": True})
+    _model_with_custom_code(tmp_path, marker).rename(run / "teacher_model")
+    spec = RunArtifacts.load(run).teacher()
+    assert spec.path == str(run / "teacher_model") and spec.trust_remote_code is False
+    rr = Reranking.from_run(run)
+    assert type(rr.model.model).__name__ == "BertForSequenceClassification" and not marker.exists()
+
+
+def test_a_run_manifest_cannot_name_a_module_or_model_to_load(tmp_path, monkeypatch):
+    from serve.core import Reranking, RunArtifacts, ServeSetupError
+
+    marker = tmp_path / "imported"
+    pkg = tmp_path / "pkgs"
+    pkg.mkdir()
+    (pkg / "evil_teacher_pkg.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n"
+                                             "def get_model_path():\n    return '/nonexistent'\n")
+    monkeypatch.syspath_prepend(str(pkg))
+    for named in ("python:evil_teacher_pkg", "some-org/some-model", str(tmp_path / "elsewhere")):
+        run = _servable(tmp_path / f"run{abs(hash(named))}", {"kind": "cross-encoder", "model": named})
+        with pytest.raises(ServeSetupError, match=f"names {named!r}.*--teacher"):
+            Reranking.from_run(run)
+        assert not marker.exists()
+    # a teacher_model/ that is a link out of the run directory is not the run's own either
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "config.json").write_text("{}")
+    (run / "teacher_model").symlink_to(tmp_path / "outside", target_is_directory=True)
+    with pytest.raises(ServeSetupError, match="no teacher_model/ inside the run directory"):
+        RunArtifacts.load(run).teacher()
+    # the same names are fine when the user passes them
+    assert RunArtifacts.load(run).teacher("python:evil_teacher_pkg").path == "python:evil_teacher_pkg"
+    assert not marker.exists()  # naming is not loading
+
+
+def test_serve_cli_passes_the_teacher_and_refuses_a_run_without_one(serve_main, capsys, tmp_path):
+    rc, calls = serve_main("--rerank")
+    assert rc == 2 and calls == [] and "pass --teacher t" in capsys.readouterr().err
+    rc, calls = serve_main("--rerank", "--teacher", "t", "--teacher-trust-remote-code")
+    assert rc == 0 and calls[-1]["teacher"] == "t" and calls[-1]["teacher_trust_remote_code"] is True
