@@ -279,6 +279,15 @@ class TrainingConfig(_Section):
     losses: LossWeights = LossWeights()
     embedding_mode: Literal["l2", "cosine"] = "l2"
     lead: LeadConfig = LeadConfig()
+    label_share: float = Field(
+        1.0, ge=0, le=1, description="share of the labelled training queries (drawn with the run seed; generated "
+        "queries always keep theirs) whose judgements training may use; the others lose them (labels zeroed, "
+        "positives that only the qrels added removed) and train as training.unlabelled says: a label-budget "
+        "curve on one run's candidates and teacher scores")
+    unlabelled: Literal["auto", "drop", "teacher_top"] = Field(
+        "auto", description="a training query without a judged positive among its candidates (data.label_share, "
+        "or a positive mining missed): drop it, or take the teacher's top candidate as its positive slot; auto: "
+        "teacher_top when a teacher-signal loss is on, drop for a hard-label-only student")
     checkpoint_every: int = Field(50, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     max_failures: int = Field(1, ge=0)

@@ -157,7 +157,6 @@ class RunArtifacts:
         return TeacherSpec(str(path), kind, max_length, bool(trust_remote_code), cfg.get("attention"),
                            int(cfg.get("answer_max_length", 32)))
 
-
     def ensemble_teacher(self) -> TeacherSpec:
         """An ensemble teacher: its members and fitted weights from ``teacher/ensemble.json``; a member
         fine-tuned by the pipeline loads from this run's ``teacher_model/``. Remote code is never trusted."""

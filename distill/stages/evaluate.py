@@ -185,7 +185,7 @@ def run(rd, data, teacher_dir: str) -> dict:
         union = [list(dict.fromkeys(b[:rerank] + z[:rerank])) for b, z in zip(ids, zs_ranked)]
         upairs = pd.DataFrame([(q, d) for q, u in zip(qids, union) for d in u], columns=["qid", "docid"])
         uscored = rerank_scores(upairs, data, teacher_dir, cfg, record)
-        systems[f"teacher_ensemble_retrieval@bm25+zero_shot{rerank}"] = evaluate_run(
+        systems[f"teacher_ensemble_union@{rerank}"] = evaluate_run(
             qrels, {q: {} for q in qids} | {q: dict(zip(g["docid"], g["teacher_score"].astype(float)))
                                            for q, g in uscored.groupby("qid")})
     lap("teacher_rerank")
@@ -357,8 +357,40 @@ def render_markdown(report: dict) -> str:
     tail = f" (the rest of its top {report['first_stage_depth']} follows in its order)" \
         if report.get("first_stage_depth") else ""
     lines += ["", f"Teacher row: the teacher reranks the zero-shot student's top {report['rerank_depth']}{tail}. "
-              f"Index: `{report['index'].get('factory')}`, version `{report['index'].get('version')}`.", ""]
+              f"Index: `{report['index'].get('factory')}`, version `{report['index'].get('version')}`."]
+    if report.get("ensemble"):
+        e = report["ensemble"]
+        lines.append(f"Ensemble teacher ({e['fusion']} fusion), weights chosen on {e['chosen_on']}: "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in e["weights"].items())
+                     + f"; `teacher_ensemble_union@{report['rerank_depth']}`: it ranks the union of BM25's and "
+                     f"the zero-shot student's top {report['rerank_depth']} on its own.")
+    lines += ["", *payoff_lines(report), ""]
     return "\n".join(lines)
+
+
+def payoff_lines(report: dict) -> list[str]:
+    """The demo's point in three lines: teacher vs the student's start, distilled vs its start, and the
+    student's size and one-query speed against the teacher's."""
+    m, s, sp = report["metrics"], report["sizes"], report["speed"]
+    zs = m.get("student_zero_shot", {}).get("ndcg@10")
+    dist = m.get("student_distilled", {}).get("ndcg@10")
+    teacher = next((v["ndcg@10"] for k, v in m.items() if k.startswith("teacher_rerank")), None)
+    if zs is None or dist is None or teacher is None:
+        return []
+    out = [f"Distillation on this split (nDCG@10): teacher {teacher:.4f} vs the student's zero-shot start "
+           f"{zs:.4f} ({teacher - zs:+.4f}); distilled student {dist:.4f} ({dist - zs:+.4f} over its start, "
+           f"{dist / teacher:.1%} of the teacher)."]
+    speed = ""
+    if "teacher_query_latency_ms" in sp:
+        speed = (f"; one query encodes in {sp['student_query_latency_ms']:.1f} ms vs the teacher's "
+                 f"{sp['teacher_query_latency_ms']:.1f} ms "
+                 f"({sp['teacher_query_latency_ms'] / sp['student_query_latency_ms']:.1f}x faster)")
+    elif "student_query_speedup_vs_teacher_pairs" in sp:
+        speed = (f"; it encodes {sp['student_query_speedup_vs_teacher_pairs']:.1f}x more queries per second than "
+                 "the teacher scores (query, passage) pairs")
+    out.append(f"Student: {s['student_parameters']:,} parameters, {s['teacher_to_student_size']:.1f}x fewer than "
+               f"the teacher's {s['teacher_parameters']:,}{speed}.")
+    return out
 
 
 def plot(systems: dict, path) -> None:

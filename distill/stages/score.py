@@ -295,6 +295,26 @@ def dev_candidates(rd, data) -> pd.DataFrame:
     return merged
 
 
+def dual_member_scores(pairs: pd.DataFrame, data, member: dict, cfg, vectors: bool) -> dict:
+    """A dual-encoder member's q . d for every (qid, docid) row, each distinct query and document embedded
+    once on a Ray Data actor pool (candidate lists repeat documents many times over); with ``vectors``
+    also the per-row query and document vectors (EmbedDistill targets)."""
+    from distill.ensemble import member_column
+    from distill.stages.encode import encode_texts
+
+    uq, qi = np.unique(pairs["qid"].to_numpy().astype(str), return_inverse=True)
+    ud, di = np.unique(pairs["docid"].to_numpy().astype(str), return_inverse=True)
+    keys = [f"q:{q}" for q in uq] + [f"d:{d}" for d in ud]
+    texts = [data.queries[q] for q in uq] + [data.doc_text(d) for d in ud]
+    emb = encode_texts(keys, texts, member["path"], cfg.ray, cfg.encoding.batch_size, cfg.scoring.actors,
+                       {"max_length": member["max_length"], "trust_remote_code": member["trust_remote_code"]})
+    qe, de = emb[: len(uq)][qi.reshape(-1)], emb[len(uq):][di.reshape(-1)]
+    out = {member_column(member["name"]): (qe * de).sum(-1).astype(np.float32)}
+    if vectors:
+        out["teacher_q_emb"], out["teacher_d_emb"] = list(qe), list(de)
+    return out
+
+
 def _score_ensemble(rd, cands: pd.DataFrame, data, teacher_dir: str) -> tuple[pd.DataFrame, dict, dict]:
     """Every member's raw score for the candidates (+ the dev pool when the weights are fitted), the weights
     (fitted on dev, or the config's), and the fused ``teacher_score`` (distill.ensemble). Neural members share
@@ -309,9 +329,16 @@ def _score_ensemble(rd, cands: pd.DataFrame, data, teacher_dir: str) -> tuple[pd
     dev = dev_candidates(rd, data) if fit else cands.iloc[:0]
     pool = pd.concat([cands, dev], ignore_index=True)
     counts: dict = {}
-    if any(m["kind"] != "bm25" for m in members):
-        pool, counts = _score_with_resume(rd, pool, data, teacher_dir, members)
+    vm = t.vector_member()
+    pooled = [m for m in members if m["kind"] == "cross-encoder"
+              or (m["kind"] == "dual-encoder" and cfg.scoring.store_layer_scores and vm and m["name"] == vm.name)]
+    if pooled:  # cross-encoders (and a dual encoder whose layer scores LEAD needs) read each pair
+        pool, counts = _score_with_resume(rd, pool, data, teacher_dir, pooled)
     for m in members:
+        if m["kind"] == "dual-encoder" and m not in pooled:
+            vectors = cfg.scoring.store_embeddings and vm is not None and m["name"] == vm.name
+            for col, v in dual_member_scores(pool, data, m, cfg, vectors).items():
+                pool[col] = v
         if m["kind"] == "bm25":
             docids = list(data.corpus)
             scorer = ens.BM25PairScorer(docids, [data.doc_text(d) for d in docids])

@@ -31,15 +31,22 @@ EXPORT_DIR = "export"
 
 
 # ---- data ----------------------------------------------------------------------------------------------
-def build_groups(scores: pd.DataFrame, queries: dict[str, str], doc_text) -> pd.DataFrame:
-    """One row per query with at least one positive and one negative: texts, teacher logits, labels."""
+def build_groups(scores: pd.DataFrame, queries: dict[str, str], doc_text, unlabelled: str = "drop") -> pd.DataFrame:
+    """One row per query with at least one positive and one negative: texts, teacher logits, labels. A query
+    with no judged positive among its candidates is dropped, or (``unlabelled="teacher_top"``) its teacher's
+    top candidate takes the positive slot (``pseudo``: True)."""
     rows = []
     for qid, g in scores.groupby("qid", sort=True):
         labels = g["label"].to_numpy(np.int8)
+        pseudo = False
+        if labels.sum() == 0 and unlabelled == "teacher_top" and len(labels) > 1:
+            labels = np.zeros_like(labels)
+            labels[int(np.argmax(g["teacher_score"].to_numpy()))] = 1
+            pseudo = True
         if labels.sum() == 0 or labels.sum() == len(labels):
             continue
         row = {"qid": qid, "query": queries[qid], "docs": [doc_text(d) for d in g["docid"]],
-               "scores": g["teacher_score"].astype(np.float32).tolist(), "labels": labels.tolist()}
+               "scores": g["teacher_score"].astype(np.float32).tolist(), "labels": labels.tolist(), "pseudo": pseudo}
         if "teacher_q_emb" in g:  # EmbedDistill targets, one pair of vectors per candidate
             row["q_embs"] = [np.asarray(v, np.float32).tolist() for v in g["teacher_q_emb"]]
             row["d_embs"] = [np.asarray(v, np.float32).tolist() for v in g["teacher_d_emb"]]
@@ -47,6 +54,33 @@ def build_groups(scores: pd.DataFrame, queries: dict[str, str], doc_text) -> pd.
             row["layer_scores"] = [np.asarray(v, np.float32).tolist() for v in g["teacher_layer_scores"]]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def withhold_labels(scores: pd.DataFrame, share: float, seed: int) -> tuple[pd.DataFrame, list[str]]:
+    """Keep the judgements of round(share x n) of the n labelled training queries (drawn with ``seed`` from
+    the sorted ids; generated ``gen:`` queries always keep theirs). Each other query loses its labels: its
+    rows are set to label 0 and the positives that only the qrels put among its candidates (``source ==
+    "qrels"``) are removed, so its candidates are what mining found without labels. Returns the scores and
+    the unlabelled query ids."""
+    import random
+
+    if share >= 1:
+        return scores, []
+    real = sorted(q for q in scores.loc[scores["label"] > 0, "qid"].unique() if not str(q).startswith("gen:"))
+    keep = set(random.Random(seed).sample(real, round(share * len(real))))
+    gone = [q for q in real if q not in keep]
+    hit = scores["qid"].isin(set(gone))
+    out = scores[~(hit & (scores["source"] == "qrels"))].copy()
+    out.loc[out["qid"].isin(set(gone)), "label"] = 0
+    return out.reset_index(drop=True), gone
+
+
+def unlabelled_policy(training_cfg) -> str:
+    """``training.unlabelled`` resolved: auto is teacher_top when a teacher-signal loss is on, else drop."""
+    if training_cfg.unlabelled != "auto":
+        return training_cfg.unlabelled
+    w = training_cfg.losses
+    return "teacher_top" if w.kl + w.margin_mse + w.mse + w.embedding + w.lead > 0 else "drop"
 
 
 def sample_group(row, k: int, rng: np.random.Generator):
@@ -405,7 +439,8 @@ def fit(cfg, groups_path: Path, storage: Path, name: str, student_model: str, le
 def run(rd, data) -> dict:
     cfg = rd.config
     scores = pq.read_table(rd.stage_path("score") / "scores.parquet").to_pandas()
-    groups = build_groups(scores, data.queries, data.doc_text)
+    scores, withheld = withhold_labels(scores, cfg.training.label_share, cfg.seed)
+    groups = build_groups(scores, data.queries, data.doc_text, unlabelled_policy(cfg.training))
     if len(groups) == 0:
         raise RuntimeError("train: no query has both a positive and a negative candidate")
     work = rd.path / "train_work"
@@ -438,7 +473,9 @@ def run(rd, data) -> dict:
             raise RuntimeError(f"final checkpoint {ckpt} holds no exported student")
         shutil.copytree(export, tmp, dirs_exist_ok=True)
         state = json.loads((Path(ckpt) / STATE_FILE).read_text())
-    counts = {"groups": len(groups), "steps": state["step"], "workers": cfg.training.num_workers}
+    counts = {"groups": len(groups), "labels_withheld": len(withheld),
+              "pseudo_labelled_groups": int(groups["pseudo"].sum()), "steps": state["step"],
+              "workers": cfg.training.num_workers}
     rd.mark_done("train", counts, resumed_from_step=resumed_step, worker_starts=starts, lead_layer_weights=lead_weights, final_metrics={k: v for k, v in (result.metrics or {}).items()
                                                  if isinstance(v, (int, float))})
     return counts

@@ -293,3 +293,52 @@ def test_asymmetric_student_searches_the_teacher_index(ray_session, assets):
     by_id = dict(zip(index.docids, stored))
     assert len(ids[0]) == 5
     np.testing.assert_allclose(scores[0], [float(q @ by_id[d]) for d in ids[0]], atol=1e-4)
+
+
+@pytest.mark.timeout(600)
+def test_ensemble_teacher_fits_on_dev_scores_every_member_and_reranks(ray_session, assets):
+    """An ensemble teacher (the bag-of-words dual encoder + BM25) through Ray: weights fitted on the 10 dev
+    queries only, each member's raw score stored beside the fused one for every candidate, the evaluation's
+    teacher rows use it, and the in-process Serve reranker loads it from the run directory."""
+    from distill import ensemble as ens
+    from serve.core import Reranking
+
+    members = [{"name": "bow", "kind": "dual-encoder", "model": str(assets / "teacher"), "max_length": 32},
+               {"name": "bm25", "kind": "bm25"}]
+    cfg = _config(assets, name="ens", data=DEV,
+                  teacher={"kind": "ensemble", "members": members, "fit_weights": True, "weight_grid_step": 0.25},
+                  training={"backend": "ddp", "num_workers": 1, "max_steps": 8, "checkpoint_every": 8})
+    rd = run_pipeline(cfg)
+    cands = pq.read_table(rd.stage_path("mine") / "candidates.parquet").to_pandas()
+    scores = pq.read_table(rd.stage_path("score") / "scores.parquet").to_pandas()
+    assert len(scores) == len(cands) and set(zip(scores.qid, scores.docid)) == set(zip(cands.qid, cands.docid))
+    assert {"teacher_member_bow", "teacher_member_bm25", "teacher_score"} <= set(scores.columns)
+    record = ens.read_ensemble(rd.stage_path("score"))
+    in_manifest = json.loads((rd.path / "manifest.json").read_text())["stages"]["score"]["ensemble"]
+    assert in_manifest["weights"] == record["weights"] and "dev_ndcg@10" in in_manifest
+    assert record["chosen_on"] == "dev" and record["dev"]["queries"] == 10 and len(record["dev"]["grid"]) == 5
+    assert sum(record["weights"].values()) == pytest.approx(1.0)
+    assert not set(scores.qid) & set(rd_dev_qids(rd))  # no dev query is trained on
+    assert np.allclose(scores["teacher_score"], ens.fused_scores(scores, record), atol=1e-5)
+    # the BM25 member's column is BM25 over the whole corpus for that (query, document)
+    from distill.pipeline import load_data
+
+    data = load_data(rd)
+    scorer = ens.BM25PairScorer(list(data.corpus), [data.doc_text(d) for d in data.corpus])
+    head = scores.head(50)
+    assert np.allclose(head["teacher_member_bm25"], scorer.score([data.queries[q] for q in head.qid],
+                                                                   list(head.docid)), atol=1e-5)
+    report = json.loads((rd.stage_path("evaluate") / "report.json").read_text())
+    assert {"teacher_rerank@20", "teacher_ensemble_union@20", "student_distilled"} <= set(report["metrics"])
+    assert report["ensemble"]["weights"] == record["weights"]
+    assert report["sizes"]["teacher_parameters"] > 0
+    rr = Reranking.from_run(rd.path)
+    qtext, docs = data.queries[scores.qid.iloc[0]], [data.doc_text(d) for d in data.corpus][:5]
+    out = rr.score([qtext] * 5, docs)
+    assert out.shape == (5,) and np.all(np.isfinite(out))
+
+
+def rd_dev_qids(rd) -> list[str]:
+    from distill.pipeline import load_data
+
+    return list(load_data(rd).qrels["dev"])
