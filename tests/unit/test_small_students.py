@@ -194,7 +194,7 @@ def test_demo_small_configs():
     cnn = load_config(ROOT / "configs" / "demo_small_cnn.yaml")
     assert cnn.student.arch == "cnn"
     for cfg in (cut, cnn):
-        assert cfg.teacher.model == "runs/demo/teacher_model" and cfg.teacher.finetune is False
+        assert cfg.teacher.model == "runs/demo-ce/teacher_model" and cfg.teacher.finetune is False
 
 
 # ---- serving and the report -----------------------------------------------------------------------------
