@@ -10,13 +10,18 @@ qs = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(qs)
 
 
-def _row(params, losses, nd, mrr, rec):
+def _row(params, losses, nd, mrr, rec, seeds=(0,)):
     return {"parameters": params, "losses": losses, "mean": {"ndcg@10": nd, "mrr@10": mrr, "recall@100": rec},
+            "sd": {"ndcg@10": None, "mrr@10": None, "recall@100": None}, "seeds": list(seeds),
             "share_of_teacher_ndcg": nd / 0.8}
 
 
+REFERENCE = {"student_zero_shot": {"ndcg@10": 0.60}, "teacher_rerank@20": {"ndcg@10": 0.72},
+             "teacher_ensemble_union@20": {"ndcg@10": 0.76}}
+
+
 def test_targets_compare_each_soft_system_with_the_control_of_its_size():
-    table = {"base_label": "kl", "systems": {
+    table = {"base_label": "kl", "reference": REFERENCE, "systems": {
         "kl": _row(100, {"kl": 1.0, "infonce": 0.1}, 0.66, 0.62, 0.90),
         "hard_label": _row(100, {"infonce": 1.0}, 0.67, 0.63, 0.91),
         "margin_mse": _row(100, {"margin_mse": 1.0, "infonce": 0.1}, 0.68, 0.64, 0.92),
@@ -25,17 +30,40 @@ def test_targets_compare_each_soft_system_with_the_control_of_its_size():
         "cnn_kl": _row(10, {"kl": 1.0}, 0.3, 0.3, 0.7)}}  # no control of its size: no line
     lines = qs.targets(table)
     assert lines[0] == "- distilled system: `kl` (the base run's)"
-    assert lines[1] == "- distilled nDCG@10 >= 0.7: 0.6600 missed by 0.0400"
+    assert lines[1] == "- distilled nDCG@10 >= 0.74: 0.6600 missed by 0.0800"
+    assert lines[6] == "- best teacher nDCG@10 >= 0.75 (`teacher_ensemble_union@20`): 0.7600 met"
     assert "- distilled above hard-label on ndcg@10: 0.6600 vs 0.6700 (-0.0100) missed" in lines
     assert ("- `margin_mse` above `hard_label` on every metric: ndcg@10 +0.0100, mrr@10 +0.0100, "
             "recall@100 +0.0100 met") in lines
     assert ("- `small2_kl` above `small2_hard_label` on every metric: ndcg@10 +0.0200, mrr@10 -0.0100, "
             "recall@100 +0.0100 missed") in lines
     assert not any("cnn_kl" in line for line in lines) and lines[5].endswith("82.5% missed by 12.5%")
-    assert len(lines) == 8
+    assert len(lines) == 9
     table["selected_on_dev"] = "margin_mse"  # the targets follow the system chosen on dev
     lines = qs.targets(table)
     assert lines[:2] == ["- distilled system: `margin_mse` (selected on the dev split, before looking at test)",
-                         "- distilled nDCG@10 >= 0.7: 0.6800 missed by 0.0200"]
+                         "- distilled nDCG@10 >= 0.74: 0.6800 missed by 0.0600"]
     assert "- `kl` above `hard_label` on every metric: ndcg@10 -0.0100, mrr@10 -0.0100, recall@100 -0.0100 missed" \
         in lines and not any(line.startswith("- `margin_mse` above") for line in lines)
+
+
+def test_label_budget_curve_targets_results_and_plot(tmp_path):
+    systems = {"kl": _row(100, {"kl": 1.0}, 0.70, 0.6, 0.9, seeds=(0, 1, 2)),
+               "hard_label": _row(100, {"infonce": 1.0}, 0.72, 0.6, 0.9, seeds=(0, 1, 2)),
+               "labels0_kl": _row(100, {"kl": 1.0}, 0.64, 0.6, 0.9), "labels10_kl": _row(100, {"kl": 1.0}, 0.66, 0.6, 0.9),
+               "labels10_hard": _row(100, {"infonce": 1.0}, 0.64, 0.6, 0.9)}
+    systems["labels10_kl"]["sd"]["ndcg@10"] = 0.01
+    table = {"base_label": "kl", "reference": REFERENCE, "systems": systems}
+    curve = qs.label_budget(table)
+    assert list(curve["kl"]) == [0, 10, 100] and list(curve["hard"]) == [0, 10, 100]
+    assert curve["hard"][0]["ndcg@10"] == 0.60 and curve["hard"][100]["ndcg@10"] == 0.72  # zero-shot; the control
+    assert curve["kl"][100]["seeds"] == 3 and curve["kl"][10]["sd"] == 0.01
+    by = {c["target"]: c for c in qs.checks(table)}
+    zero, ten = by["0% labels: teacher-trained >= hard-label + 0.03"], by["10% labels: teacher-trained >= hard-label + 0.03"]
+    assert zero["met"] and abs(zero["margin"] - 0.01) < 1e-9  # 0.64 - 0.60 - 0.03
+    assert not ten["met"] and abs(ten["margin"] + 0.01) < 1e-9  # 0.66 - 0.64 - 0.03
+    res = qs.results(table, "cmd")
+    assert res["command"] == "cmd" and res["label_budget"] == curve and len(res["targets"]) >= 4
+    qs.plot_budget(curve, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert qs.label_budget({"base_label": "kl", "reference": REFERENCE, "systems": {"kl": systems["kl"]}}) == {}
