@@ -225,9 +225,12 @@ class DualEncoder(nn.Module):
         self.train(was_training)
         return out
 
-    def save(self, path: str | Path) -> None:
-        """Save as a HF model dir that ``SentenceTransformer(path)`` also loads; a CNN/LSTM student as
-        small_encoder.json + model.safetensors + tokenizer + distill_encoder.json (DualEncoder.load only)."""
+    def save(self, path: str | Path, use_library: bool | None = None) -> None:
+        """Save as a sentence-transformers model dir (HF backbone + tokenizer at the top, ``SentenceTransformer
+        (path)`` and plain ``AutoModel`` load it; written through sentence-transformers' own save when it is
+        installed, else by hand: :func:`distill.export.save_sentence_transformers`, ``use_library`` as there)
+        plus distill_encoder.json; a CNN/LSTM student as small_encoder.json + model.safetensors + tokenizer +
+        distill_encoder.json (DualEncoder.load only)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {"pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length}
@@ -236,37 +239,12 @@ class DualEncoder(nn.Module):
             self.tokenizer.save_pretrained(path)
             (path / ENCODER_META).write_text(json.dumps({**meta, "arch": self.arch}))
             return
-        self.backbone.save_pretrained(path, safe_serialization=True)
-        self.tokenizer.save_pretrained(path)
-        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
-        if self.projection is not None:
-            from safetensors.torch import save_file
+        from distill.export import save_sentence_transformers
 
+        save_sentence_transformers(self, path, use_library)
+        if self.projection is not None:
             meta["output_dim"] = self.projection.out_features
-            dense = path / DENSE_DIR
-            dense.mkdir(exist_ok=True)
-            (dense / "config.json").write_text(json.dumps({
-                "in_features": self.projection.in_features, "out_features": self.projection.out_features,
-                "bias": False, "activation_function": "torch.nn.modules.linear.Identity"}, indent=2))
-            save_file({"linear.weight": self.projection.weight.detach().contiguous()}, str(dense / "model.safetensors"))
-            modules.append({"idx": 2, "name": "2", "path": DENSE_DIR, "type": "sentence_transformers.models.Dense"})
         (path / ENCODER_META).write_text(json.dumps(meta))
-        if self.normalize:
-            modules.append({"idx": len(modules), "name": str(len(modules)), "path": f"{len(modules)}_Normalize",
-                            "type": "sentence_transformers.models.Normalize"})
-            (path / modules[-1]["path"]).mkdir(exist_ok=True)
-        (path / "modules.json").write_text(json.dumps(modules, indent=2))
-        (path / "sentence_bert_config.json").write_text(
-            json.dumps({"max_seq_length": self.max_length, "do_lower_case": False}))
-        (path / "1_Pooling").mkdir(exist_ok=True)
-        (path / "1_Pooling" / "config.json").write_text(json.dumps({
-            "word_embedding_dimension": self.backbone.config.hidden_size,
-            "pooling_mode_cls_token": self.pooling == "cls",
-            "pooling_mode_mean_tokens": self.pooling == "mean",
-            "pooling_mode_max_tokens": False,
-            "pooling_mode_mean_sqrt_len_tokens": False,
-        }, indent=2))
 
 
 CROSS_META = "distill_cross_encoder.json"

@@ -240,6 +240,9 @@ def run(rd, data, teacher_dir: str) -> dict:
         plot(systems, tmp / "metrics.png")
         scored[["qid", "docid", "teacher_score"]].to_parquet(tmp / "teacher_rerank.parquet", index=False)
     rd.mark_done("evaluate", {"queries": len(qids), "systems": len(systems)})
+    from distill.export import write_model_card
+
+    write_model_card(rd, report=report)  # the student's model card, now with this table
     return report
 
 

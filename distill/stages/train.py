@@ -478,4 +478,7 @@ def run(rd, data) -> dict:
               "workers": cfg.training.num_workers}
     rd.mark_done("train", counts, resumed_from_step=resumed_step, worker_starts=starts, lead_layer_weights=lead_weights, final_metrics={k: v for k, v in (result.metrics or {}).items()
                                                  if isinstance(v, (int, float))})
+    from distill.export import write_model_card
+
+    write_model_card(rd)  # README.md in the student dir; the evaluate stage adds its metrics
     return counts
