@@ -234,6 +234,10 @@ class ScoringConfig(_Section):
     min_softmax_entropy_share: float = Field(0.05, ge=0, le=1)
     shard_rows: int = Field(200_000, ge=1, description="pairs per scores shard: each is saved when done, so a "
                             "re-run after a crash scores only the shards that were not saved")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="teacher forward passes (and the evaluate stage's teacher rerank): bf16 autocast (fp32 "
+        "weights, float32 scores out) or fp32; auto: bf16 only where the hardware has native bf16 (distill.precision)"
+        "; a reader or attention-signal teacher always scores in fp32")
 
 
 class LossWeights(_Section):
@@ -292,7 +296,10 @@ class TrainingConfig(_Section):
     keep_checkpoints: int = Field(2, ge=1)
     max_failures: int = Field(1, ge=0)
     seed: int = 0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "fp32", description="DeepSpeed's bf16 mode (backend deepspeed; ddp ignores it); auto: bf16 only where the "
+        "hardware has native bf16 (distill.precision). Default fp32: DeepSpeed's CPU bf16 training path is "
+        "unproven here (no bf16-vs-fp32 student comparison yet)")
 
 
 class EncodingConfig(_Section):
@@ -300,6 +307,9 @@ class EncodingConfig(_Section):
     actors: int = Field(2, ge=1)
     shard_rows: int = Field(50_000, ge=1, description="documents per embeddings shard: each is saved when done, "
                             "so a re-run after a crash encodes only the shards that were not saved")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="the student's corpus encoding: bf16 autocast (fp32 weights, float32 embeddings out) "
+        "or fp32; auto: bf16 only where the hardware has native bf16 (distill.precision)")
 
 
 class IndexConfig(_Section):

@@ -58,6 +58,21 @@ class RunDirError(RuntimeError):
     """The run directory cannot be written or holds something unexpected."""
 
 
+def _resolved_precisions(config: RunConfig, dump: dict) -> None:
+    """Digest what a stage computes at, not what the config asks: ``auto`` resolved on this machine
+    (distill.precision.for_stage), so a run moved to a machine that resolves it otherwise re-runs the stage,
+    and an explicit fp32 and an ``auto`` that resolves to fp32 agree. fp32 scoring and encoding (all there
+    was before precision became a setting) leave those digests as they were."""
+    from distill.precision import for_stage, resolve
+
+    for section, stage in (("scoring", "score"), ("encoding", "encode")):
+        dump[section].pop("precision", None)
+        if for_stage(config, stage) != "fp32":
+            dump[section]["precision"] = for_stage(config, stage)
+    if dump["training"].get("precision") == "auto":
+        dump["training"]["precision"] = resolve("auto", "cuda" if config.training.use_gpu else "cpu")
+
+
 def stage_digest(config: RunConfig, stage: str, inputs: dict | None = None) -> str:
     """Digest of the config sections ``stage`` depends on (cumulative down the pipeline) and, when given,
     the checksums of the input files it depends on (:meth:`RunDir.input_checksums`)."""
@@ -66,6 +81,7 @@ def stage_digest(config: RunConfig, stage: str, inputs: dict | None = None) -> s
         sections += STAGE_SECTIONS[s]
     dump = config.model_dump(mode="json")
     dump["mining"]["encoder"] = config.mining_encoder.model_dump(mode="json")  # unset and set-to-the-same agree
+    _resolved_precisions(config, dump)
     payload = {s: dump[s] for s in dict.fromkeys(sections)}
     if config.teacher.kind == "reader" and config.teacher.reader_retriever == "student":  # retrieves its passages
         payload["_reader_retriever"] = dump["mining"]["encoder"]

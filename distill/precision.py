@@ -135,12 +135,13 @@ def describe(precision: str = "auto", device="cpu") -> dict:
 
 
 def for_stage(config, stage: str, warn: bool = False) -> Literal["fp32", "bf16"]:
-    """The precision stage ``stage`` of a run config computes at, resolved on this machine: ``score`` (and
-    the evaluate stage's teacher rerank, which uses the same TeacherActor): ``scoring.precision``, fp32 for a reader or attention-signal teacher
-    (attention scores are not autocast); ``encode``: ``encoding.precision``; ``train``:
-    ``training.precision``; fp32 for the other stages. ``auto`` is resolved on the machine running the
-    pipeline (for the device its actors use: ``ray.actor_gpus`` / ``training.use_gpu``); on a cluster
-    whose workers differ from it, set the precision explicitly."""
+    """The precision stage ``stage`` of a run config computes at, resolved on this machine:
+    ``score`` (and the evaluate stage's teacher rerank, the same TeacherActor): ``scoring.precision``, but
+    fp32 for a reader or attention-signal teacher (attention scores are not autocast); ``encode``:
+    ``encoding.precision``; ``train``: ``training.precision`` (DeepSpeed's bf16; fp32 with the ddp backend);
+    fp32 for the other stages. ``auto`` is resolved on the machine running the pipeline, for the device its
+    actors use (``ray.actor_gpus`` / ``training.use_gpu``): on a cluster whose workers differ from it, set
+    the precision explicitly."""
     gpu_actors = "cuda" if getattr(config.ray, "actor_gpus", 0) else "cpu"
     if stage == "score":
         if config.teacher.kind == "reader" or config.teacher.signal == "attention":
@@ -148,6 +149,8 @@ def for_stage(config, stage: str, warn: bool = False) -> Literal["fp32", "bf16"]
         return resolve(getattr(config.scoring, "precision", "fp32"), gpu_actors, warn=warn)
     if stage == "encode":
         return resolve(getattr(config.encoding, "precision", "fp32"), gpu_actors, warn=warn)
-    if stage == "train":
+    if stage == "train":  # DeepSpeed's bf16 mode; the ddp backend trains in fp32
+        if config.training.backend != "deepspeed":
+            return "fp32"
         return resolve(config.training.precision, "cuda" if config.training.use_gpu else "cpu", warn=warn)
     return "fp32"

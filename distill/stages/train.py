@@ -385,6 +385,7 @@ def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | N
     (``student.output_dim`` unless set), so it searches the teacher's document index directly."""
     t = cfg.training
     from distill.models import resolve_model
+    from distill.precision import for_stage
 
     fault = None
     if os.environ.get("DISTILL_FAIL_AT_STEP"):
@@ -395,7 +396,8 @@ def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | N
         "starts_log": str(groups_path.parent / STARTS_LOG),
         "student": {**cfg.student.model_dump(), "model": resolve_model(student_model),  # DualEncoder kwargs
                     **({"output_dim": cfg.student.output_dim or teacher_dim} if t.asymmetric else {})},
-        "backend": t.backend, "zero_stage": t.zero_stage, "use_gpu": t.use_gpu, "precision": t.precision,
+        "backend": t.backend, "zero_stage": t.zero_stage, "use_gpu": t.use_gpu,
+        "precision": for_stage(cfg, "train", warn=True),  # auto resolved here; DeepSpeed takes fp32 | bf16
         "threads": max(1, int(t.cpus_per_worker)), "seed": t.seed, "epochs": t.epochs, "max_steps": t.max_steps,
         "lr": t.learning_rate, "warmup_ratio": t.warmup_ratio, "weight_decay": t.weight_decay,
         "queries_per_batch": t.queries_per_batch, "group_size": t.group_size,
@@ -476,7 +478,7 @@ def run(rd, data) -> dict:
     counts = {"groups": len(groups), "labels_withheld": len(withheld),
               "pseudo_labelled_groups": int(groups["pseudo"].sum()), "steps": state["step"],
               "workers": cfg.training.num_workers}
-    rd.mark_done("train", counts, resumed_from_step=resumed_step, worker_starts=starts, lead_layer_weights=lead_weights, final_metrics={k: v for k, v in (result.metrics or {}).items()
+    rd.mark_done("train", counts, precision=for_stage(cfg, "train"), resumed_from_step=resumed_step, worker_starts=starts, lead_layer_weights=lead_weights, final_metrics={k: v for k, v in (result.metrics or {}).items()
                                                  if isinstance(v, (int, float))})
     from distill.export import write_model_card
 

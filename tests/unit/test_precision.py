@@ -73,3 +73,54 @@ def test_describe_names_the_machine_and_the_choice():
     assert d["precision"] == "fp32" and d["requested"] == "fp32" and d["device"] == "cpu"
     assert d["cpu_model"] and d["cpu_capability"] and isinstance(d["native_bf16"], bool)
     assert P.describe("auto")["precision"] in ("fp32", "bf16")
+
+
+def _cfg(*overrides):
+    from distill.config import build_config
+
+    return build_config({"teacher": {"model": "t"}, "student": {"model": "s"}}, list(overrides))
+
+
+def test_config_precision_fields_default_auto_and_training_fp32():
+    from distill.config import ConfigError
+
+    cfg = _cfg()
+    assert cfg.scoring.precision == "auto" and cfg.encoding.precision == "auto"
+    assert cfg.training.precision == "fp32"  # DeepSpeed's CPU bf16 path is unproven: opt in
+    assert _cfg("training.precision=auto").training.precision == "auto"
+    with pytest.raises(ConfigError, match="scoring.precision"):
+        _cfg("scoring.precision=fp16")
+
+
+def test_for_stage_resolves_on_this_machine(monkeypatch):
+    monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(AVX2_ONLY))
+    cfg = _cfg("training.precision=auto")
+    assert [P.for_stage(cfg, s) for s in ("score", "encode", "train", "mine")] == ["fp32"] * 4
+    monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(WITH_AMX))
+    assert [P.for_stage(cfg, s) for s in ("score", "encode", "train", "mine")] == ["bf16", "bf16", "bf16", "fp32"]
+    assert P.for_stage(_cfg("teacher.signal=attention"), "score") == "fp32"  # attention scores are not autocast
+    assert P.for_stage(_cfg("training.precision=auto", "training.backend=ddp"), "train") == "fp32"
+
+
+def test_stage_digest_holds_the_resolved_precision(monkeypatch):
+    """auto digests as what it resolves to: fp32 like an explicit fp32 (and like a config from before the
+    setting), bf16 like an explicit bf16; so a machine that resolves auto otherwise re-runs the stage."""
+    from distill.manifest import stage_digest
+
+    def digests(p=None):
+        cfg = _cfg(f"scoring.precision={p}", f"encoding.precision={p}") if p else _cfg()
+        return {s: stage_digest(cfg, s) for s in ("mine", "score", "encode")}
+
+    monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(AVX2_ONLY))
+    fp32, auto_on_avx2 = digests("fp32"), digests()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # bf16 asked of a CPU without it
+        bf16 = digests("bf16")
+    monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(WITH_AMX))
+    auto_on_amx = digests()
+    assert auto_on_avx2 == fp32 and auto_on_amx == bf16
+    assert fp32["mine"] == bf16["mine"]  # mining does not depend on it
+    assert fp32["score"] != bf16["score"] and fp32["encode"] != bf16["encode"]
+    only_encode = _cfg("scoring.precision=fp32", "encoding.precision=bf16")
+    assert stage_digest(only_encode, "score") == fp32["score"]  # digests are cumulative down the pipeline
+    assert stage_digest(only_encode, "encode") not in (fp32["encode"], bf16["encode"])
