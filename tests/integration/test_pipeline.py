@@ -63,9 +63,21 @@ def _config(root, **over):
 DEV = {"dev_queries": 10}  # the main run holds 10 of its 60 training queries out as split `dev`
 
 
+def _ensemble(root) -> dict:
+    """The main run's teacher: the bag-of-words dual encoder and BM25, z-scored, weights fitted on dev."""
+    return {"kind": "ensemble", "fit_weights": True, "weight_grid_step": 0.25, "members": [
+        {"name": "bow", "kind": "dual-encoder", "model": str(root / "teacher"), "max_length": 32},
+        {"name": "bm25", "kind": "bm25"}]}
+
+
+def _main(root, **over):
+    """The main run's config (the pipeline, sweep, export and ensemble tests share its outputs)."""
+    return _config(root, data=DEV, teacher=_ensemble(root), **over)
+
+
 @pytest.mark.timeout(900)
 def test_pipeline_resumes_after_kill_and_distils(ray_session, assets, monkeypatch, capsys):
-    cfg = _config(assets, data=DEV)
+    cfg = _main(assets)
     # 1) training dies hard on rank 0 right after step 20 (its checkpoint is written): the stage fails
     monkeypatch.setenv("DISTILL_FAIL_AT_STEP", "20")
     monkeypatch.setenv("DISTILL_FAIL_ONCE_FILE", str(assets / "fault.once"))
@@ -95,7 +107,8 @@ def test_pipeline_resumes_after_kill_and_distils(ray_session, assets, monkeypatc
 
     report = json.loads((cfg.run_dir / "eval" / "report.json").read_text())
     m = report["metrics"]
-    assert set(m) == {"bm25", "student_zero_shot", "teacher_rerank@20", "student_distilled"}
+    assert set(m) == {"bm25", "student_zero_shot", "teacher_rerank@20", "teacher_ensemble_union@20",
+                      "student_distilled"}
     assert m["student_distilled"]["ndcg@10"] > m["student_zero_shot"]["ndcg@10"] + 0.05
     assert m["student_distilled"]["mrr@10"] > m["student_zero_shot"]["mrr@10"]
     assert (cfg.run_dir / "eval" / "report.md").read_text().startswith("# Evaluation")
@@ -117,11 +130,11 @@ def test_pipeline_resumes_after_kill_and_distils(ray_session, assets, monkeypatc
 def test_sweep_shares_the_teacher_work_and_tables_every_system(ray_session, assets, capsys):
     """A sweep over the finished run above: the variant (a 1-layer student on hard labels) shares teacher,
     candidates and scores with the base run (mined by the base's student), trains and evaluates its own."""
-    base_cfg = _config(assets, data=DEV)
+    base_cfg = _main(assets)
     if not (base_cfg.run_dir / "eval").exists():
         pytest.skip("needs the pipeline run above")
     before = json.loads((base_cfg.run_dir / "manifest.json").read_text())["stages"]
-    cfg = _config(assets, data=DEV, sweep={"variants": {"small_hard": {
+    cfg = _main(assets, sweep={"variants": {"small_hard": {
         "student.num_layers": 1, "training.losses": {"infonce": 1.0}, "training.max_steps": 10}}})
     run_pipeline(cfg)
     out = capsys.readouterr().out
@@ -138,7 +151,7 @@ def test_sweep_shares_the_teacher_work_and_tables_every_system(ray_session, asse
     assert DualEncoder.load(vdir / "student").num_layers == 1
     table = json.loads((cfg.run_dir / "sweep" / "table.json").read_text())
     assert list(table["systems"]) == ["distilled", "small_hard"]
-    assert set(table["reference"]) == {"bm25", "student_zero_shot", "teacher_rerank@20"}
+    assert set(table["reference"]) == {"bm25", "student_zero_shot", "teacher_rerank@20", "teacher_ensemble_union@20"}
     base_m = json.loads((cfg.run_dir / "eval" / "report.json").read_text())["metrics"]["student_distilled"]
     assert table["systems"]["distilled"]["mean"] == base_m  # the base run is the distilled system's seed 0
     small = table["systems"]["small_hard"]
@@ -155,7 +168,7 @@ def test_sweep_shares_the_teacher_work_and_tables_every_system(ray_session, asse
 @pytest.mark.timeout(300)
 def test_student_export_loads_everywhere(ray_session, assets):
     """The student dir loads with plain transformers and SentenceTransformer, same embeddings."""
-    cfg = _config(assets, data=DEV)
+    cfg = _main(assets)
     student_dir = cfg.run_dir / "student"
     if not student_dir.exists():
         pytest.skip("needs the pipeline run above")
@@ -295,20 +308,18 @@ def test_asymmetric_student_searches_the_teacher_index(ray_session, assets):
     np.testing.assert_allclose(scores[0], [float(q @ by_id[d]) for d in ids[0]], atol=1e-4)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(300)
 def test_ensemble_teacher_fits_on_dev_scores_every_member_and_reranks(ray_session, assets):
-    """An ensemble teacher (the bag-of-words dual encoder + BM25) through Ray: weights fitted on the 10 dev
+    """The main run's ensemble teacher (the bag-of-words dual encoder + BM25): weights fitted on the 10 dev
     queries only, each member's raw score stored beside the fused one for every candidate, the evaluation's
     teacher rows use it, and the in-process Serve reranker loads it from the run directory."""
     from distill import ensemble as ens
     from serve.core import Reranking
 
-    members = [{"name": "bow", "kind": "dual-encoder", "model": str(assets / "teacher"), "max_length": 32},
-               {"name": "bm25", "kind": "bm25"}]
-    cfg = _config(assets, name="ens", data=DEV,
-                  teacher={"kind": "ensemble", "members": members, "fit_weights": True, "weight_grid_step": 0.25},
-                  training={"backend": "ddp", "num_workers": 1, "max_steps": 8, "checkpoint_every": 8})
-    rd = run_pipeline(cfg)
+    cfg = _main(assets)
+    if not (cfg.run_dir / "eval").exists():
+        pytest.skip("needs the pipeline run above")
+    rd = run_pipeline(cfg)  # finished: every stage skipped
     cands = pq.read_table(rd.stage_path("mine") / "candidates.parquet").to_pandas()
     scores = pq.read_table(rd.stage_path("score") / "scores.parquet").to_pandas()
     assert len(scores) == len(cands) and set(zip(scores.qid, scores.docid)) == set(zip(cands.qid, cands.docid))
@@ -318,12 +329,12 @@ def test_ensemble_teacher_fits_on_dev_scores_every_member_and_reranks(ray_sessio
     assert in_manifest["weights"] == record["weights"] and "dev_ndcg@10" in in_manifest
     assert record["chosen_on"] == "dev" and record["dev"]["queries"] == 10 and len(record["dev"]["grid"]) == 5
     assert sum(record["weights"].values()) == pytest.approx(1.0)
-    assert not set(scores.qid) & set(rd_dev_qids(rd))  # no dev query is trained on
-    assert np.allclose(scores["teacher_score"], ens.fused_scores(scores, record), atol=1e-5)
-    # the BM25 member's column is BM25 over the whole corpus for that (query, document)
     from distill.pipeline import load_data
 
     data = load_data(rd)
+    assert not set(scores.qid) & set(data.qrels["dev"])  # no dev query is trained on
+    assert np.allclose(scores["teacher_score"], ens.fused_scores(scores, record), atol=1e-5)
+    # the BM25 member's column is BM25 over the whole corpus for that (query, document)
     scorer = ens.BM25PairScorer(list(data.corpus), [data.doc_text(d) for d in data.corpus])
     head = scores.head(50)
     assert np.allclose(head["teacher_member_bm25"], scorer.score([data.queries[q] for q in head.qid],
@@ -337,8 +348,3 @@ def test_ensemble_teacher_fits_on_dev_scores_every_member_and_reranks(ray_sessio
     out = rr.score([qtext] * 5, docs)
     assert out.shape == (5,) and np.all(np.isfinite(out))
 
-
-def rd_dev_qids(rd) -> list[str]:
-    from distill.pipeline import load_data
-
-    return list(load_data(rd).qrels["dev"])
