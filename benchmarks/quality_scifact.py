@@ -174,6 +174,48 @@ def plot_budget(curve: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def outside_ndcg(student_dir: Path, data_dir: Path, split: str = "test", batch_size: int = 64) -> float:
+    """nDCG@10 of a student directory evaluated without the project's code: sentence-transformers loads and
+    encodes it, numpy ranks the whole corpus exactly, ranx scores the run against the BEIR qrels (read here
+    with json/csv). The check that the exported student is the model the project's report measured."""
+    import csv
+
+    import numpy as np
+    from ranx import Qrels, Run, evaluate
+    from sentence_transformers import SentenceTransformer
+
+    docs = [json.loads(line) for line in open(data_dir / "corpus.jsonl", encoding="utf-8") if line.strip()]
+    queries = {q["_id"]: q["text"] for q in map(json.loads, open(data_dir / "queries.jsonl", encoding="utf-8"))}
+    qrels: dict[str, dict[str, int]] = {}
+    with open(data_dir / "qrels" / f"{split}.tsv", encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if int(row["score"]) > 0:
+                qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
+    model = SentenceTransformer(str(student_dir), device="cpu")
+    texts = [f"{d['title']}. {d['text']}" if d.get("title") else d["text"] for d in docs]
+    demb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True)
+    qids = list(qrels)
+    qemb = model.encode([queries[q] for q in qids], batch_size=batch_size, convert_to_numpy=True)
+    sims = qemb @ demb.T
+    top = np.argsort(-sims, axis=1)[:, :100]
+    run = {q: {docs[j]["_id"]: float(sims[i, j]) for j in top[i]} for i, q in enumerate(qids)}
+    return float(evaluate(Qrels(qrels), Run(run), "ndcg@10"))
+
+
+def export_check(cfg, table: dict) -> dict | None:
+    """The selected system's first-seed student, evaluated outside the project, against its report."""
+    name = table.get("selected_on_dev") or table["base_label"]
+    seed = table["systems"][name]["seeds"][0]
+    base = name == table["base_label"] and seed == cfg.training.seed
+    run_dir = cfg.run_dir if base else cfg.run_dir / "sweep" / f"{name}-seed{seed}"
+    if not (run_dir / "student").exists():
+        return None
+    ours = json.loads((run_dir / "eval" / "report.json").read_text())["metrics"]["student_distilled"]["ndcg@10"]
+    outside = outside_ndcg(run_dir / "student", Path(cfg.data.dir), cfg.data.test_split)
+    return {"system": name, "seed": seed, "student": str(run_dir / "student"), "report_ndcg@10": ours,
+            "outside_ndcg@10": outside, "difference": outside - ours, "met": abs(outside - ours) <= 0.002}
+
+
 def results(table: dict, command: str) -> dict:
     """The committed JSON: when, where, how, the sweep table, the targets and the label-budget curve."""
     return {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": command, "table": table,
@@ -227,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", required=True, help="SciFact in BEIR layout")
     p.add_argument("--collect-only", action="store_true", help="do not run; collect a finished run")
     p.add_argument("--write", type=Path, help="replace this run's section in this Markdown file")
+    p.add_argument("--no-export-check", action="store_true",
+                   help="skip evaluating the selected student with SentenceTransformer outside the project")
     p.add_argument("overrides", nargs="*", help="more key=value overrides for the run")
     args = p.parse_args(argv)
     from distill.config import load_config
@@ -250,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     res = results(table, command)
+    if not args.no_export_check:
+        res["export_check"] = export_check(cfg, table)
+        print(f"export check (SentenceTransformer outside the project): {res['export_check']}")
     (out / f"{cfg.name}.json").write_text(json.dumps(res, indent=2) + "\n")
     if res["label_budget"]:
         plot_budget(res["label_budget"], out / f"{cfg.name}_label_budget.png")

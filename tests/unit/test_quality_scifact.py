@@ -67,3 +67,26 @@ def test_label_budget_curve_targets_results_and_plot(tmp_path):
     qs.plot_budget(curve, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
     assert qs.label_budget({"base_label": "kl", "reference": REFERENCE, "systems": {"kl": systems["kl"]}}) == {}
+
+
+def test_outside_evaluation_agrees_with_the_projects(tmp_path):
+    """A student saved by the project, evaluated with SentenceTransformer + numpy + ranx on the BEIR files,
+    gives the nDCG@10 the project's own exact search and metrics give."""
+    from distill.data import read_beir
+    from distill.index import build_index
+    from distill.metrics import evaluate_run, to_run
+    from distill.models import DualEncoder
+    from distill.testing import make_beir, make_bow_encoder
+
+    info = make_beir(tmp_path / "data", topics=6, docs_per_topic=5, train_queries=10, test_queries=20)
+    DualEncoder(str(make_bow_encoder(tmp_path / "bow", info["vocab"], hidden=64)), max_length=32).save(
+        tmp_path / "student")
+    outside = qs.outside_ndcg(tmp_path / "student", tmp_path / "data", "test")
+    data = read_beir(tmp_path / "data", "corpus.jsonl", "queries.jsonl", ("test",), 0.05)
+    enc = DualEncoder.load(tmp_path / "student")
+    docids = list(data.corpus)
+    qids = list(data.qrels["test"])
+    sc, ix = build_index(enc.encode([data.doc_text(d) for d in docids])).search(
+        enc.encode([data.queries[q] for q in qids]), 30)
+    ours = evaluate_run(data.qrels["test"], to_run(qids, [[docids[j] for j in row] for row in ix], sc))["ndcg@10"]
+    assert 0.0 < ours and abs(outside - ours) <= 0.002
