@@ -3,20 +3,30 @@
     python -m distill run configs/demo.yaml training.max_steps=20
     python -m distill score configs/demo.yaml            # one stage (earlier outputs must exist)
     python -m distill show-config configs/demo.yaml      # the validated config with defaults filled in
+    ray-distill serve runs/demo [--rerank] [--port 8000] # serve a run (the same as python -m serve)
+    ray-distill --version
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
+from distill import __version__
 from distill.manifest import STAGES
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ray-distill", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    # listed for --help only: main() hands everything after `serve` to serve.__main__ before parsing
+    sub.add_parser("serve", add_help=False, help="serve a run directory: the same as `python -m serve` "
+                   "(`ray-distill serve --help` for its options)")
     for name in ["run", "show-config", *STAGES]:
         sp = sub.add_parser(name, help="run every configured stage" if name == "run" else
                             "print the validated config" if name == "show-config" else f"run the {name} stage")
@@ -28,6 +38,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; a closed stdout (``ray-distill show-config ... | head``) ends it quietly."""
+    try:
+        code = _main(sys.argv[1:] if argv is None else list(argv))
+        sys.stdout.flush()  # a reader that went away shows here, not as a traceback at interpreter exit
+        return code
+    except BrokenPipeError:
+        _detach_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of what could not be written is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["serve"]:
+        from serve.__main__ import main as serve_main
+
+        return serve_main(argv[1:], prog="ray-distill serve")
     args = _parser().parse_args(argv)
     from distill.config import ConfigError, load_config
     from distill.data import DataError

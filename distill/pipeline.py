@@ -5,15 +5,63 @@ input-file checksums) and its output exists; a stage that runs invalidates every
 inputs changed). The run holds ``run.lock`` in its directory throughout (distill.manifest.RunLock). With
 ``rounds: N`` rounds 2..N repeat mine -> score -> train -> encode -> index -> evaluate under
 ``round-<r>/`` (distill.stages.rounds); an interrupted run resumes in the round it stopped in.
+
+Every line the driver logs is printed (``log``, default ``print``) and copied to the standard ``logging``
+logger ``distill.pipeline``; while a run holds its directory, a ``logging.FileHandler`` on the ``distill``
+logger appends those records (and any other ``distill.*`` logger's, INFO and up) to ``<run_dir>/run.log``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+from pathlib import Path
 
 from distill.config import RunConfig
 from distill.data import carve_dev, read_beir
 from distill.manifest import RunDir, input_files
+
+LOG_FILE = "run.log"
+logger = logging.getLogger(__name__)
+
+
+def logged(log):
+    """``log`` that also hands each line to the ``distill.pipeline`` logger (once: a ``log`` it returned
+    is returned as is, so a sweep's nested runs do not record lines twice)."""
+    if getattr(log, "copies_to_logging", False):
+        return log
+
+    def out(msg: str) -> None:
+        log(msg)
+        logger.info(msg)
+
+    out.copies_to_logging = True
+    return out
+
+
+@contextlib.contextmanager
+def run_log(path: str | Path):
+    """Append the ``distill`` logger's records (INFO and up) to ``path`` while the block runs: a
+    ``logging.FileHandler`` attached for the block and closed after it; an exception that ends the block
+    is recorded (with its traceback) before it propagates."""
+    root = logging.getLogger("distill")
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    level = root.level
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    try:
+        yield handler
+    except BaseException as err:
+        logger.error("[run] stopped by %s: %s", type(err).__name__, err, exc_info=not isinstance(err, KeyboardInterrupt))
+        raise
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
 
 
 def load_data(rd: RunDir):
@@ -67,9 +115,15 @@ def run_pipeline(cfg: RunConfig, only: list[str] | None = None, force: bool = Fa
     """Run the configured stages (then ``cfg.sweep``'s runs, for a whole-pipeline run). A sweep run passes
     the base run's loaded ``data`` and ``base``, and shares the finished stages of ``donors`` (default: the
     base run; a sweep adds its earlier runs) where digests agree. The run directory is locked while this
-    runs (a second run of it fails at once: distill.manifest.RunLock)."""
+    runs (a second run of it fails at once: distill.manifest.RunLock), and its log lines are appended to
+    ``<run_dir>/run.log`` (:func:`run_log`) as well as passed to ``log``."""
     rd = RunDir(cfg)
-    with rd.locked(log):
+    log = logged(log)
+    with rd.locked(log), run_log(rd.path / LOG_FILE):
+        from distill import __version__
+
+        logger.info("ray-distill %s: run %s, stages %s%s", __version__, cfg.name, ", ".join(only or cfg.stages),
+                    " (forced)" if force else "")
         if base is None:
             log(f"[run] {cfg.name}: run directory {rd.path}")
         _run_locked(rd, cfg, only, force, log, data, base, donors)

@@ -46,8 +46,8 @@ def check_auth(host: str, insecure: bool, environ=os.environ) -> str | None:
     return None
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m serve", description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None = None, prog: str = "python -m serve") -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="run directory with student/ and index/ (e.g. runs/demo)")
     p.add_argument("--rerank", action="store_true", help="also deploy the teacher as a reranker")
     p.add_argument("--teacher", default=None, metavar="MODEL",
@@ -75,8 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m serve") -> int:
+    """``python -m serve`` (and ``ray-distill serve``, which passes its own ``prog`` for messages)."""
+    args = parse_args(argv, prog)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from serve.app import deploy, resolve_run_dir, shutdown
     from serve.core import RunArtifacts, ServeSetupError
