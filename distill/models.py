@@ -212,8 +212,11 @@ class DualEncoder(nn.Module):
         return out
 
     @torch.inference_mode()
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Embeddings (float32, shape [n, dim]) in input order; batches are length-sorted."""
+    def encode(self, texts: list[str], batch_size: int = 64, precision: str | None = None) -> np.ndarray:
+        """Embeddings (float32, shape [n, dim]) in input order; batches are length-sorted. ``precision``
+        (distill.precision: fp32, bf16; None: fp32): bf16 runs the forward under bf16 autocast."""
+        from distill.precision import autocast
+
         was_training = self.training
         self.eval()
         order = length_order(texts)
@@ -221,7 +224,9 @@ class DualEncoder(nn.Module):
         for i in range(0, len(texts), batch_size):
             idx = order[i:i + batch_size]
             batch = self.tokenize([texts[j] for j in idx])
-            out[idx] = self(**batch).float().cpu().numpy()
+            with autocast(precision, self.device):
+                emb = self(**batch)
+            out[idx] = emb.float().cpu().numpy()
         self.train(was_training)
         return out
 
@@ -319,16 +324,23 @@ class CrossEncoder(nn.Module):
         return self.model(**inputs).logits.squeeze(-1)
 
     @torch.inference_mode()
-    def score(self, queries: list[str], docs: list[str], batch_size: int = 32) -> np.ndarray:
-        """Raw logits (float32) in input order; batches are length-sorted."""
+    def score(self, queries: list[str], docs: list[str], batch_size: int = 32,
+              precision: str | None = None) -> np.ndarray:
+        """Raw logits (float32) in input order; batches are length-sorted. ``precision`` (distill.precision:
+        fp32, bf16; None: fp32): bf16 runs the forward under bf16 autocast (logits rounded to bf16)."""
+        from distill.precision import autocast
+
         was_training = self.training
         self.eval()
         order = length_order([q + d for q, d in zip(queries, docs)])
         out = np.zeros(len(queries), dtype=np.float32)
+        dev = next(self.parameters()).device
         for i in range(0, len(queries), batch_size):
             idx = order[i:i + batch_size]
             batch = self.tokenize([queries[j] for j in idx], [docs[j] for j in idx])
-            out[idx] = self(**batch).float().cpu().numpy()
+            with autocast(precision, dev):
+                logits = self(**batch)
+            out[idx] = logits.float().cpu().numpy()
         self.train(was_training)
         return out
 
@@ -351,13 +363,16 @@ class CrossEncoder(nn.Module):
 
     @torch.inference_mode()
     def score_all(self, queries: list[str], docs: list[str], batch_size: int = 32, vectors: bool = False,
-                  layers: bool = False) -> dict[str, np.ndarray]:
+                  layers: bool = False, precision: str | None = None) -> dict[str, np.ndarray]:
         """Everything the score stage stores, from one forward per batch, in input order: "score" (logits);
         with the dual head also "q_emb"/"d_emb" (``vectors``: the pooled last-layer vectors, and score =
         scale * their cosine) and "layer_scores" (``layers``: [n, num_layers] per-layer cosines, LEAD's
-        targets, the same as ``layer_scores``). Batches are length-sorted."""
+        targets, the same as ``layer_scores``). Batches are length-sorted. ``precision`` (fp32, bf16; None:
+        fp32): bf16 runs the encoder under bf16 autocast; pooling and cosines are computed in float32."""
+        from distill.precision import autocast
+
         if not (vectors or layers):
-            return {"score": self.score(queries, docs, batch_size)}
+            return {"score": self.score(queries, docs, batch_size, precision)}
         if self.head != "dual":
             raise ValueError("teacher vectors and layer scores from a cross-encoder need head: dual")
         was_training = self.training
@@ -374,14 +389,16 @@ class CrossEncoder(nn.Module):
             idx = order[i:i + batch_size]
             enc = self.tokenize([queries[j] for j in idx], [docs[j] for j in idx])
             qm, dm = enc.pop("query_mask"), enc.pop("doc_mask")
-            res = self.model(**enc, output_hidden_states=layers)
-            q, d = norm(pool(res.last_hidden_state, qm, "mean"), dim=-1), norm(pool(res.last_hidden_state, dm, "mean"), dim=-1)
+            with autocast(precision, qm.device):
+                res = self.model(**enc, output_hidden_states=layers)
+            last = res.last_hidden_state.float()
+            q, d = norm(pool(last, qm, "mean"), dim=-1), norm(pool(last, dm, "mean"), dim=-1)
             out["score"][idx] = (self.scale * (q * d).sum(-1)).float().cpu().numpy()
             if vectors:
                 out["q_emb"][idx], out["d_emb"][idx] = q.float().cpu().numpy(), d.float().cpu().numpy()
             if layers:
                 out["layer_scores"][idx] = torch.stack(
-                    [(norm(pool(h, qm, "mean"), dim=-1) * norm(pool(h, dm, "mean"), dim=-1)).sum(-1)
+                    [(norm(pool(h.float(), qm, "mean"), dim=-1) * norm(pool(h.float(), dm, "mean"), dim=-1)).sum(-1)
                      for h in res.hidden_states[1:]], dim=1).float().cpu().numpy()
         self.train(was_training)
         return out

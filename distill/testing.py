@@ -78,8 +78,10 @@ def word_tokenizer(tokens: list[str]):
 
 
 def make_tiny_bert(directory: str | Path, vocab: list[str], hidden: int = 32, layers: int = 2, heads: int = 2,
-                   cross_encoder: bool = False, seed: int = 0) -> Path:
-    """A random BERT (or BERT cross-encoder) with a whole-word vocabulary, saved as safetensors."""
+                   cross_encoder: bool = False, seed: int = 0, initializer_range: float = 0.02) -> Path:
+    """A random BERT (or BERT cross-encoder) with a whole-word vocabulary, saved as safetensors.
+    ``initializer_range``: the weights' init std (BERT's 0.02 gives a random cross-encoder nearly the same
+    logit for every pair; ~0.1 spreads them)."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
@@ -88,7 +90,8 @@ def make_tiny_bert(directory: str | Path, vocab: list[str], hidden: int = 32, la
     tokens = SPECIAL + [w for w in dict.fromkeys(vocab) if w not in SPECIAL] + [str(i) for i in range(10)] + list(".,")
     tok = word_tokenizer(tokens)
     cfg = BertConfig(vocab_size=len(tokens), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                     intermediate_size=hidden * 2, max_position_embeddings=128, num_labels=1)
+                     intermediate_size=hidden * 2, max_position_embeddings=128, num_labels=1,
+                     initializer_range=initializer_range)
     torch.manual_seed(seed)
     model = BertForSequenceClassification(cfg) if cross_encoder else BertModel(cfg, add_pooling_layer=False)
     model.save_pretrained(d, safe_serialization=True)
