@@ -6,6 +6,8 @@ written as parquet shards (``docid``, ``embedding`` fixed-size list of float32) 
 ``encoding.shard_rows`` documents each. Each shard is saved as soon as all its rows are back
 (distill/partial.py), so a re-run after a crash encodes only the shards that were not saved.
 An actor that dies is restarted by Ray and its batch retried, at most ``ray.actor_task_retries`` times.
+The forward runs at ``encoding.precision`` (distill.precision: ``auto`` is bf16 autocast where the hardware
+has native bf16, fp32 elsewhere); the embeddings are float32 either way, and the manifest records which.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ class EncoderActor:
     """Ray Data actor: holds one student encoder, embeds a batch of ``text`` into ``embedding``."""
 
     def __init__(self, model_dir: str, encoder_kwargs: dict, threads: int, batch_size: int,
-                 fault: dict | None = None):
+                 fault: dict | None = None, precision: str = "fp32"):
         import torch
 
         from distill.models import DualEncoder
+        from distill.precision import resolve
 
         torch.set_num_threads(threads)
         if encoder_kwargs:
@@ -35,19 +38,22 @@ class EncoderActor:
             self.encoder = DualEncoder.load(model_dir)
         if torch.cuda.is_available():  # Ray exposes a GPU to this actor only when ray.actor_gpus > 0
             self.encoder.to("cuda")
+        self.precision = resolve(precision, self.encoder.device)  # fp32 | bf16 (bf16 autocast); auto: this device's
         self.batch_size = batch_size
         self.fault = Fault(fault)
 
     def __call__(self, batch: dict) -> dict:
         self.fault.hit()
-        emb = self.encoder.encode(list(batch["text"]), batch_size=self.batch_size)
+        emb = self.encoder.encode(list(batch["text"]), batch_size=self.batch_size, precision=self.precision)
         return {"id": batch["id"], "embedding": emb}
 
 
 def encode_texts(ids: list[str], texts: list[str], model_dir: str, ray_cfg, batch_size: int, actors: int,
-                 encoder_kwargs: dict | None = None, stats: dict | None = None) -> np.ndarray:
+                 encoder_kwargs: dict | None = None, stats: dict | None = None,
+                 precision: str | None = None) -> np.ndarray:
     """Embed ``texts`` on a Ray Data actor pool; returns [n, dim] float32 in input order.
-    ``stats`` (optional) receives when the first output batch arrived and its rows (start-up cost)."""
+    ``stats`` (optional) receives when the first output batch arrived and its rows (start-up cost);
+    ``precision``: the actors' (distill.precision; None: fp32)."""
     if len(set(ids)) != len(ids):
         raise ValueError("encode_texts: ids must be unique")
     order = np.argsort([-len(t) for t in texts], kind="stable")
@@ -55,7 +61,7 @@ def encode_texts(ids: list[str], texts: list[str], model_dir: str, ray_cfg, batc
     got_ids: list[str] = []
     parts: list[np.ndarray] = []
     for got, emb in _embed_blocks(blocks_of(table, actors * 4), model_dir, ray_cfg, batch_size, actors,
-                                  encoder_kwargs, stats):
+                                  encoder_kwargs, stats, precision):
         got_ids.extend(got)
         parts.append(emb)
     check_rows("encode", ids, got_ids)
@@ -64,7 +70,7 @@ def encode_texts(ids: list[str], texts: list[str], model_dir: str, ray_cfg, batc
 
 
 def encode_shards(shards: dict[int, list[str]], text_of, model_dir: str, ray_cfg, batch_size: int, actors: int,
-                  on_shard, encoder_kwargs: dict | None = None) -> int:
+                  on_shard, encoder_kwargs: dict | None = None, precision: str | None = None) -> int:
     """Embed several shards of ids in one actor pool; ``on_shard(k, ids, emb)`` runs on the driver as soon
     as every row of shard ``k`` is back (rows in the shard's order). Each shard is length-sorted inside
     and the shards are queued in order, so the first shards finish first. Rows in = rows out, checked;
@@ -80,7 +86,7 @@ def encode_shards(shards: dict[int, list[str]], text_of, model_dir: str, ray_cfg
         blocks += blocks_of(pa.table({"id": [ids[i] for i in order], "text": [texts[i] for i in order]}), per_shard)
     pending: dict[int, dict[str, np.ndarray]] = {k: {} for k in shards}
     got_ids: list[str] = []
-    for got, emb in _embed_blocks(blocks, model_dir, ray_cfg, batch_size, actors, encoder_kwargs, None):
+    for got, emb in _embed_blocks(blocks, model_dir, ray_cfg, batch_size, actors, encoder_kwargs, None, precision):
         got_ids.extend(got)
         for d, e in zip(got, emb):
             k = shard_of.get(d)
@@ -95,7 +101,7 @@ def encode_shards(shards: dict[int, list[str]], text_of, model_dir: str, ray_cfg
 
 
 def _embed_blocks(blocks: list[pa.Table], model_dir: str, ray_cfg, batch_size: int, actors: int,
-                  encoder_kwargs: dict | None, stats: dict | None):
+                  encoder_kwargs: dict | None, stats: dict | None, precision: str | None = None):
     """Yield (ids, [n, dim] float32) per output batch of the EncoderActor pool over ``blocks`` (id, text)."""
     import time
 
@@ -112,7 +118,7 @@ def _embed_blocks(blocks: list[pa.Table], model_dir: str, ray_cfg, batch_size: i
         EncoderActor,
         fn_constructor_kwargs={"model_dir": model_dir, "encoder_kwargs": encoder_kwargs or {},
                                "threads": actor_threads(ray_cfg.actor_cpus), "batch_size": batch_size,
-                               "fault": faults.from_env("encode.batch")},
+                               "fault": faults.from_env("encode.batch"), "precision": precision or "fp32"},
         batch_size=batch_size, compute=ActorPoolStrategy(size=actors),
         num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy",
         max_restarts=-1, max_task_retries=ray_cfg.actor_task_retries)
@@ -176,8 +182,10 @@ def run(rd, data, student_dir: Path, encoder_kwargs: dict | None = None) -> dict
     from distill import faults
     from distill.manifest import stage_digest
     from distill.partial import PartialShards, dir_digest, fingerprint
+    from distill.precision import for_stage
 
     cfg = rd.config
+    precision = for_stage(cfg, "encode", warn=True)  # in the stage digest too, so in the shards' fingerprint
     docids = list(data.corpus)
     if not docids:
         raise RuntimeError("encode: the corpus has no documents")
@@ -199,7 +207,7 @@ def run(rd, data, student_dir: Path, encoder_kwargs: dict | None = None) -> dict
 
     if todo:
         encode_shards(todo, data.doc_text, str(student_dir), cfg.ray, cfg.encoding.batch_size, cfg.encoding.actors,
-                      save, encoder_kwargs)
+                      save, encoder_kwargs, precision)
     with rd.atomic_output("encode") as tmp:
         for k in range(len(shard_ids)):  # hard links: the shards stay in place until the output is renamed
             src, dst = partial.shard_path(k), tmp / f"part-{k:05d}.parquet"
@@ -212,7 +220,7 @@ def run(rd, data, student_dir: Path, encoder_kwargs: dict | None = None) -> dict
     n_out = sum(pq.read_metadata(p).num_rows for p in final.glob("part-*.parquet"))
     counts = {"docs": len(docids), "embeddings": int(n_out), "dim": int(dim),
               "shards": len(shard_ids), "shards_reused": len(done), "shards_encoded": len(todo)}
-    rd.mark_done("encode", counts, encoded_by="teacher" if encoder_kwargs else "student")
+    rd.mark_done("encode", counts, encoded_by="teacher" if encoder_kwargs else "student", precision=precision)
     return counts
 
 

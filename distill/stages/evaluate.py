@@ -110,9 +110,12 @@ def rerank_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg, record: dict
 
     from distill.stages.score import TeacherActor
 
+    from distill.precision import for_stage
+
     t = cfg.teacher
     actor = TeacherActor(teacher_dir, t.kind, t.max_length, torch.get_num_threads(), cfg.scoring.batch_size,
-                         t.trust_remote_code, t.head, signal=t.signal, attention=t.attention.model_dump())
+                         t.trust_remote_code, t.head, signal=t.signal, attention=t.attention.model_dump(),
+                         precision=for_stage(cfg, "score"))
     out = actor({"qid": pairs["qid"].to_numpy(), "docid": pairs["docid"].to_numpy(),
                  "query": [data.queries[q] for q in pairs["qid"]], "doc": [data.doc_text(d) for d in pairs["docid"]]})
     if len(out["teacher_score"]) != len(pairs):
@@ -234,6 +237,12 @@ def run(rd, data, teacher_dir: str) -> dict:
                               "fusion": record["fusion"], "members": [m["name"] for m in record["members"]]}
     if dev:
         report["dev"] = dev
+    from distill.precision import describe, for_stage
+
+    machine = describe("auto")
+    report["precision"] = {**{s: (rd.stages.get(s) or {}).get("precision") for s in ("score", "train", "encode")},
+                           "teacher_rerank": for_stage(cfg, "score"), "queries": "fp32",
+                           "machine": {k: machine[k] for k in ("cpu_model", "cpu_capability", "native_bf16")}}
     with rd.atomic_output("evaluate") as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
         (tmp / "report.md").write_text(render_markdown(report))
@@ -367,6 +376,11 @@ def render_markdown(report: dict) -> str:
                      + ", ".join(f"{k} {v:.2f}" for k, v in e["weights"].items())
                      + f"; `teacher_ensemble_union@{report['rerank_depth']}`: it ranks the union of BM25's and "
                      f"the zero-shot student's top {report['rerank_depth']} on its own.")
+    if report.get("precision"):  # what each stage computed at (distill.precision)
+        p, m = report["precision"], report["precision"]["machine"]
+        lines.append("Precision: " + ", ".join(f"{s} {p[s] or 'unrecorded'}" for s in ("score", "train", "encode"))
+                     + f", teacher rerank {p['teacher_rerank']}, queries {p['queries']}; {m['cpu_model']} (torch CPU "
+                     f"capability {m['cpu_capability']}, {'' if m['native_bf16'] else 'no '}native bf16).")
     lines += ["", *payoff_lines(report), ""]
     return "\n".join(lines)
 

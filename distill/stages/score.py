@@ -12,6 +12,10 @@ Pairs are scored in shards of ``scoring.shard_rows`` (candidate order), each sav
 ``.teacher.partial/`` when all its rows are back (distill/partial.py), so a re-run after a crash scores
 only the shards that were not saved, as ``encode`` does. A reader scores the stage whole (it reads each
 question's candidates together).
+
+The teacher's forward runs at ``scoring.precision`` (distill.precision: ``auto`` is bf16 autocast where the
+hardware has native bf16, fp32 elsewhere; attention scores stay fp32); scores are float32 either way, and
+the manifest records which precision was used.
 """
 
 from __future__ import annotations
@@ -37,11 +41,15 @@ class TeacherActor:
     def __init__(self, model_dir: str, kind: str, max_length: int, threads: int, batch_size: int,
                  trust_remote_code: bool = False, head: str = "linear", store_embeddings: bool = False,
                  store_layer_scores: bool = False, signal: str = "logits", attention: dict | None = None,
-                 fault: dict | None = None, members: list[dict] | None = None, vector_member: str | None = None):
+                 fault: dict | None = None, members: list[dict] | None = None, vector_member: str | None = None,
+                 precision: str = "fp32"):
+        """``precision`` (distill.precision): fp32, or bf16 autocast for the logits / embeddings (scores come
+        back float32 either way); auto: this actor's device's choice. Attention scores are always fp32."""
         import torch
 
         from distill.faults import Fault
         from distill.models import CrossEncoder, DualEncoder
+        from distill.precision import resolve
 
         torch.set_num_threads(threads)
         self.kind = kind
@@ -50,7 +58,7 @@ class TeacherActor:
             self.members = [(m["name"], TeacherActor(
                 m["path"], m["kind"], m["max_length"], threads, batch_size, m["trust_remote_code"], m["head"],
                 store_embeddings=store_embeddings and m["name"] == vector_member,
-                store_layer_scores=store_layer_scores and m["name"] == vector_member))
+                store_layer_scores=store_layer_scores and m["name"] == vector_member, precision=precision))
                 for m in members or [] if m["kind"] != "bm25"]
             return
         self.batch_size = batch_size
@@ -65,6 +73,7 @@ class TeacherActor:
         if torch.cuda.is_available():  # Ray exposes a GPU to this actor only when ray.actor_gpus > 0
             self.model.to("cuda")
         self.model.eval()
+        self.precision = resolve(precision, next(self.model.parameters()).device)
 
     def __call__(self, batch: dict) -> dict:
         self.fault.hit()
@@ -88,7 +97,7 @@ class TeacherActor:
             return out
         if self.kind == "cross-encoder":  # one forward gives the logits, the dual head's vectors, layer scores
             res = self.model.score_all(q, d, self.batch_size, vectors=self.store_embeddings,
-                                       layers=self.store_layer_scores)
+                                       layers=self.store_layer_scores, precision=self.precision)
             out["teacher_score"] = res["score"]
             if self.store_embeddings:
                 out["teacher_q_emb"], out["teacher_d_emb"] = res["q_emb"], res["d_emb"]
@@ -100,23 +109,28 @@ class TeacherActor:
         # a dual encoder embeds each distinct text once (a query recurs across its candidates)
         uq, qi = np.unique(np.asarray(q, dtype=object), return_inverse=True)
         ud, di = np.unique(np.asarray(d, dtype=object), return_inverse=True)
-        qe = self.model.encode(list(uq), self.batch_size)[qi]
-        de = self.model.encode(list(ud), self.batch_size)[di]
+        qe = self.model.encode(list(uq), self.batch_size, self.precision)[qi]
+        de = self.model.encode(list(ud), self.batch_size, self.precision)[di]
         out["teacher_score"] = (qe * de).sum(-1).astype(np.float32)
         if self.store_embeddings:
             out["teacher_q_emb"], out["teacher_d_emb"] = qe, de
         return out
 
 
-def actor_kwargs(teacher_dir: str, teacher_cfg, scoring_cfg, threads: int, members: list[dict] | None = None) -> dict:
-    """TeacherActor's constructor arguments for this teacher (an ensemble's ``members``: member_specs)."""
+def actor_kwargs(teacher_dir: str, teacher_cfg, scoring_cfg, threads: int, members: list[dict] | None = None,
+                 device: str = "cpu") -> dict:
+    """TeacherActor's constructor arguments for this teacher (an ensemble's ``members``: member_specs);
+    ``scoring.precision`` resolved here for ``device`` (the actors'), so the run records what they use."""
+    from distill.precision import resolve
+
     vm = teacher_cfg.vector_member() if teacher_cfg.kind == "ensemble" else None
     return {"model_dir": teacher_dir, "kind": teacher_cfg.kind, "max_length": teacher_cfg.max_length,
             "threads": threads, "batch_size": scoring_cfg.batch_size,
             "trust_remote_code": teacher_cfg.trust_remote_code, "head": teacher_cfg.head,
             "store_embeddings": scoring_cfg.store_embeddings, "store_layer_scores": scoring_cfg.store_layer_scores,
             "signal": teacher_cfg.signal, "attention": teacher_cfg.attention.model_dump(),
-            "members": members, "vector_member": vm.name if vm else None}
+            "members": members, "vector_member": vm.name if vm else None,
+            "precision": resolve(scoring_cfg.precision, device)}
 
 
 def _scored_frames(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_dir: str, teacher_cfg,
@@ -143,7 +157,8 @@ def _scored_frames(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teach
     ds = ds.map_batches(
         TeacherActor,
         fn_constructor_kwargs={**actor_kwargs(teacher_dir, teacher_cfg, scoring_cfg,
-                                              actor_threads(ray_cfg.actor_cpus), members),
+                                              actor_threads(ray_cfg.actor_cpus), members,
+                                              "cuda" if ray_cfg.actor_gpus else "cpu"),
                                "fault": faults.from_env("score.batch")},
         batch_size=bs, compute=ActorPoolStrategy(size=scoring_cfg.actors),
         num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy",
@@ -300,6 +315,7 @@ def dual_member_scores(pairs: pd.DataFrame, data, member: dict, cfg, vectors: bo
     once on a Ray Data actor pool (candidate lists repeat documents many times over); with ``vectors``
     also the per-row query and document vectors (EmbedDistill targets)."""
     from distill.ensemble import member_column
+    from distill.precision import for_stage
     from distill.stages.encode import encode_texts
 
     uq, qi = np.unique(pairs["qid"].to_numpy().astype(str), return_inverse=True)
@@ -307,7 +323,8 @@ def dual_member_scores(pairs: pd.DataFrame, data, member: dict, cfg, vectors: bo
     keys = [f"q:{q}" for q in uq] + [f"d:{d}" for d in ud]
     texts = [data.queries[q] for q in uq] + [data.doc_text(d) for d in ud]
     emb = encode_texts(keys, texts, member["path"], cfg.ray, cfg.encoding.batch_size, cfg.scoring.actors,
-                       {"max_length": member["max_length"], "trust_remote_code": member["trust_remote_code"]})
+                       {"max_length": member["max_length"], "trust_remote_code": member["trust_remote_code"]},
+                       precision=for_stage(cfg, "score"))
     qe, de = emb[: len(uq)][qi.reshape(-1)], emb[len(uq):][di.reshape(-1)]
     out = {member_column(member["name"]): (qe * de).sum(-1).astype(np.float32)}
     if vectors:
@@ -403,5 +420,7 @@ def run(rd, data, teacher_dir: str) -> dict:
     extra = {"ensemble": {k: v for k, v in record.items() if k != "dev"} | (
         {"dev_ndcg@10": record["dev"]["ndcg@10"], "dev_members_alone": record["dev"]["members_alone"]}
         if "dev" in record else {})} if record is not None else {}
-    rd.mark_done("score", counts, softmax=spread, warning=warning, **extra)
+    from distill.precision import for_stage
+
+    rd.mark_done("score", counts, softmax=spread, warning=warning, precision=for_stage(cfg, "score"), **extra)
     return counts

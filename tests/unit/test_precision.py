@@ -124,3 +124,113 @@ def test_stage_digest_holds_the_resolved_precision(monkeypatch):
     only_encode = _cfg("scoring.precision=fp32", "encoding.precision=bf16")
     assert stage_digest(only_encode, "score") == fp32["score"]  # digests are cumulative down the pipeline
     assert stage_digest(only_encode, "encode") not in (fp32["encode"], bf16["encode"])
+
+
+# ---- bf16 outputs close to fp32, returned as float32 ---------------------------------------------------------
+VOCAB = ["cat", "dog", "car", "bark", "animal", "loud", "red", "fast", "small", "house", "tree", "river"]
+QUERIES = ["cat animal", "dog bark loud", "red car fast", "small house", "tree river", "loud dog", "fast", "cat"]
+DOCS = ["cat", "dog loud bark animal", "car red", "house small tree", "river tree red car", "bark", "fast car",
+        "animal cat small"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from distill.testing import make_tiny_bert
+
+    d = tmp_path_factory.mktemp("tiny")
+    make_tiny_bert(d / "de", VOCAB, hidden=64, layers=2, heads=2, seed=1)
+    # initializer_range 0.1: a random cross-encoder whose logits differ between pairs (at 0.02 they agree to
+    # 1e-4, below bf16's resolution, so no precision could rank them)
+    make_tiny_bert(d / "ce", VOCAB, hidden=64, layers=2, heads=2, cross_encoder=True, seed=2, initializer_range=0.1)
+    return d
+
+
+def _cosines(a, b):
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_dual_encoder_bf16_matches_fp32(tiny, pooling):
+    from distill.models import DualEncoder
+
+    enc = DualEncoder(str(tiny / "de"), pooling=pooling, max_length=32)
+    texts = QUERIES + DOCS
+    fp32 = enc.encode(texts, batch_size=4)
+    bf16 = enc.encode(texts, batch_size=4, precision="bf16")
+    assert bf16.dtype == np.float32 and fp32.dtype == np.float32 and bf16.shape == fp32.shape
+    assert not np.array_equal(bf16, fp32)  # autocast really ran
+    assert _cosines(bf16, fp32).min() >= 0.999
+    np.testing.assert_array_equal(enc.encode(texts, batch_size=4, precision="fp32"), fp32)
+    assert next(enc.parameters()).dtype == torch.float32  # weights untouched
+
+
+def test_cross_encoder_bf16_scores_track_fp32(tiny):
+    from distill.models import CrossEncoder
+
+    ce = CrossEncoder(str(tiny / "ce"), max_length=32)
+    q = [a for a in QUERIES for _ in DOCS]
+    d = DOCS * len(QUERIES)
+    fp32, bf16 = ce.score(q, d, batch_size=16), ce.score(q, d, batch_size=16, precision="bf16")
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
+    assert np.corrcoef(fp32, bf16)[0, 1] > 0.99
+    res = ce.score_all(q, d, batch_size=16, precision="bf16")
+    np.testing.assert_array_equal(res["score"], bf16)
+
+
+def test_dual_head_cross_encoder_bf16_vectors_and_layer_scores(tiny):
+    from distill.models import CrossEncoder
+
+    ce = CrossEncoder(str(tiny / "ce"), max_length=32, head="dual")
+    fp32 = ce.score_all(QUERIES, DOCS, batch_size=4, vectors=True, layers=True)
+    bf16 = ce.score_all(QUERIES, DOCS, batch_size=4, vectors=True, layers=True, precision="bf16")
+    for k in ("score", "q_emb", "d_emb", "layer_scores"):
+        assert bf16[k].dtype == np.float32 and bf16[k].shape == fp32[k].shape
+    assert _cosines(bf16["q_emb"], fp32["q_emb"]).min() >= 0.999
+    assert _cosines(bf16["d_emb"], fp32["d_emb"]).min() >= 0.999
+    np.testing.assert_allclose(bf16["layer_scores"], fp32["layer_scores"], atol=0.01)
+
+
+@pytest.mark.parametrize("kind", ["cross-encoder", "dual-encoder"])
+def test_teacher_actor_bf16_scores_are_float32_and_close(tiny, kind):
+    from distill.stages.score import TeacherActor
+
+    model = tiny / ("ce" if kind == "cross-encoder" else "de")
+    q = [a for a in QUERIES for _ in DOCS]
+    d = DOCS * len(QUERIES)
+    batch = {"qid": np.array([str(i // len(DOCS)) for i in range(len(q))]),
+             "docid": np.array([str(i % len(DOCS)) for i in range(len(q))]), "query": q, "doc": d}
+    fp32 = TeacherActor(str(model), kind, 32, 1, 16)
+    bf16 = TeacherActor(str(model), kind, 32, 1, 16, precision="bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    a, b = fp32(batch)["teacher_score"], bf16(batch)["teacher_score"]
+    assert np.asarray(b).dtype == np.float32 and len(b) == len(q)
+    assert np.corrcoef(a, b)[0, 1] > 0.99
+    if kind == "dual-encoder":  # cosines of unit vectors: close in absolute terms too
+        np.testing.assert_allclose(b, a, atol=0.01)
+
+
+def test_teacher_actor_kwargs_carry_the_resolved_precision(monkeypatch):
+    from distill.stages.score import actor_kwargs
+
+    cfg = _cfg()
+    monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(AVX2_ONLY))
+    assert actor_kwargs("t", cfg.teacher, cfg.scoring, 1)["precision"] == "fp32"
+    monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(WITH_AMX))
+    assert actor_kwargs("t", cfg.teacher, cfg.scoring, 1)["precision"] == "bf16"
+    cfg = _cfg("scoring.precision=fp32")
+    assert actor_kwargs("t", cfg.teacher, cfg.scoring, 1)["precision"] == "fp32"
+
+
+def test_eval_report_says_which_precision_each_stage_used():
+    from distill.stages.evaluate import render_markdown
+
+    report = {"run": "r", "split": "test", "queries": 2, "metrics": {"bm25": {"ndcg@10": 0.1, "mrr@10": 0.1,
+              "recall@100": 0.1}}, "sizes": {"student_parameters": 10, "teacher_parameters": 200,
+              "teacher_to_student_size": 20.0}, "speed": {}, "rerank_depth": 5, "index": {}}
+    assert "Precision:" not in render_markdown(report)  # a report from before the setting
+    report["precision"] = {"score": "bf16", "train": "fp32", "encode": None, "teacher_rerank": "bf16",
+                           "queries": "fp32", "machine": {"cpu_model": "Test CPU", "cpu_capability": "AVX512",
+                                                          "native_bf16": True}}
+    md = render_markdown(report)
+    assert ("Precision: score bf16, train fp32, encode unrecorded, teacher rerank bf16, queries fp32; Test CPU "
+            "(torch CPU capability AVX512, native bf16).") in md
