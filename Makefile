@@ -37,7 +37,7 @@ demo: $(BIN)/.installed
 # `make test`: unit tests + the core integration tier (< 15 min on 2 cores); `make test-all` adds the
 # `slow` tier (methods, rounds, fault injection; about 27 min in all on 2 cores)
 test: $(BIN)/.installed-test
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -m "not slow" tests
 
 test-all: $(BIN)/.installed-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
