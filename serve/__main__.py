@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m serve") -> 
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="without a token: also answer requests whose Host header is NAME (repeatable; the "
                    "loopback names and the bound address always are)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="query encoding and reranking: bf16 autocast or fp32 (default auto: bf16 only where the "
+                   "CPU has native bf16, e.g. AVX512-BF16 or AMX)")
     p.add_argument("--name", default="distill", help="Serve application name")
     p.add_argument("--retriever-replicas", type=int, default=None)
     p.add_argument("--retriever-threads", type=int, default=1, help="torch threads per retriever replica")
@@ -99,7 +102,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m serve") -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     extra = {"retriever_threads": args.retriever_threads, "allowed_hosts": args.allow_host,
-             "teacher": args.teacher, "teacher_trust_remote_code": args.teacher_trust_remote_code}
+             "teacher": args.teacher, "teacher_trust_remote_code": args.teacher_trust_remote_code,
+             "precision": args.precision}
     if args.retriever_replicas:
         extra["retriever_replicas"] = args.retriever_replicas
     try:

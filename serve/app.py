@@ -34,6 +34,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve as rs
@@ -84,10 +85,11 @@ class Retriever:
         ef_search: int | None = None,
         max_batch_size: int = 32,
         batch_wait_timeout_s: float = 0.002,
+        precision: str = "auto",
     ):
         from serve.core import Retrieval
 
-        self.core = Retrieval(run_dir, nprobe=nprobe, ef_search=ef_search, threads=threads)
+        self.core = Retrieval(run_dir, nprobe=nprobe, ef_search=ef_search, threads=threads, precision=precision)
         self._batched.set_max_batch_size(max_batch_size)
         self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.pool = _compute_pool("retriever", threads)
@@ -95,11 +97,12 @@ class Retriever:
         self.pool.submit(self.core.search, ["warm up"], 1).result()
         self.stats = {"calls": 0, "batches": 0, "queries": 0}
         log.info(
-            "Retriever ready: %s (index version %s, %d docs, %d threads)",
+            "Retriever ready: %s (index version %s, %d docs, %d threads, %s)",
             run_dir,
             self.core.version,
             len(self.core.index),
             threads,
+            self.core.precision,
         )
 
     @rs.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
@@ -133,6 +136,7 @@ class Retriever:
             "docs": len(self.core.index),
             "has_text": self.core.has_text,
             "max_length": self.core.max_length,
+            "precision": self.core.precision,
             **self.stats,
         }
 
@@ -156,15 +160,17 @@ class Reranker:
         batch_wait_timeout_s: float = 0.005,
         teacher: str | None = None,
         trust_remote_code: bool = False,
+        precision: str = "auto",
     ):
         from serve.core import Reranking
 
-        self.core = Reranking.from_run(run_dir, teacher, trust_remote_code, threads=threads, batch_size=batch_size)
+        self.core = Reranking.from_run(run_dir, teacher, trust_remote_code, threads=threads, batch_size=batch_size,
+                                       precision=precision)
         self._batched.set_max_batch_size(max_batch_size)
         self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.pool = _compute_pool("reranker", threads)
         self.pool.submit(self.core.score, ["warm up"], ["warm up"]).result()
-        log.info("Reranker ready: %s (%s)", self.core.spec.path, self.core.spec.kind)
+        log.info("Reranker ready: %s (%s, %s)", self.core.spec.path, self.core.spec.kind, self.core.precision)
 
     @rs.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
     async def _batched(self, items: list[tuple[str, list[str]]]) -> list[list[float]]:
@@ -290,6 +296,9 @@ class AppArgs(BaseModel):
         "teacher_model/ of its own; a name recorded in the run's manifest is never loaded")
     teacher_trust_remote_code: bool = Field(
         False, description="let the teacher's own code run (never taken from the run's manifest)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="query encoding and reranking: bf16 autocast or fp32; auto: bf16 only where the "
+        "replica's CPU has native bf16 (distill.precision)")
     token_env: str = Field(TOKEN_ENV, description="env var holding the bearer token (unset: no auth; set but "
                            "blank: an error)")
     allowed_hosts: list[str] = Field(
@@ -358,7 +367,8 @@ def build_app(args: dict | AppArgs):
         return o
 
     retriever = Retriever.options(**opts(a.retriever_replicas, a.retriever_cpus)).bind(
-        str(run_dir), a.retriever_threads, a.nprobe, a.ef_search, a.max_batch_size, a.batch_wait_timeout_s
+        str(run_dir), a.retriever_threads, a.nprobe, a.ef_search, a.max_batch_size, a.batch_wait_timeout_s,
+        a.precision,
     )
     reranker = None
     if a.rerank:
@@ -376,6 +386,7 @@ def build_app(args: dict | AppArgs):
             a.rerank_batch_wait_timeout_s,
             a.teacher,
             a.teacher_trust_remote_code,
+            a.precision,
         )
     return SearchIngress.options(**opts(a.ingress_replicas, a.ingress_cpus)).bind(
         retriever,

@@ -215,15 +215,20 @@ class Retrieval:
         ef_search: int | None = None,
         threads: int | None = None,
         encode_batch_size: int = 64,
+        precision: str = "auto",
     ):
+        """``precision`` (distill.precision): the query encoder's, auto: bf16 autocast where this machine
+        has native bf16, else fp32 (the resolved choice is ``self.precision``)."""
         from distill.index import load_index
         from distill.models import DualEncoder
+        from distill.precision import resolve
 
         set_threads(threads)
         self.artifacts = art = RunArtifacts.load(run_dir)
         self.encoder = DualEncoder.load(art.student)
         self.encoder.eval()
         self.encode_batch_size = encode_batch_size
+        self.precision = resolve(precision, self.encoder.device)
         self.index = load_index(
             art.index,
             nprobe=nprobe or art.index_meta.get("nprobe"),
@@ -249,7 +254,7 @@ class Retrieval:
     def encode(self, queries: list[str]) -> tuple[np.ndarray, list[bool]]:
         """Query embeddings (as :meth:`DualEncoder.encode` gives them) and, per query, whether it was
         longer than the encoder's ``max_length`` tokens (and so truncated)."""
-        emb = self.encoder.encode(list(queries), self.encode_batch_size)
+        emb = self.encoder.encode(list(queries), self.encode_batch_size, self.precision)
         truncated = [n > self.max_length for n in self.token_counts(queries)]
         return emb, truncated
 
@@ -280,15 +285,19 @@ class Reranking:
     """The teacher as a reranker: one score per (query, document text) pair."""
 
     def __init__(self, spec: TeacherSpec, threads: int | None = None, batch_size: int = 32,
-                 docs_path: Path | None = None):
-        """``docs_path``: the indexed corpus text (``index/docs.parquet``), an ensemble's BM25 statistics."""
+                 docs_path: Path | None = None, precision: str = "auto"):
+        """``docs_path``: the indexed corpus text (``index/docs.parquet``), an ensemble's BM25 statistics;
+        ``precision`` (distill.precision): the teacher's forward, resolved on this machine (``self.precision``;
+        a reader scores by attention, in fp32)."""
         from distill.models import CrossEncoder, DualEncoder
+        from distill.precision import resolve
 
         set_threads(threads)
         self.spec = spec
         self.batch_size = batch_size
+        self.precision = "fp32" if spec.kind == "reader" else resolve(precision, "cpu")
         if spec.kind == "ensemble":
-            self.model = EnsembleScorer(spec.ensemble, docs_path, batch_size)
+            self.model = EnsembleScorer(spec.ensemble, docs_path, batch_size, self.precision)
             return
         if spec.kind == "cross-encoder":
             self.model = CrossEncoder(spec.path, spec.max_length, spec.trust_remote_code)
@@ -316,14 +325,14 @@ class Reranking:
         if self.spec.kind == "ensemble":
             return self.model.score(list(queries), list(docs))
         if self.spec.kind == "cross-encoder":
-            return self.model.score(list(queries), list(docs), batch_size=self.batch_size)
+            return self.model.score(list(queries), list(docs), batch_size=self.batch_size, precision=self.precision)
         if self.spec.kind == "reader":  # each query's documents are read together
             from distill.reader import score_grouped
 
             return score_grouped(self.model, list(queries), list(docs), self.spec.attention, self.batch_size)
         uq = list(dict.fromkeys(queries))
-        qe = dict(zip(uq, self.model.encode(uq, self.batch_size)))
-        de = self.model.encode(list(docs), self.batch_size)
+        qe = dict(zip(uq, self.model.encode(uq, self.batch_size, self.precision)))
+        de = self.model.encode(list(docs), self.batch_size, self.precision)
         return np.array([float(qe[q] @ d) for q, d in zip(queries, de)], dtype=np.float32)
 
 
@@ -333,7 +342,7 @@ class EnsembleScorer:
     scores are normalised over each query's pairs (pairs with the same query text form one group) and
     weighted as the score stage fitted them (distill.ensemble)."""
 
-    def __init__(self, record: dict, docs_path: Path | None, batch_size: int = 32):
+    def __init__(self, record: dict, docs_path: Path | None, batch_size: int = 32, precision: str = "fp32"):
         import torch
 
         from distill.ensemble import BM25PairScorer
@@ -342,7 +351,7 @@ class EnsembleScorer:
         self.record = record
         neural = [m for m in record["members"] if m["kind"] != "bm25"]
         self.actor = TeacherActor("", "ensemble", 256, torch.get_num_threads(), batch_size,
-                                  members=neural) if neural else None
+                                  members=neural, precision=precision) if neural else None
         self.bm25 = None
         if any(m["kind"] == "bm25" for m in record["members"]):
             docs = load_docs(docs_path)

@@ -66,11 +66,11 @@ def _tree(root, name, **over):
         "data": {"dir": str(root / "data")},
         "teacher": {"kind": "dual-encoder", "model": str(root / "bert"), "finetune": False, "max_length": 32},
         "student": {"model": str(root / "bert"), "max_length": 32},
-        "scoring": {"actors": 2, "batch_size": 16},
+        "scoring": {"actors": 2, "batch_size": 16, "precision": "fp32"},  # checked against fp32 references
         "training": {"backend": "deepspeed", "zero_stage": 2, "num_workers": 2, "cpus_per_worker": 0.5,
                      "max_steps": 6, "queries_per_batch": 4, "group_size": 4, "learning_rate": 1e-3,
                      "checkpoint_every": 2, "max_failures": 1, "losses": {"kl": 1.0}},
-        "encoding": {"actors": 2, "batch_size": 8, "shard_rows": 20},
+        "encoding": {"actors": 2, "batch_size": 8, "shard_rows": 20, "precision": "fp32"},
         "ray": {"num_cpus": 2},
     }
     for k, v in over.items():

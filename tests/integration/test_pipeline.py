@@ -256,9 +256,9 @@ def test_asymmetric_student_searches_the_teacher_index(ray_session, assets):
     vocab = json.loads((assets / "vocab.json").read_text())
     make_bow_encoder(assets / "teacher48", vocab, hidden=48)
     make_tiny_bert(assets / "student64", vocab, hidden=64, layers=2)
-    cfg = _config(assets, name="asym",
+    cfg = _config(assets, name="asym",  # fp32: the index and served scores are checked against fp32 encodings
                   teacher={"model": str(assets / "teacher48")}, student={"model": str(assets / "student64")},
-                  scoring={"store_embeddings": True},
+                  scoring={"store_embeddings": True, "precision": "fp32"}, encoding={"precision": "fp32"},
                   training={"asymmetric": True, "max_steps": 30, "checkpoint_every": 30,
                             "losses": {"kl": 1.0, "embedding": 1.0, "infonce": 0.2}})
     rd = run_pipeline(cfg)
@@ -301,7 +301,7 @@ def test_asymmetric_student_searches_the_teacher_index(ray_session, assets):
     # serving reads the same run dir: the student's query vector against the teacher's documents
     from serve.core import Retrieval
 
-    ids, scores, _ = Retrieval(cfg.run_dir).search(["babomo dofena report"], 5)
+    ids, scores, _ = Retrieval(cfg.run_dir, precision="fp32").search(["babomo dofena report"], 5)
     q = student.encode(["babomo dofena report"])[0]
     by_id = dict(zip(index.docids, stored))
     assert len(ids[0]) == 5

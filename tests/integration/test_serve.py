@@ -79,7 +79,8 @@ def served(runs):
         )
     port = _free_port()
     try:
-        url = deploy(runs["v1"]["run_dir"], rerank=True, port=port, retriever_replicas=2)
+        # fp32: answers are checked against the offline fp32 encoder and teacher (bf16: tests/unit/test_precision.py)
+        url = deploy(runs["v1"]["run_dir"], rerank=True, port=port, retriever_replicas=2, precision="fp32")
         yield {"url": url, "port": port}
     finally:
         try:
@@ -268,7 +269,7 @@ def test_swap_to_another_run_under_load(runs, served):
     with Load(served["url"], queries, threads=3, rerank_every=4) as load:
         time.sleep(1.0)
         t0 = time.monotonic()
-        deploy(runs["v2"]["run_dir"], rerank=True, port=served["port"], retriever_replicas=2)
+        deploy(runs["v2"]["run_dir"], rerank=True, port=served["port"], retriever_replicas=2, precision="fp32")
         deployed_at = time.monotonic()
         time.sleep(2.0)
     print(f"swap took {deployed_at - t0:.1f} s; {load.ok} requests ok, {len(load.failures)} failed")

@@ -156,7 +156,8 @@ def test_ensemble_reranker_in_process(tmp_path):
                           {"name": "bow", "kind": "dual-encoder", "path": str(enc_dir), "max_length": 32,
                            "head": "linear", "trust_remote_code": False}],
               "fusion": "zscore", "rrf_k": 60, "weights": {"bm25": 0.4, "bow": 0.6}}
-    rr = Reranking(TeacherSpec("ensemble.json", "ensemble", ensemble=record), docs_path=tmp_path / "docs.parquet")
+    rr = Reranking(TeacherSpec("ensemble.json", "ensemble", ensemble=record), docs_path=tmp_path / "docs.parquet",
+                   precision="fp32")  # checked against fp32 encodings
     texts = [doc_text(d["title"], d["text"]) for d in docs]
     queries = ["q one " + docs[0]["title"]] * 4 + [docs[5]["title"]] * 3
     cand = texts[:4] + texts[4:7]

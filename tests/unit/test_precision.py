@@ -234,3 +234,41 @@ def test_eval_report_says_which_precision_each_stage_used():
     md = render_markdown(report)
     assert ("Precision: score bf16, train fp32, encode unrecorded, teacher rerank bf16, queries fp32; Test CPU "
             "(torch CPU capability AVX512, native bf16).") in md
+
+
+# ---- serving ---------------------------------------------------------------------------------------------------
+def test_serving_takes_precision(tmp_path, monkeypatch):
+    from serve.__main__ import parse_args
+    from serve.app import AppArgs
+    from serve.core import Reranking, Retrieval
+    from serve.testing import make_serve_run
+
+    assert parse_args(["runs/x"]).precision == "auto"
+    assert parse_args(["runs/x", "--precision", "bf16"]).precision == "bf16"
+    assert AppArgs(run_dir="x").precision == "auto" and AppArgs(run_dir="x", precision="fp32").precision == "fp32"
+    with pytest.raises(Exception):
+        AppArgs(run_dir="x", precision="fp16")
+
+    made = make_serve_run(tmp_path / "run")
+    run, qs = made["run_dir"], made["queries"][:6]
+    monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(AVX2_ONLY))
+    assert Retrieval(run).precision == "fp32"  # auto on a CPU without bf16 units
+    monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(WITH_AMX))
+    fp32, bf16 = Retrieval(run, precision="fp32"), Retrieval(run)
+    assert bf16.precision == "bf16"
+    e32, _ = fp32.encode(qs)
+    e16, _ = bf16.encode(qs)
+    assert e16.dtype == np.float32 and _cosines(e16, e32).min() >= 0.999
+    ids32, s32, _ = fp32.search(qs, 5)
+    ids16, s16, _ = bf16.search(qs, 5)
+    assert [i[0] for i in ids16] == [i[0] for i in ids32]  # same top hit
+    np.testing.assert_allclose(np.asarray(s16), np.asarray(s32), atol=0.01)
+    docs = [bf16.docs[d][1] for d in ids32[0]] * 2
+    rr32, rr16 = Reranking.from_run(run, precision="fp32"), Reranking.from_run(run, precision="bf16")
+    assert (rr32.precision, rr16.precision) == ("fp32", "bf16")
+    a, b = rr32.score([qs[0]] * len(docs), docs), rr16.score([qs[0]] * len(docs), docs)
+    # this random teacher's logits differ by ~0.005 around -0.44 and its head is scaled x100 (serve.testing), which
+    # amplifies bf16's rounding of the pooled vector: close, not rank-identical (rank agreement on a teacher
+    # whose scores spread: test_cross_encoder_bf16_scores_track_fp32)
+    assert b.dtype == np.float32 and not np.array_equal(a, b)
+    np.testing.assert_allclose(b, a, atol=0.02)

@@ -288,7 +288,9 @@ def tiny_run(tmp_path_factory):
 def local_client(tiny_run):
     from serve.core import Reranking, Retrieval
 
-    backend = LocalBackend(Retrieval(tiny_run["run_dir"]), Reranking.from_run(tiny_run["run_dir"]))
+    # fp32: answers are checked against the offline fp32 encoder and teacher (bf16: test_precision.py)
+    backend = LocalBackend(Retrieval(tiny_run["run_dir"], precision="fp32"),
+                           Reranking.from_run(tiny_run["run_dir"], precision="fp32"))
     with TestClient(create_app(backend)) as c:
         yield c
 

@@ -208,7 +208,7 @@ def test_serve_retrieval_on_a_cnn_student(assets, tmp_path):
     _write_run(tmp_path / "run", enc, corpus, "cnn-v1", teacher_cfg)
     assert not (tmp_path / "run" / "student" / "config.json").exists()
     assert RunArtifacts.load(tmp_path / "run").student == tmp_path / "run" / "student"
-    r = Retrieval(tmp_path / "run")
+    r = Retrieval(tmp_path / "run", precision="fp32")  # scores checked against fp32 encodings
     assert r.encoder.arch == "cnn" and r.version == "cnn-v1" and r.max_length == 16
     queries = read_queries(assets / "beir" / "queries.jsonl")[:2] + [" ".join(["study"] * 40)]
     ids, scores, truncated = r.search(queries, 5)
