@@ -13,9 +13,28 @@ Routes:
   "truncated": [bool], "reranked": bool}``. With ``rerank``, the top ``max(k, rerank_depth)``
   first-stage candidates are rescored by the teacher and the top k of those returned (scores are
   then the teacher's).
+- ``POST /v1/embeddings`` (OpenAI's shape) ``{"input": str | [str] (1..256), "model"?: str,
+  "encoding_format"?: "float" | "base64", "dimensions"?: int, "user"?: str}`` -> ``{"object": "list",
+  "data": [{"object": "embedding", "index", "embedding"}], "model", "usage": {"prompt_tokens",
+  "total_tokens"}}``: the student's query embeddings (what ``/search`` encodes a query with). ``model``,
+  when given, must be ``"student"`` or the run's name (the manifest's ``config.name``, else the run
+  directory's name; 404 otherwise); the response names the model as requested (default: the run's
+  name). ``base64`` is little-endian float32 (what the ``openai`` package asks for by default);
+  ``dimensions`` only as the student's own dimension. ``usage`` counts the tokens the encoder read.
+- ``POST /rerank`` (TEI's shape) ``{"query": str, "texts": [str] (1..200), "top_n"?: int,
+  "return_text"?: bool}`` -> ``[{"index", "score"[, "text"]}]``, best first; or (Cohere's shape)
+  ``{"query", "documents": [str], "top_n"?, "return_documents"?: bool}`` -> ``{"results": [{"index",
+  "relevance_score"[, "document": {"text"}]}]}``. Scores are the deployed teacher's, raw (as a reranked
+  ``/search`` reports them); 400 when no reranker is deployed.
+- ``GET /metrics``: Prometheus text (a registry per app: one per ingress replica under Serve):
+  ``distill_requests_total{route,method,code}``, ``distill_request_duration_seconds{route}`` (histogram),
+  ``distill_request_errors_total{route,code}``, ``distill_request_batch_size{route}`` (histogram of
+  queries / inputs / texts per request), ``distill_index_version_info{version}`` (1 for the version that
+  answered last). Unknown paths count under route ``other``.
 - ``GET /healthz``: 200 while the process is up. ``GET /readyz``: 200 once the retriever answers.
 
-With a token configured, every route but ``/healthz`` and ``/readyz`` needs ``Authorization: Bearer
+With a token configured, every route but ``/healthz`` and ``/readyz`` (``/metrics`` included: give the
+scraper the token, e.g. Prometheus' ``authorization`` setting) needs ``Authorization: Bearer
 <token>`` (401 otherwise). Only the token's SHA-256 is held, so it never sits in a deployment config.
 Without one, the Serve app (serve.app.build_app) accepts only requests whose ``Host`` header names an
 allowed host (``allowed_hosts``: loopback names and the bound address; 421 otherwise), so a web page
@@ -30,10 +49,16 @@ import json
 import logging
 from typing import Annotated, Any, Protocol, Union
 
+import base64
+import time
+from typing import Literal
+
+import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, WithJsonSchema, field_validator
+from fastapi.responses import JSONResponse, Response
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, WithJsonSchema,
+                      field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from serve.core import rerank_order
@@ -44,6 +69,9 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_QUERIES = 64
 MAX_K = 100
 MAX_RERANK_DEPTH = 200
+MAX_EMBED_INPUTS = 256
+MAX_RERANK_TEXTS = 200
+STUDENT_MODEL = "student"  # the model name /v1/embeddings accepts for the served student, besides the run's
 TOKEN_ENV = "DISTILL_SERVE_TOKEN"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 # Host header names a tokenless server always accepts (with any port).
@@ -127,6 +155,154 @@ class SearchRequest(BaseModel):
         return [self.query] if isinstance(self.query, str) else list(self.query)
 
 
+def _check_texts(v: Any, field: str, max_items: int, allow_str: bool) -> Any:
+    """A non-empty text (``allow_str``) or a list of 1..max_items non-empty texts; errors name the item."""
+    def one(x, where):
+        if not isinstance(x, str) or not x.strip():
+            raise PydanticCustomError(f"{field}_invalid", f"{where} must be a non-empty string")
+        if not _is_text(x):
+            raise PydanticCustomError(f"{field}_invalid",
+                                      f"{where} must be valid Unicode (no lone surrogates)")
+
+    if allow_str and isinstance(v, str):
+        one(v, field)
+        return v
+    if isinstance(v, list):
+        if not v:
+            raise PydanticCustomError(f"{field}_invalid", f"{field} list must not be empty")
+        if len(v) > max_items:
+            raise PydanticCustomError(f"{field}_invalid", f"at most {max_items} {field} items per request, "
+                                      f"got {len(v)}")
+        if allow_str and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            raise PydanticCustomError(f"{field}_invalid", f"{field} as token ids is not supported: send text "
+                                      "(e.g. LangChain's OpenAIEmbeddings(check_embedding_ctx_length=False))")
+        for i, x in enumerate(v):
+            one(x, f"{field}[{i}]")
+        return v
+    raise PydanticCustomError(
+        f"{field}_invalid", f"{field} must be a string or a list of strings" if allow_str
+        else f"{field} must be a list of strings")
+
+
+def _integral(v: Any) -> Any:
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI's embeddings request: one text or a batch of up to 256."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [
+            {"input": "how do shield volcanoes form", "model": STUDENT_MODEL},
+            {"input": ["first text", "second text"], "encoding_format": "float"},
+        ]},
+    )
+
+    input: Annotated[
+        Union[str, list[str]],
+        WithJsonSchema({"anyOf": [QUERY_TEXT_SCHEMA, {"type": "array", "items": QUERY_TEXT_SCHEMA,
+                                                      "minItems": 1, "maxItems": MAX_EMBED_INPUTS}]}),
+    ] = Field(..., description=f"a non-empty text, or a list of 1..{MAX_EMBED_INPUTS} texts (token ids: "
+                               "not supported)")
+    model: StrictStr | None = Field(
+        None, description=f"'{STUDENT_MODEL}' or the run's name (omitted: the served student)")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="float: lists of numbers; base64: little-endian float32 bytes")
+    dimensions: StrictInt | None = Field(None, ge=1, description="only the student's own dimension")
+    user: StrictStr | None = Field(None, description="accepted and ignored")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _check_input(cls, v: Any) -> Any:
+        return _check_texts(v, "input", MAX_EMBED_INPUTS, allow_str=True)
+
+    @field_validator("dimensions", mode="before")
+    @classmethod
+    def _integral_number(cls, v: Any) -> Any:
+        return _integral(v)
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: Union[list[float], str] = Field(description="numbers, or base64 of little-endian float32")
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingsUsage
+
+
+class RerankRequest(BaseModel):
+    """TEI's rerank request (``texts``), or Cohere's (``documents``): exactly one of the two."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [
+            {"query": "what is a shield volcano", "texts": ["text one", "text two"]},
+            {"query": "what is a shield volcano", "documents": ["text one", "text two"], "top_n": 1},
+        ]},
+    )
+
+    query: Annotated[str, WithJsonSchema(QUERY_TEXT_SCHEMA)] = Field(..., description="a non-empty query")
+    texts: Annotated[list[str] | None, WithJsonSchema(
+        {"type": "array", "items": QUERY_TEXT_SCHEMA, "minItems": 1, "maxItems": MAX_RERANK_TEXTS})] = Field(
+        None, description=f"TEI form: 1..{MAX_RERANK_TEXTS} texts to score (answer: a list)")
+    documents: Annotated[list[str] | None, WithJsonSchema(
+        {"type": "array", "items": QUERY_TEXT_SCHEMA, "minItems": 1, "maxItems": MAX_RERANK_TEXTS})] = Field(
+        None, description=f"Cohere form: 1..{MAX_RERANK_TEXTS} texts to score (answer: {{results: [...]}})")
+    top_n: StrictInt | None = Field(None, ge=1, description="answer only the best n (default: all)")
+    return_text: StrictBool = Field(False, description="TEI form: include each text")
+    return_documents: StrictBool = Field(False, description="Cohere form: include each document")
+    raw_scores: StrictBool | None = Field(
+        None, description="accepted; scores are always the teacher's raw scores")
+    truncate: StrictBool | None = Field(
+        None, description="accepted; texts are always truncated to the teacher's max_length")
+    model: StrictStr | None = Field(None, description="accepted and ignored: the deployed teacher answers")
+
+    @field_validator("query", mode="before")
+    @classmethod
+    def _check_query(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            raise PydanticCustomError("query_invalid", "query must be a non-empty string")
+        return _check_texts(v, "query", 1, allow_str=True)
+
+    @field_validator("texts", "documents", mode="before")
+    @classmethod
+    def _check_list(cls, v: Any, info) -> Any:
+        return v if v is None else _check_texts(v, info.field_name, MAX_RERANK_TEXTS, allow_str=False)
+
+    @field_validator("top_n", mode="before")
+    @classmethod
+    def _integral_number(cls, v: Any) -> Any:
+        return _integral(v)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "RerankRequest":
+        if (self.texts is None) == (self.documents is None):
+            raise PydanticCustomError("texts_invalid",
+                                      "texts: send exactly one of texts (TEI) or documents (Cohere)")
+        return self
+
+    @property
+    def cohere(self) -> bool:
+        return self.documents is not None
+
+    def items(self) -> list[str]:
+        return list(self.documents if self.cohere else self.texts)
+
+
 class Hit(BaseModel):
     docid: str
     score: float = Field(description="the student's similarity, or the teacher's score when reranked")
@@ -139,6 +315,26 @@ class SearchResponse(BaseModel):
     results: list[list[Hit]] = Field(description="one ranked list per query, in request order")
     truncated: list[bool] = Field(description="per query: longer than the encoder's max_length tokens")
     reranked: bool
+
+
+class RerankHit(BaseModel):
+    index: int = Field(description="position in the request's texts")
+    score: float = Field(description="the teacher's raw score")
+    text: str | None = None
+
+
+class CohereDocument(BaseModel):
+    text: str
+
+
+class CohereRerankHit(BaseModel):
+    index: int
+    relevance_score: float
+    document: CohereDocument | None = None
+
+
+class CohereRerankResponse(BaseModel):
+    results: list[CohereRerankHit]
 
 
 class ErrorResponse(BaseModel):
@@ -172,6 +368,10 @@ class Backend(Protocol):
     async def rerank(self, queries: list[str], texts: list[list[str]]) -> list[list[float]]:
         """Teacher scores per query for its candidate texts."""
 
+    async def embed(self, texts: list[str]) -> dict:
+        """The student's query embeddings: ``{"model": run name, "version": str, "embeddings": [[float]],
+        "tokens": [int]}`` (serve.core.Retrieval.embed)."""
+
     async def ready(self) -> dict:
         """``{"version": str, "reranker": bool}``; raises when not ready."""
 
@@ -202,6 +402,9 @@ class LocalBackend:
             out.append(scores[i : i + len(ts)])
             i += len(ts)
         return out
+
+    async def embed(self, texts: list[str]) -> dict:
+        return self.retrieval.embed(texts)
 
     async def ready(self) -> dict:
         return {"version": self.retrieval.version, "reranker": self.has_reranker}
@@ -237,6 +440,121 @@ async def run_search(backend: Backend, req: SearchRequest) -> dict:
         "truncated": out["truncated"],
         "reranked": req.rerank,
     }
+
+
+async def run_embeddings(backend: Backend, req: EmbeddingsRequest) -> dict:
+    """OpenAI's embeddings answer from the backend's student encodings."""
+    texts = req.texts()
+    out = await backend.embed(texts)
+    served = out["model"]
+    if req.model is not None and req.model not in (STUDENT_MODEL, served):
+        raise HTTPException(404, f"model: {req.model!r} is not served here; this server embeds with "
+                                 f"{STUDENT_MODEL!r} (the run {served!r}): send model={STUDENT_MODEL!r}, "
+                                 f"{served!r}, or omit it")
+    emb = np.asarray(out["embeddings"], dtype=np.float32).reshape(len(texts), -1)
+    if req.dimensions is not None and req.dimensions != emb.shape[1]:
+        raise HTTPException(400, f"dimensions: the student's embeddings have {emb.shape[1]} dimensions, "
+                                 f"got {req.dimensions} (omit dimensions)")
+    if req.encoding_format == "base64":
+        vectors = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in emb]
+    else:
+        vectors = emb.tolist()
+    tokens = int(sum(out["tokens"]))
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "model": req.model or served,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        "_version": out.get("version"),
+    }
+
+
+async def run_rerank(backend: Backend, req: RerankRequest):
+    """The teacher's scores for the request's texts, best first (ties: request order), cut to top_n."""
+    if not backend.has_reranker:
+        raise HTTPException(400, "rerank: this server has no reranker deployed (start it with --rerank, "
+                                 "or build_app args rerank: true)")
+    items = req.items()
+    scores = (await backend.rerank([req.query], [items]))[0]
+    order = rerank_order(scores)[: req.top_n]
+    if req.cohere:
+        return {"results": [
+            {"index": i, "relevance_score": float(scores[i]),
+             **({"document": {"text": items[i]}} if req.return_documents else {})} for i in order]}
+    return [{"index": i, "score": float(scores[i]), **({"text": items[i]} if req.return_text else {})}
+            for i in order]
+
+
+# ---- metrics ------------------------------------------------------------------------------------------
+ROUTES = ("/search", "/v1/embeddings", "/rerank", "/metrics", "/healthz", "/readyz", "/docs", "/openapi.json")
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    """The app's Prometheus metrics, in a registry of their own (so apps in one process do not clash)."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("distill_requests", "HTTP requests answered, by route, method and status "
+                                "code", ["route", "method", "code"], registry=self.registry)
+        self.errors = Counter("distill_request_errors", "HTTP answers with a 4xx/5xx status, by route and "
+                              "code", ["route", "code"], registry=self.registry)
+        self.latency = Histogram("distill_request_duration_seconds", "time from request to the end of the "
+                                 "answer, by route", ["route"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.batch = Histogram("distill_request_batch_size", "queries (/search), inputs (/v1/embeddings) or "
+                               "texts (/rerank) per request", ["route"], buckets=BATCH_BUCKETS,
+                               registry=self.registry)
+        self.index_version = Gauge("distill_index_version_info", "1 for the index version that answered last",
+                                   ["version"], registry=self.registry)
+        self._version = None
+
+    def observe(self, route: str, method: str, code: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(code)).inc()
+        self.latency.labels(route).observe(seconds)
+        if code >= 400:
+            self.errors.labels(route, str(code)).inc()
+
+    def version(self, version: str | None) -> None:
+        if version is None or version == self._version:
+            return
+        self.index_version.clear()
+        self.index_version.labels(str(version)).set(1)
+        self._version = version
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts every HTTP answer (auth, host and body-limit refusals included: it runs outermost)."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def recording_send(message):
+            if message["type"] == "http.response.start":
+                status["code"] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            path = scope.get("path", "")
+            self.metrics.observe(path if path in ROUTES else "other", scope.get("method", ""), status["code"],
+                                 time.perf_counter() - start)
 
 
 # ---- middleware ---------------------------------------------------------------------------------------
@@ -386,6 +704,7 @@ def create_app(
         ),
     )
     app.state.backend = backend
+    app.state.metrics = metrics = Metrics()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -426,7 +745,33 @@ def create_app(
 
     @app.post("/search", response_model=SearchResponse, responses=errors, summary="Search the index")
     async def search(req: SearchRequest) -> dict:
-        return await run_search(app.state.backend, req)
+        metrics.batch.labels("/search").observe(len(req.queries()))
+        out = await run_search(app.state.backend, req)
+        metrics.version(out["version"])
+        return out
+
+    @app.post("/v1/embeddings", response_model=EmbeddingsResponse,
+              responses={**errors, 404: {"model": ErrorResponse}},
+              summary="The student's embeddings (OpenAI's embeddings API)")
+    async def embeddings(req: EmbeddingsRequest) -> dict:
+        metrics.batch.labels("/v1/embeddings").observe(len(req.texts()))
+        out = await run_embeddings(app.state.backend, req)
+        metrics.version(out.pop("_version", None))
+        return out
+
+    @app.post("/rerank", response_model=Union[list[RerankHit], CohereRerankResponse], responses=errors,
+              response_model_exclude_none=True,
+              summary="The teacher's scores for texts (TEI's rerank API; Cohere's with documents)")
+    async def rerank(req: RerankRequest):
+        metrics.batch.labels("/rerank").observe(len(req.items()))
+        return await run_rerank(app.state.backend, req)
+
+    @app.get("/metrics", response_class=Response, summary="Prometheus metrics (text format)",
+             responses={200: {"content": {"text/plain": {}}}})
+    async def prometheus_metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", response_model=Health, summary="Liveness: 200 while the process is up")
     async def healthz() -> dict:
@@ -446,6 +791,7 @@ def create_app(
             return JSONResponse(
                 {"status": "not ready", "reason": f"{type(err).__name__}: {err}"[:500]}, status_code=503
             )
+        metrics.version(info.get("version"))
         return {"status": "ready", "version": info.get("version"), "reranker": info.get("reranker")}
 
     # Starlette runs the last-added middleware outermost: the token check comes before the body is read.
@@ -454,4 +800,5 @@ def create_app(
         app.add_middleware(BearerTokenMiddleware, token_sha256=token_sha256)
     if check_hosts:
         app.add_middleware(HostAllowlistMiddleware, allowed_hosts=list(allowed_hosts))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refusals are counted too
     return app

@@ -128,6 +128,11 @@ class Retriever:
         self.stats["calls"] += 1
         return list(await asyncio.gather(*[self.search(q, d, t) for q, d, t in requests]))
 
+    async def embed(self, texts: list[str]) -> dict:
+        """The student's query embeddings (``POST /v1/embeddings``; serve.core.Retrieval.embed): one
+        encoder call for the request's texts, on the compute thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self.core.embed, list(texts))
+
     async def info(self) -> dict:
         """Version and size of the loaded index, and batching counters (handle calls received, encoder
         batches run, queries encoded) since the replica started."""
@@ -245,6 +250,9 @@ class ServeBackend:
 
     async def rerank(self, queries: list[str], texts: list[list[str]]) -> list[list[float]]:
         return await self._call("reranker", lambda: self.reranker.rerank.remote(queries, texts))
+
+    async def embed(self, texts: list[str]) -> dict:
+        return await self._call("retriever", lambda: self.retriever.embed.remote(texts))
 
     async def ready(self) -> dict:
         info = await asyncio.wait_for(

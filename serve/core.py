@@ -118,6 +118,13 @@ class RunArtifacts:
         return cls(run_dir, student, index, docs if docs.exists() else None, meta, manifest)
 
     @property
+    def name(self) -> str:
+        """The run's name (the manifest's ``config.name``, else the directory's name): the model name
+        ``POST /v1/embeddings`` reports for the student (``"student"`` is accepted too)."""
+        name = (self.manifest.get("config") or {}).get("name")
+        return str(name) if name else self.run_dir.name
+
+    @property
     def version(self) -> str:
         """The index version every response reports (``meta.json``'s ``version``)."""
         v = self.index_meta.get("version")
@@ -257,6 +264,15 @@ class Retrieval:
         emb = self.encoder.encode(list(queries), self.encode_batch_size, self.precision)
         truncated = [n > self.max_length for n in self.token_counts(queries)]
         return emb, truncated
+
+    def embed(self, texts: list[str]) -> dict:
+        """The student's query embeddings of ``texts`` (as :meth:`encode`) for ``POST /v1/embeddings``:
+        ``{"model": run name, "version", "embeddings": [[float]], "tokens": [tokens read per text (capped
+        at max_length)]}``."""
+        emb, _ = self.encode(texts)
+        tokens = [min(n, self.max_length) for n in self.token_counts(texts)]
+        return {"model": self.artifacts.name, "version": self.version, "embeddings": emb.tolist(),
+                "tokens": tokens}
 
     def search(self, queries: list[str], depth: int) -> tuple[list[list[str]], list[list[float]], list[bool]]:
         """Top-``depth`` docids and scores per query, and the truncation flags."""

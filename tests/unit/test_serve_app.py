@@ -48,6 +48,13 @@ class FakeBackend:
         self.calls.append(("rerank", list(queries), [len(t) for t in texts]))
         return [[float(i) for i in range(len(ts))] for ts in texts]
 
+    async def embed(self, texts):
+        self.calls.append(("embed", list(texts)))
+        if self.fail:
+            raise self.fail
+        return {"model": "fake-run", "version": "fake-v1", "embeddings": [[len(t), 0.5, -1.0] for t in texts],
+                "tokens": [len(t.split()) for t in texts]}
+
     async def ready(self):
         if self.fail:
             raise self.fail
@@ -363,3 +370,240 @@ def test_build_app_checks_the_run_dir(tiny_run, tmp_path):
     with pytest.raises(ServeSetupError, match="docs.parquet"):
         build_app({"run_dir": str(run), "rerank": True})
     build_app({"run_dir": str(run)})  # binds (no Ray needed) without the reranker
+
+
+# ---- /v1/embeddings, /rerank, /metrics over the fake backend --------------------------------------------
+def test_embeddings_openai_shape(client, backend):
+    r = client.post("/v1/embeddings", json={"input": ["one two", "three"], "model": "student"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [7.0, 0.5, -1.0]},
+                 {"object": "embedding", "index": 1, "embedding": [5.0, 0.5, -1.0]}],
+        "model": "student",
+        "usage": {"prompt_tokens": 3, "total_tokens": 3},
+    }
+    body = client.post("/v1/embeddings", json={"input": "abc"}).json()  # model omitted: the run's name
+    assert body["model"] == "fake-run" and len(body["data"]) == 1
+    assert client.post("/v1/embeddings", json={"input": "abc", "model": "fake-run"}).status_code == 200
+    assert client.post("/v1/embeddings", json={"input": "abc", "dimensions": 3}).status_code == 200
+    assert backend.calls[0] == ("embed", ["one two", "three"])
+
+
+def test_embeddings_base64_is_little_endian_float32(client):
+    import base64
+
+    body = client.post("/v1/embeddings", json={"input": ["ab"], "encoding_format": "base64"}).json()
+    vec = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
+    np.testing.assert_array_equal(vec, np.array([2.0, 0.5, -1.0], np.float32))
+
+
+BAD_EMBED = [
+    ({}, "input"),
+    ({"input": ""}, "input"),
+    ({"input": "  "}, "input"),
+    ({"input": []}, "input"),
+    ({"input": ["ok", ""]}, "input"),
+    ({"input": ["ok", 3]}, "input"),
+    ({"input": [1, 2, 3]}, "input"),
+    ({"input": None}, "input"),
+    ({"input": ["q"] * 257}, "input"),
+    ({"input": "a", "encoding_format": "int8"}, "encoding_format"),
+    ({"input": "a", "model": 3}, "model"),
+    ({"input": "a", "dimensions": 0}, "dimensions"),
+    ({"input": "a", "query": "b"}, "query"),
+]
+
+
+@pytest.mark.parametrize("body,field", BAD_EMBED, ids=[json.dumps(b)[:40] for b, _ in BAD_EMBED])
+def test_embeddings_bad_input_is_422_naming_the_field(client, backend, body, field):
+    r = client.post("/v1/embeddings", json=body)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["message"]
+    assert any(e["field"].split(".")[0] == field for e in r.json()["detail"])
+    assert backend.calls == []
+
+
+def test_embeddings_unknown_model_and_dimensions(client):
+    r = client.post("/v1/embeddings", json={"input": "a", "model": "text-embedding-3-small"})
+    assert r.status_code == 404
+    assert r.json()["message"].startswith("model:") and "student" in r.json()["message"]
+    r = client.post("/v1/embeddings", json={"input": "a", "dimensions": 2})
+    assert r.status_code == 400 and r.json()["message"].startswith("dimensions:")
+
+
+def test_rerank_tei_and_cohere_shapes(client, backend):
+    texts = ["t0", "t1", "t2"]  # the fake teacher scores text i with i
+    r = client.post("/rerank", json={"query": "q", "texts": texts})
+    assert r.status_code == 200, r.text
+    assert r.json() == [{"index": 2, "score": 2.0}, {"index": 1, "score": 1.0}, {"index": 0, "score": 0.0}]
+    assert backend.calls[-1] == ("rerank", ["q"], [3])
+    body = client.post("/rerank", json={"query": "q", "texts": texts, "top_n": 2, "return_text": True}).json()
+    assert body == [{"index": 2, "score": 2.0, "text": "t2"}, {"index": 1, "score": 1.0, "text": "t1"}]
+    body = client.post("/rerank", json={"query": "q", "documents": texts, "top_n": 1}).json()
+    assert body == {"results": [{"index": 2, "relevance_score": 2.0}]}
+    body = client.post("/rerank", json={"query": "q", "documents": texts, "return_documents": True}).json()
+    assert body["results"][0] == {"index": 2, "relevance_score": 2.0, "document": {"text": "t2"}}
+    assert len(client.post("/rerank", json={"query": "q", "texts": texts, "top_n": 10}).json()) == 3
+
+
+BAD_RERANK = [
+    ({"texts": ["a"]}, "query"),
+    ({"query": "", "texts": ["a"]}, "query"),
+    ({"query": ["a"], "texts": ["a"]}, "query"),
+    ({"query": "q"}, "texts"),
+    ({"query": "q", "texts": ["a"], "documents": ["a"]}, "texts"),
+    ({"query": "q", "texts": []}, "texts"),
+    ({"query": "q", "texts": "a"}, "texts"),
+    ({"query": "q", "texts": ["a", " "]}, "texts"),
+    ({"query": "q", "texts": ["a"] * 201}, "texts"),
+    ({"query": "q", "documents": [1]}, "documents"),
+    ({"query": "q", "texts": ["a"], "top_n": 0}, "top_n"),
+    ({"query": "q", "texts": ["a"], "top_n": "1"}, "top_n"),
+    ({"query": "q", "texts": ["a"], "k": 1}, "k"),
+]
+
+
+@pytest.mark.parametrize("body,field", BAD_RERANK, ids=[json.dumps(b)[:40] for b, _ in BAD_RERANK])
+def test_rerank_bad_input_is_422_naming_the_field(client, backend, body, field):
+    r = client.post("/rerank", json=body)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["message"]
+    assert backend.calls == []
+
+
+def test_rerank_route_without_reranker_is_400():
+    with TestClient(create_app(FakeBackend(has_reranker=False))) as c:
+        r = c.post("/rerank", json={"query": "q", "texts": ["a"]})
+        assert r.status_code == 400 and "no reranker" in r.json()["message"]
+
+
+def test_new_routes_need_the_token_and_fit_the_body_limit():
+    with TestClient(create_app(FakeBackend(), token_sha256=token_digest("s3cret"))) as c:
+        good = {"Authorization": "Bearer s3cret"}
+        for path, body in [("/v1/embeddings", {"input": "a"}), ("/rerank", {"query": "q", "texts": ["a"]})]:
+            assert c.post(path, json=body).status_code == 401
+            assert c.post(path, json=body, headers={"Authorization": "Bearer no"}).status_code == 401
+            assert c.post(path, json=body, headers=good).status_code == 200
+            big = {"query": "q", "texts": ["word " * (MAX_BODY_BYTES // 5 + 10)]} if path == "/rerank" else \
+                {"input": "word " * (MAX_BODY_BYTES // 5 + 10)}
+            assert c.post(path, json=big, headers=good).status_code == 413
+        assert c.get("/metrics").status_code == 401
+        assert c.get("/metrics", headers=good).status_code == 200
+
+
+def _samples(text: str) -> dict:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_count_the_requests_just_made():
+    with TestClient(create_app(FakeBackend(), token_sha256=token_digest("s3cret"))) as c:
+        good = {"Authorization": "Bearer s3cret"}
+        for _ in range(3):
+            assert c.post("/search", json={"query": ["a", "b"]}, headers=good).status_code == 200
+        assert c.post("/v1/embeddings", json={"input": ["a", "b", "c", "d"]}, headers=good).status_code == 200
+        assert c.post("/v1/embeddings", json={"input": ""}, headers=good).status_code == 422
+        assert c.post("/rerank", json={"query": "q", "texts": ["a"]}, headers=good).status_code == 200
+        assert c.post("/rerank", json={"query": "q", "texts": ["a"]}).status_code == 401
+        assert c.get("/nope", headers=good).status_code == 404
+        m = _samples(c.get("/metrics", headers=good).text)
+
+    def req(route, code, method="POST"):
+        return m.get(("distill_requests_total", (("code", code), ("method", method), ("route", route))), 0)
+
+    assert req("/search", "200") == 3
+    assert req("/v1/embeddings", "200") == 1 and req("/v1/embeddings", "422") == 1
+    assert req("/rerank", "200") == 1 and req("/rerank", "401") == 1
+    assert req("other", "404", "GET") == 1
+    assert m[("distill_request_errors_total", (("code", "401"), ("route", "/rerank")))] == 1
+    assert m[("distill_request_errors_total", (("code", "422"), ("route", "/v1/embeddings")))] == 1
+    assert m[("distill_request_duration_seconds_count", (("route", "/search"),))] == 3
+    assert m[("distill_request_batch_size_sum", (("route", "/search"),))] == 6
+    assert m[("distill_request_batch_size_sum", (("route", "/v1/embeddings"),))] == 4
+    assert m[("distill_index_version_info", (("version", "fake-v1"),))] == 1
+
+
+def test_openapi_documents_the_new_routes(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/embeddings", "/rerank", "/metrics"} <= set(spec["paths"])
+    schemas = spec["components"]["schemas"]
+    assert {"input", "model", "encoding_format"} <= set(schemas["EmbeddingsRequest"]["properties"])
+    assert {"query", "texts", "documents", "top_n"} <= set(schemas["RerankRequest"]["properties"])
+
+
+# ---- /v1/embeddings and /rerank over the real models -----------------------------------------------------
+def test_local_embeddings_equal_the_student(tiny_run, local_client):
+    from sentence_transformers import SentenceTransformer
+
+    qs = tiny_run["queries"][:5]
+    body = local_client.post("/v1/embeddings", json={"input": qs, "model": "student"}).json()
+    got = np.array([d["embedding"] for d in sorted(body["data"], key=lambda d: d["index"])])
+    expected = SentenceTransformer(str(tiny_run["run_dir"] / "student"), device="cpu").encode(qs)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert body["model"] == "student" and body["usage"]["prompt_tokens"] > 0
+    assert local_client.post("/v1/embeddings", json={"input": "a", "model": "run"}).status_code == 200
+
+
+def test_local_rerank_equals_the_teacher(tiny_run, local_client):
+    from distill.models import CrossEncoder
+
+    q = tiny_run["queries"][0]
+    texts = tiny_run["queries"][1:9]
+    expected = CrossEncoder(str(tiny_run["run_dir"] / "teacher_model"), 64).score([q] * len(texts), texts)
+    body = local_client.post("/rerank", json={"query": q, "texts": texts}).json()
+    assert [h["index"] for h in body] == rerank_order(expected)
+    scores = [h["score"] for h in sorted(body, key=lambda h: h["index"])]
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    top = local_client.post("/rerank", json={"query": q, "documents": texts, "top_n": 3}).json()["results"]
+    assert [h["index"] for h in top] == rerank_order(expected)[:3]
+
+
+def test_openai_client_gets_the_students_vectors(tiny_run, local_client):
+    """The real ``openai`` package against the app served by uvicorn on a loopback port (no Ray)."""
+    import base64
+    import socket
+    import threading
+    import time
+
+    import openai
+    import uvicorn
+    from sentence_transformers import SentenceTransformer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(local_client.app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=60)
+        qs = tiny_run["queries"][:4]
+        expected = SentenceTransformer(str(tiny_run["run_dir"] / "student"), device="cpu").encode(qs)
+        for fmt in ("float", "base64", None):  # by default the package asks for base64 and decodes it
+            kwargs = {"encoding_format": fmt} if fmt else {}
+            resp = client.embeddings.create(model="student", input=qs, **kwargs)
+            rows = [d.embedding for d in sorted(resp.data, key=lambda d: d.index)]
+            if fmt == "base64":  # asked for explicitly: handed back as sent
+                rows = [np.frombuffer(base64.b64decode(r), dtype="<f4") for r in rows]
+            got = np.array(rows)
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert resp.model == "student" and resp.usage.prompt_tokens > 0
+        single = client.embeddings.create(model="run", input=qs[0], encoding_format="float")
+        np.testing.assert_allclose(single.data[0].embedding, expected[0], atol=1e-5)
+        with pytest.raises(openai.NotFoundError):
+            client.embeddings.create(model="text-embedding-3-small", input="a")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
