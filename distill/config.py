@@ -38,6 +38,14 @@ class DataConfig(_Section):
     answers: str | None = Field(
         None, description="QA pairs for a reader teacher: JSONL of {_id: query id, answers: [str, ...]} in dir "
         "(queries.jsonl itself may carry them); rows without answers are counted, not rejected")
+    format: Literal["beir", "parquet", "hf", "ir_datasets"] = Field(
+        "beir", description="beir: JSONL + qrels TSV in dir; parquet: corpus.parquet, queries.parquet, "
+        "qrels/<split>.parquet in dir (columns _id/title/text, _id/text, query-id/corpus-id/score); hf: data.hf; "
+        "ir_datasets: data.ir_datasets (distill.sources; same row checks and counted rejects)")
+    hf: str | None = Field(None, description="format hf: a DatasetDict saved with save_to_disk, or a hub id, "
+                           "with splits corpus, queries and one per qrels split (needs the `datasets` package)")
+    ir_datasets: str | None = Field(None, description="format ir_datasets: an ir_datasets id (beir/scifact); qrels "
+                                    "of split s from <id>/<s> (needs the `ir_datasets` package)")
 
 
 class EncoderConfig(_Section):
@@ -234,6 +242,12 @@ class ScoringConfig(_Section):
     min_softmax_entropy_share: float = Field(0.05, ge=0, le=1)
     shard_rows: int = Field(200_000, ge=1, description="pairs per scores shard: each is saved when done, so a "
                             "re-run after a crash scores only the shards that were not saved")
+    import_path: str | None = Field(
+        None, description="read teacher scores computed elsewhere instead of running the teacher: FlagEmbedding-"
+        "style JSONL ({query, pos, neg, pos_scores, neg_scores}, texts) or parquet (qid, docid, score); rows "
+        "checked and rejects counted as the data readers do (distill.sources.import_scores)")
+    import_missing: Literal["error", "drop"] = Field(
+        "error", description="a mined candidate without an imported score: stop the stage, or drop it (counted)")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="teacher forward passes (and the evaluate stage's teacher rerank): bf16 autocast (fp32 "
         "weights, float32 scores out) or fp32; auto: bf16 only where the hardware has native bf16 (distill.precision)"
@@ -293,6 +307,12 @@ class TrainingConfig(_Section):
         "or a positive mining missed): drop it, or take the teacher's top candidate as its positive slot; auto: "
         "teacher_top when a teacher-signal loss is on, drop for a hard-label-only student")
     checkpoint_every: int = Field(50, ge=1)
+    log_every: int = Field(5, ge=1, description="report loss (and each loss term), learning rate and step time "
+                           "every this many steps: through ray.train.report and to training.tracking")
+    tracking: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        ["tensorboard"], description="where training metrics go (distill.tracking): tensorboard event files in "
+        "runs/<name>/tensorboard/ (the [train] extra installs it); mlflow, wandb through Ray Train's integrations "
+        "when their package is installed (not dependencies; asked for but missing is an error)")
     keep_checkpoints: int = Field(2, ge=1)
     max_failures: int = Field(1, ge=0)
     seed: int = 0

@@ -117,26 +117,32 @@ def _read_jsonl(path: Path, rejects: Rejects, need_title: bool) -> dict:
         except json.JSONDecodeError:
             rejects.add(name, n, "bad_json", line)
             continue
-        if not isinstance(row, dict):
-            rejects.add(name, n, "not_an_object", line)
-            continue
-        rid = row.get("_id", row.get("id"))
-        if isinstance(rid, bool) or not isinstance(rid, (str, int)) or not str(rid).strip():
-            rejects.add(name, n, "missing_id", line)
-            continue
-        rid = str(rid).strip()  # as qrels columns are: a padded id must still match them
-        text = row.get("text")
-        title = row.get("title") or "" if need_title else ""
-        if not isinstance(title, str):
-            title = str(title)
-        if not isinstance(text, str) or not (text.strip() or title.strip()):
-            rejects.add(name, n, "missing_text", line)
-            continue
-        if rid in out:
-            rejects.add(name, n, "duplicate_id", line)
-            continue
-        out[rid] = (title.strip(), text.strip()) if need_title else text.strip()
+        add_record(out, row, rejects, name, n, line, need_title)
     return out
+
+
+def add_record(out: dict, row, rejects: Rejects, name: str, n: int, raw: str, need_title: bool) -> None:
+    """One corpus (``need_title``) or query row, as a dict with ``_id`` (or ``id``), ``text`` (and ``title``),
+    into ``out``, or into ``rejects`` with its reason: the checks every reader applies (distill.sources too)."""
+    if not isinstance(row, dict):
+        rejects.add(name, n, "not_an_object", raw)
+        return
+    rid = row.get("_id", row.get("id"))
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)) or not str(rid).strip():
+        rejects.add(name, n, "missing_id", raw)
+        return
+    rid = str(rid).strip()  # as qrels columns are: a padded id must still match them
+    text = row.get("text")
+    title = row.get("title") or "" if need_title else ""
+    if not isinstance(title, str):
+        title = str(title)
+    if not isinstance(text, str) or not (text.strip() or title.strip()):
+        rejects.add(name, n, "missing_text", raw)
+        return
+    if rid in out:
+        rejects.add(name, n, "duplicate_id", raw)
+        return
+    out[rid] = (title.strip(), text.strip()) if need_title else text.strip()
 
 
 def _read_qrels(path: Path, corpus: dict, queries: dict, rejects: Rejects) -> dict[str, dict[str, int]]:
@@ -157,22 +163,28 @@ def _read_qrels(path: Path, corpus: dict, queries: dict, rejects: Rejects) -> di
             rejects.add(name, n, "bad_columns", line)
             continue
         qid, docid, score = (c.strip() for c in cols)
-        try:
-            score_i = int(float(score))
-        except (ValueError, OverflowError):  # not a number; nan; inf
-            rejects.add(name, n, "bad_score", line)
-            continue
-        if qid not in queries:
-            rejects.add(name, n, "unknown_query", line)
-            continue
-        if docid not in corpus:
-            rejects.add(name, n, "unknown_doc", line)
-            continue
-        if docid in out.get(qid, {}):
-            rejects.add(name, n, "duplicate_pair", line)
-            continue
-        out.setdefault(qid, {})[docid] = score_i
+        add_qrel(out, qid, docid, score, corpus, queries, rejects, name, n, line)
     return out
+
+
+def add_qrel(out: dict, qid: str, docid: str, score, corpus: dict, queries: dict, rejects: Rejects, name: str,
+             n: int, raw: str) -> None:
+    """One judgement into ``out`` (qid -> docid -> int score), or into ``rejects`` with its reason."""
+    try:
+        score_i = int(float(score))
+    except (ValueError, OverflowError, TypeError):  # not a number; nan; inf; missing
+        rejects.add(name, n, "bad_score", raw)
+        return
+    if qid not in queries:
+        rejects.add(name, n, "unknown_query", raw)
+        return
+    if docid not in corpus:
+        rejects.add(name, n, "unknown_doc", raw)
+        return
+    if docid in out.get(qid, {}):
+        rejects.add(name, n, "duplicate_pair", raw)
+        return
+    out.setdefault(qid, {})[docid] = score_i
 
 
 def read_beir(directory: str | Path, corpus: str = "corpus.jsonl", queries: str = "queries.jsonl",

@@ -82,6 +82,13 @@ def stage_digest(config: RunConfig, stage: str, inputs: dict | None = None) -> s
     dump = config.model_dump(mode="json")
     dump["mining"]["encoder"] = config.mining_encoder.model_dump(mode="json")  # unset and set-to-the-same agree
     _resolved_precisions(config, dump)
+    for key in ("log_every", "tracking"):  # where metrics are logged does not change what training computes
+        dump["training"].pop(key, None)
+    for section, key in (("data", "format"), ("data", "hf"), ("data", "ir_datasets"), ("scoring", "import_path")):
+        if dump[section].get(key) in (None, "beir"):  # unset input options leave the digests as they were
+            dump[section].pop(key, None)
+    if "import_path" not in dump["scoring"]:
+        dump["scoring"].pop("import_missing", None)
     payload = {s: dump[s] for s in dict.fromkeys(sections)}
     if config.teacher.kind == "reader" and config.teacher.reader_retriever == "student":  # retrieves its passages
         payload["_reader_retriever"] = dump["mining"]["encoder"]
@@ -96,6 +103,16 @@ def input_files(config: RunConfig) -> dict[str, list[Path]]:
     """The input files a run reads, by role (``corpus``, ``queries``, ``qrels/<split>``, ``answers``): the
     paths that may hold each (plain or .gz), as :func:`distill.pipeline.load_data` records them."""
     c = config.data
+    if config.scoring.import_path:  # imported teacher scores (distill.sources.import_scores)
+        return {**_data_files(c), "scores_import": [Path(config.scoring.import_path)]}
+    return _data_files(c)
+
+
+def _data_files(c) -> dict[str, list[Path]]:
+    if c.format != "beir":  # parquet files, a saved Hugging Face dataset (distill.sources)
+        from distill.sources import input_files as source_files
+
+        return source_files(c)
     d = Path(c.dir)
     files = {"corpus": [d / c.corpus, d / (c.corpus + ".gz")], "queries": [d / c.queries, d / (c.queries + ".gz")]}
     for split in dict.fromkeys((c.train_split, c.test_split)):
@@ -118,6 +135,7 @@ def stage_input_roles(config: RunConfig, stage: str) -> list[str]:
     own = {
         "teacher": (["corpus", "queries", train] + (["answers"] if t.kind == "reader" else [])) if finetunes else [],
         "mine": ["corpus", "queries", train] + ([test] if config.mining.querygen.enabled else []),
+        "score": ["scores_import"] if config.scoring.import_path else [],
         "evaluate": [test],
     }
     roles: list[str] = []

@@ -69,7 +69,12 @@ def load_data(rd: RunDir):
     splits = tuple(dict.fromkeys(s for s in (c.train_split, c.test_split) if not (c.dev_queries and s == "dev")))
     # checksums first: a file edited while it is read then fails the next run's digest check, not this one's
     rd.record_inputs([p for paths in input_files(rd.config).values() for p in paths if p.exists()])
-    data = read_beir(c.dir, c.corpus, c.queries, splits, c.max_reject_share, rejects_path=rd.path / "rejects.jsonl")
+    if c.format == "beir":
+        data = read_beir(c.dir, c.corpus, c.queries, splits, c.max_reject_share, rejects_path=rd.path / "rejects.jsonl")
+    else:  # parquet, a Hugging Face dataset, an ir_datasets id: the same row checks (distill.sources)
+        from distill.sources import read_source
+
+        data = read_source(c, splits, rejects_path=rd.path / "rejects.jsonl")
     if c.dev_queries:
         carve_dev(data, c.train_split, c.dev_queries, rd.config.seed)
     rd.manifest["data"] = {"rows": data.row_counts, "rejects": data.rejects.counts()}

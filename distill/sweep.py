@@ -235,3 +235,21 @@ def write_table(table: dict, directory: Path) -> None:
         tmp = directory / f".{name}.tmp-{os.getpid()}"
         tmp.write_text(text)
         tmp.replace(directory / name)
+    log_table(table, directory / "tensorboard")
+
+
+def log_table(table: dict, log_dir: Path) -> bool:
+    """The table as TensorBoard scalars (``sweep/<metric>``: one step per row, reference rows first, then the
+    systems' means) and text (the markdown table, and which row is which) under ``log_dir``, replaced on each
+    write; False where tensorboard is not installed (distill.tracking)."""
+    import shutil
+
+    from distill.tracking import log_sweep_table, tensorboard_available
+
+    if not tensorboard_available():
+        return False
+    rows = [{"run": name, **m} for name, m in table["reference"].items()]
+    rows += [{"run": name, **r["mean"], "parameters": r["parameters"], "query_latency_ms": r["query_latency_ms"]}
+             for name, r in table["systems"].items()]
+    shutil.rmtree(log_dir, ignore_errors=True)
+    return log_sweep_table(rows, log_dir, render_markdown(table))

@@ -387,7 +387,15 @@ def run(rd, data, teacher_dir: str) -> dict:
     partial = None
     shard_counts: dict = {}
     record = None
-    if cfg.teacher.kind == "reader":  # a reader reads each question's candidates together: no shards
+    imported = None
+    if cfg.scoring.import_path:  # teacher scores computed elsewhere: read and checked, no teacher runs
+        from distill.sources import import_scores
+
+        scored, shard_counts, import_rejects = import_scores(
+            cfg.scoring.import_path, cands, data, cfg.data.max_reject_share, cfg.scoring.import_missing,
+            rejects_path=rd.path / "score_import_rejects.jsonl")
+        imported = {"path": str(cfg.scoring.import_path), "rejects": import_rejects}
+    elif cfg.teacher.kind == "reader":  # a reader reads each question's candidates together: no shards
         scored = score_pairs(cands, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray)
     elif cfg.teacher.kind == "ensemble":
         scored, shard_counts, record = _score_ensemble(rd, cands, data, teacher_dir)
@@ -422,5 +430,7 @@ def run(rd, data, teacher_dir: str) -> dict:
         if "dev" in record else {})} if record is not None else {}
     from distill.precision import for_stage
 
+    if imported is not None:
+        extra["imported"] = imported
     rd.mark_done("score", counts, softmax=spread, warning=warning, precision=for_stage(cfg, "score"), **extra)
     return counts

@@ -8,7 +8,7 @@ import pytest
 from distill.config import ConfigError, build_config
 from distill.data import BeirData, DataError, Rejects, carve_dev
 from distill.manifest import RunDir
-from distill.sweep import collect, plan, render_markdown, share_stages, variant_config
+from distill.sweep import collect, log_table, plan, render_markdown, share_stages, variant_config
 
 BASE = {"teacher": {"model": "t"}, "student": {"model": "s", "max_length": 64},
         "training": {"seed": 0, "losses": {"kl": 1.0, "infonce": 0.1}}}
@@ -146,6 +146,10 @@ def test_table_means_and_sample_sd_over_seeds_and_share_of_teacher(tmp_path):
     # the resolved loss weights show what a replaced losses section means (kl keeps its default 1.0)
     assert "- `distilled`: base run; losses kl 1, infonce 0.1\n" in md
     assert '- `hard`: `training.losses: {"infonce": 1.0}`; losses kl 1, infonce 1\n' in md
+    if log_table(table, tmp_path / "tb"):  # the table as TensorBoard scalars (when tensorboard is installed)
+        from distill.tracking import read_scalars
+
+        assert [v for _, v in read_scalars(tmp_path / "tb")["sweep/ndcg@10"]][-2:] == [pytest.approx(0.7), 0.5]
 
 
 def test_dev_metrics_choose_the_distilled_system_without_the_test_split(tmp_path):
