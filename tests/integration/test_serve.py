@@ -145,6 +145,35 @@ def test_rerank_matches_offline_teacher(runs, client):
         np.testing.assert_allclose([h["score"] for h in hits], sorted(s, reverse=True)[:4], atol=1e-4)
 
 
+@pytest.mark.timeout(300)
+def test_embeddings_rerank_and_metrics_through_serve(runs, served, client):
+    """/v1/embeddings (the openai package) gives the student's encodings, /rerank the teacher's scores,
+    /metrics counts them, all through the Serve deployments (Retriever.embed, Reranker)."""
+    import openai
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from distill.models import CrossEncoder
+    from serve.core import rerank_order
+
+    run = runs["v1"]["run_dir"]
+    qs = runs["v1"]["queries"][:4]
+    oa = openai.OpenAI(base_url=f"{served['url']}/v1", api_key=TOKEN, max_retries=0, timeout=60)
+    resp = oa.embeddings.create(model="student", input=qs)
+    got = np.array([d.embedding for d in sorted(resp.data, key=lambda d: d.index)])
+    np.testing.assert_allclose(got, runs["offline"]["v1"].encoder.encode(qs), atol=1e-5)
+    texts = runs["v1"]["queries"][4:10]
+    expected = CrossEncoder(str(run / "teacher_model"), 64).score([qs[0]] * len(texts), texts)
+    body = client.post("/rerank", json={"query": qs[0], "texts": texts, "top_n": 3}).json()
+    assert [h["index"] for h in body] == rerank_order(expected)[:3]
+    np.testing.assert_allclose([h["score"] for h in body], sorted(expected, reverse=True)[:3], atol=1e-4)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(client.get("/metrics").text) for s in f.samples}
+    key = ("distill_requests_total", (("code", "200"), ("method", "POST"), ("route", "{}")))
+    assert samples[(key[0], tuple((k, v.format("/v1/embeddings")) for k, v in key[1]))] >= 1
+    assert samples[(key[0], tuple((k, v.format("/rerank")) for k, v in key[1]))] >= 1
+    assert samples[("distill_index_version_info", (("version", "v1"),))] == 1
+
+
 @pytest.mark.timeout(120)
 def test_bad_input_is_4xx_and_token_is_required(served, client):
     import httpx
