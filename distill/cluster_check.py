@@ -20,6 +20,9 @@ What would otherwise rot silently:
   of that module, ``args`` validate with the module's ``AppArgs``; a cluster's copy (a RayService, or a
   Serve config under cluster/) equals configs/serve.yaml apart from ``args.run_dir``, its runtime_env and
   the HTTP options; binding beyond loopback needs the bearer-token variable in the pods;
+- images (KubeRay): the project image built from ./Dockerfile (its BASE_IMAGE of Ray ``rayVersion``) or the
+  official rayproject/ray image of that version with a runtime_env that pip-installs the project; no CPU
+  image in a group that asks for GPUs;
 - runtime_env: Ray's fields only, a working_dir that exists (a remote .zip for KubeRay), pip that installs
   the project from the uploaded copy, and env_vars that Ray can merge with what distill.raycluster adds;
 - docs and manifests (cluster/*.md, every YAML above, comments included): every ``python -m X``,
@@ -285,6 +288,7 @@ def check_rayjob(doc: dict, where: str, root: Path) -> list[str]:
     cluster = spec.get("rayClusterSpec")
     if not cluster:
         return problems + [f"{where}: no rayClusterSpec (this check needs the cluster the job creates)"]
+    problems += check_images(cluster, where, root, [env])
     nodes, p = raycluster_nodes(cluster, where)
     problems += p
     if cfg is not None:
@@ -306,6 +310,7 @@ def check_rayservice(doc: dict, where: str, root: Path, reference: dict | None) 
         return problems + [f"{where}: no rayClusterConfig"]
     nodes, p = raycluster_nodes(cluster, where)
     problems += p
+    problems += check_images(cluster, where, root, [a.get("runtime_env") or {} for a in serve_cfg.get("applications") or []])
     bundles = []
     for app in serve_cfg.get("applications") or []:
         problems += check_runtime_env(app.get("runtime_env") or {},
@@ -328,6 +333,52 @@ def check_rayservice(doc: dict, where: str, root: Path, reference: dict | None) 
     host = (serve_cfg.get("http_options") or {}).get("host", "0.0.0.0")
     if host not in ("127.0.0.1", "localhost", "::1"):
         problems += _token_env_problems(serve_cfg, cluster, where)
+    return problems
+
+
+def _dockerfile_base(root: Path) -> str | None:
+    """The default ``BASE_IMAGE`` of the project's Dockerfile (``ARG BASE_IMAGE=...``), or None."""
+    f = root / "Dockerfile"
+    if not f.is_file():
+        return None
+    m = re.search(r"^ARG\s+BASE_IMAGE=(\S+)", f.read_text(), re.M)
+    return m.group(1) if m else None
+
+
+def check_images(cluster: dict, where: str, root: Path, envs: list[dict]) -> list[str]:
+    """Every pod's image: the project image (built from ./Dockerfile on the official Ray image, with torch and
+    the [train] install: the runtime_env then ships only the code) or the official ``rayproject/ray`` image
+    (no torch: the runtime_env must pip-install the project). Either way its Ray version is ``rayVersion``;
+    a group that asks for GPUs does not run a CPU image."""
+    problems = []
+    version = str(cluster.get("rayVersion") or "")
+    base = _dockerfile_base(root)
+    installs = any(_pip_packages(e.get("pip")) for e in envs)
+    groups = [("head", cluster.get("headGroupSpec") or {})] + [
+        (g.get("groupName", "?"), g) for g in cluster.get("workerGroupSpecs") or []]
+    for name, g in groups:
+        for c in ((g.get("template") or {}).get("spec") or {}).get("containers") or []:
+            image = str(c.get("image") or "")
+            repo, _, tag = image.rpartition(":")
+            gpus = ((c.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu")
+            if repo.endswith(PROJECT):  # the project image: ./Dockerfile on rayproject/ray:<rayVersion>-...
+                if base is None:
+                    problems.append(f"{where} group {name!r}: image {image!r} is the project image but there is "
+                                    "no Dockerfile with ARG BASE_IMAGE=rayproject/ray:... at the repository root")
+                elif version and not base.split(":")[-1].startswith(version + "-"):
+                    problems.append(f"{where} group {name!r}: the Dockerfile's BASE_IMAGE {base!r} is not Ray "
+                                    f"{version} (rayVersion)")
+            elif repo == "rayproject/ray":
+                if version and not tag.startswith(version):
+                    problems.append(f"{where} group {name!r}: image {image!r} is not Ray {version} (rayVersion)")
+                if not installs:
+                    problems.append(f"{where} group {name!r}: image {image!r} has no torch and no ray-distill, and "
+                                    "the runtime_env pip-installs nothing: use the project image (./Dockerfile)")
+            else:
+                problems.append(f"{where} group {name!r}: image {image!r} is neither the project image (.../"
+                                f"{PROJECT}:TAG, built from ./Dockerfile) nor rayproject/ray")
+            if gpus and "cpu" in tag.split("-"):
+                problems.append(f"{where} group {name!r}: asks for nvidia.com/gpu but runs the CPU image {image!r}")
     return problems
 
 

@@ -65,7 +65,8 @@ def test_cli_passes_here_and_fails_on_a_broken_copy(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("ok:")
     for d in ("cluster", "configs"):
         shutil.copytree(ROOT / d, tmp_path / d)
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for f in ("pyproject.toml", "Dockerfile"):  # the checkout: the project and its image
+        shutil.copy(ROOT / f, tmp_path / f)
     job = (tmp_path / RAYJOB).read_text()
     (tmp_path / RAYJOB).write_text(job.replace('nvidia.com/gpu: "8"', 'nvidia.com/gpu: "2"'))  # 2 pods x 2
     assert cc.main(["--root", str(tmp_path)]) == 1
@@ -78,7 +79,8 @@ def test_a_cluster_reranker_of_a_run_without_teacher_model_names_its_teacher(tmp
     model named by the run's manifest, needs args.teacher in every cluster Serve config that reranks it."""
     for d in ("cluster", "configs"):
         shutil.copytree(ROOT / d, tmp_path / d)
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for f in ("pyproject.toml", "Dockerfile"):  # the checkout: the project and its image
+        shutil.copy(ROOT / f, tmp_path / f)
     for rel in (RAYSERVICE, "cluster/serve-launcher.yaml"):
         text = (tmp_path / rel).read_text()
         assert "teacher: cross-encoder/ms-marco-MiniLM-L12-v2" in text
@@ -94,7 +96,8 @@ def test_only_configs_that_cluster_names_must_live_on_shared_storage(tmp_path):
     file system, until a cluster doc runs it."""
     for d in ("cluster", "configs"):
         shutil.copytree(ROOT / d, tmp_path / d)
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for f in ("pyproject.toml", "Dockerfile"):  # the checkout: the project and its image
+        shutil.copy(ROOT / f, tmp_path / f)
     box = yaml.safe_load((ROOT / "configs/msmarco.yaml").read_text())
     box.update(name="box", runs_dir="runs")
     (tmp_path / "configs/box_gpu.yaml").write_text(yaml.safe_dump(box))
@@ -153,6 +156,15 @@ def test_rayjob_entrypoint_runs_the_msmarco_config_with_its_overrides():
      .pop("volumeMounts"), ["runs_dir '/mnt/shared/runs' is not on a shared volume"]),
     (lambda d: d["spec"].update(runtimeEnvYAML="working_dir: .\npip: ['-e .']\n"),
      ["must be a remote .zip URI"]),
+    # images: the project image (./Dockerfile); the bare Ray image has no torch unless pip installs the project
+    (lambda d: d["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+     .update(image="rayproject/ray:2.60.0-py311-gpu"), ["group 'gpu'", "has no torch and no ray-distill"]),
+    (lambda d: d["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+     .update(image="ghcr.io/YOUR-ORG/ray-distill:0.1.0-cpu"), ["asks for nvidia.com/gpu but runs the CPU image"]),
+    (lambda d: d["spec"]["rayClusterSpec"].update(rayVersion="2.59.0"),
+     ["the Dockerfile's BASE_IMAGE 'rayproject/ray:2.60.0-py311-cpu' is not Ray 2.59.0"]),
+    (lambda d: d["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+     .update(image="python:3.11"), ["group 'head'", "neither the project image"]),
 ])
 def test_rayjob_rot_is_reported(mutate, needles):
     doc = copy.deepcopy(load(RAYJOB))
