@@ -281,6 +281,14 @@ def train_loop(config: dict) -> None:
     from distill.progress import Progress
 
     progress = Progress("train", total, rank, start)
+    log_every = config.get("log_every") or 0
+    tracker = None
+    if rank == 0 and log_every and config.get("tracking"):  # distill.tracking: TensorBoard (default), MLflow, W&B
+        from distill.tracking import Tracker
+
+        tracker = Tracker(config["tracking"], config.get("tensorboard_dir"), config.get("run_name") or "train",
+                          {k: v for k, v in config.items() if k in ("lr", "queries_per_batch", "group_size", "seed",
+                                                                     "backend", "epochs", "max_steps")})
     for step in range(start, total):
         t_step = time.perf_counter()
         idx = step_indices(len(groups), step, steps_per_epoch, B, world, rank, config["seed"])
@@ -340,6 +348,8 @@ def train_loop(config: dict) -> None:
             tl = torch.tensor(np.asarray(t_layers_b, np.float32), device=device)
             terms["lead"] = lead_loss(s_layers, tl, picked, lead_weights, config["lead"]["temperature"], mask)
         loss = sum(w[k] * v for k, v in terms.items())
+        logs_now = bool(log_every) and ((step + 1) % log_every == 0 or step + 1 == total)
+        lr = float(engine.get_lr()[0] if use_ds else optim.param_groups[0]["lr"]) if logs_now else float("nan")
         if use_ds:
             engine.backward(loss)
             engine.step()
@@ -352,14 +362,23 @@ def train_loop(config: dict) -> None:
         step_seconds.append(time.perf_counter() - t_step)
         metrics = {"step": step + 1, "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()},
                    # median over this attempt's steps after the first (which pays lazy initialisation)
-                   "step_seconds": float(np.median(step_seconds[1:] or step_seconds))}
+                   "step_seconds": float(np.median(step_seconds[1:] or step_seconds)),
+                   "step_time": step_seconds[-1], **({"lr": lr} if logs_now else {})}  # lr: this step's
         progress.step(step + 1, metrics["loss"])
         done = step + 1 == total
-        if done or (step + 1) % config["checkpoint_every"] == 0:
+        checkpoint_now = done or (step + 1) % config["checkpoint_every"] == 0
+        if logs_now:
+            if tracker is not None:
+                tracker.log(metrics, step + 1)
+            if not checkpoint_now:  # metrics only; a checkpoint step reports them with its checkpoint
+                ray.train.report(metrics)
+        if checkpoint_now:
             save(step + 1, metrics, final=done)
         _maybe_fail(config.get("fault"), step + 1, rank)
     if start >= total:  # resumed after the last step: export again so the driver finds the student
         save(total, {"step": total, "loss": float("nan")}, final=True)
+    if tracker is not None:
+        tracker.close()
     if world > 1 and dist.is_initialized():
         dist.barrier()
 
@@ -404,12 +423,14 @@ def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | N
         "teacher_temperature": t.teacher_temperature, "student_temperature": t.student_temperature,
         "losses": t.losses.model_dump(), "embedding_mode": t.embedding_mode, "checkpoint_every": t.checkpoint_every,
         "lead": t.lead.model_dump(), "lead_weights": {}, "asymmetric": t.asymmetric,
+        "log_every": t.log_every, "tracking": list(t.tracking), "run_name": cfg.name,
     }
 
 
 def fit(cfg, groups_path: Path, storage: Path, name: str, student_model: str, lead_weights: dict | None = None,
-        teacher_dim: int | None = None):
-    """Run the TorchTrainer; returns (result, exported student dir inside the final checkpoint)."""
+        teacher_dim: int | None = None, tracking_dir: Path | None = None):
+    """Run the TorchTrainer; returns (result, exported student dir inside the final checkpoint). Rank 0 writes
+    TensorBoard event files into ``tracking_dir`` (training.tracking, every training.log_every steps)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -423,6 +444,11 @@ def fit(cfg, groups_path: Path, storage: Path, name: str, student_model: str, le
     loop_cfg = loop_config(cfg, groups_path, student_model, latest_checkpoint(storage / name), teacher_dim)
     loop_cfg["lead_weights"] = {str(k): v for k, v in (lead_weights or {}).items()}
     loop_cfg["checkpoint_root"] = str((storage / name).resolve())  # workers resume from the newest one there
+    if tracking_dir is not None:
+        from distill.tracking import check_backends
+
+        check_backends(t.tracking)  # an optional backend asked for but not installed fails here, before Ray Train
+        loop_cfg["tensorboard_dir"] = str(Path(tracking_dir).resolve())
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_cfg,
@@ -466,7 +492,8 @@ def run(rd, data) -> dict:
             raise RuntimeError("train: training.asymmetric needs the teacher's document embeddings in the scores "
                                "(scoring.store_embeddings: true, re-run the score stage)")
         teacher_dim = len(scores["teacher_d_emb"].iloc[0])
-    result = fit(cfg, groups_path, work / "checkpoints", name, cfg.student.model, lead_weights, teacher_dim)
+    result = fit(cfg, groups_path, work / "checkpoints", name, cfg.student.model, lead_weights, teacher_dim,
+                 tracking_dir=rd.path / "tensorboard")
     starts = [json.loads(x)["start_step"] for x in starts_log.read_text().splitlines()[seen:]] \
         if starts_log.exists() else []
     with result.checkpoint.as_directory() as ckpt, rd.atomic_output("train") as tmp:
@@ -478,6 +505,8 @@ def run(rd, data) -> dict:
     counts = {"groups": len(groups), "labels_withheld": len(withheld),
               "pseudo_labelled_groups": int(groups["pseudo"].sum()), "steps": state["step"],
               "workers": cfg.training.num_workers}
+    from distill.precision import for_stage
+
     rd.mark_done("train", counts, precision=for_stage(cfg, "train"), resumed_from_step=resumed_step, worker_starts=starts, lead_layer_weights=lead_weights, final_metrics={k: v for k, v in (result.metrics or {}).items()
                                                  if isinstance(v, (int, float))})
     from distill.export import write_model_card

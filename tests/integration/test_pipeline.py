@@ -95,6 +95,11 @@ def test_pipeline_resumes_after_kill_and_distils(ray_session, assets, monkeypatc
     st = rd.manifest["stages"]
     assert st["train"]["resumed_from_step"] == 20
     assert st["train"]["counts"]["steps"] == 30
+    # a loss curve in TensorBoard event files (training.log_every 5: steps 5..30, both attempts)
+    from distill.tracking import read_scalars
+
+    curve = read_scalars(cfg.run_dir / "tensorboard")["train/loss"]
+    assert {5, 30} <= {s for s, _ in curve} and all(np.isfinite(v) for _, v in curve)
 
     # exact row counts through the stages
     assert rd.manifest["data"]["rows"] == {"corpus": 120, "queries": 90, "qrels/train": 50, "qrels/test": 30,
