@@ -167,3 +167,22 @@ def test_score_stage_reads_imported_scores(tmp_path):
     out = pq.read_table(rd.stage_path("score") / "scores.parquet").to_pandas()
     assert out["teacher_score"].tolist() == [float(i) for i in range(9)]
     assert rd.stages["score"]["imported"]["path"] == str(p)
+
+
+def test_load_data_reads_parquet_and_records_its_checksums(tmp_path):
+    from distill.config import build_config
+    from distill.manifest import RunDir
+    from distill.pipeline import load_data
+
+    d = tmp_path / "pq"
+    (d / "qrels").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(CORPUS), d / "corpus.parquet")
+    pq.write_table(pa.Table.from_pylist(QUERIES), d / "queries.parquet")
+    for split, rows in QRELS.items():
+        pq.write_table(pa.Table.from_pylist(rows), d / "qrels" / f"{split}.parquet")
+    cfg = build_config({"name": "p", "runs_dir": str(tmp_path / "runs"), "data": {"dir": str(d), "format": "parquet"},
+                        "teacher": {"model": "m"}, "student": {"model": "m"}})
+    rd = RunDir(cfg)
+    data = load_data(rd)
+    assert data.row_counts == {"corpus": 20, "queries": 10, "qrels/train": 6, "qrels/test": 4}
+    assert str(d / "corpus.parquet") in rd.manifest["inputs"] and rd.input_checksums("mine")["corpus"]
