@@ -14,13 +14,14 @@ Routes:
   first-stage candidates are rescored by the teacher and the top k of those returned (scores are
   then the teacher's).
 - ``POST /v1/embeddings`` (OpenAI's shape) ``{"input": str | [str] (1..256), "model"?: str,
-  "encoding_format"?: "float" | "base64", "dimensions"?: int, "user"?: str}`` -> ``{"object": "list",
+  "encoding_format"?: "float" | "base64", "user"?: str}`` -> ``{"object": "list",
   "data": [{"object": "embedding", "index", "embedding"}], "model", "usage": {"prompt_tokens",
   "total_tokens"}}``: the student's query embeddings (what ``/search`` encodes a query with). ``model``,
   when given, must be ``"student"`` or the run's name (the manifest's ``config.name``, else the run
   directory's name; 404 otherwise); the response names the model as requested (default: the run's
   name). ``base64`` is little-endian float32 (what the ``openai`` package asks for by default);
-  ``dimensions`` only as the student's own dimension. ``usage`` counts the tokens the encoder read.
+  ``dimensions`` is not supported (422: the student has one size). ``usage`` counts the tokens the
+  encoder read.
 - ``POST /rerank`` (TEI's shape) ``{"query": str, "texts": [str] (1..200), "top_n"?: int,
   "return_text"?: bool}`` -> ``[{"index", "score"[, "text"]}]``, best first; or (Cohere's shape)
   ``{"query", "documents": [str], "top_n"?, "return_documents"?: bool}`` -> ``{"results": [{"index",
@@ -209,18 +210,12 @@ class EmbeddingsRequest(BaseModel):
         None, description=f"'{STUDENT_MODEL}' or the run's name (omitted: the served student)")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="float: lists of numbers; base64: little-endian float32 bytes")
-    dimensions: StrictInt | None = Field(None, ge=1, description="only the student's own dimension")
     user: StrictStr | None = Field(None, description="accepted and ignored")
 
     @field_validator("input", mode="before")
     @classmethod
     def _check_input(cls, v: Any) -> Any:
         return _check_texts(v, "input", MAX_EMBED_INPUTS, allow_str=True)
-
-    @field_validator("dimensions", mode="before")
-    @classmethod
-    def _integral_number(cls, v: Any) -> Any:
-        return _integral(v)
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
@@ -252,7 +247,8 @@ class RerankRequest(BaseModel):
         json_schema_extra={"examples": [
             {"query": "what is a shield volcano", "texts": ["text one", "text two"]},
             {"query": "what is a shield volcano", "documents": ["text one", "text two"], "top_n": 1},
-        ]},
+        ],
+            "oneOf": [{"required": ["query", "texts"]}, {"required": ["query", "documents"]}]},
     )
 
     query: Annotated[str, WithJsonSchema(QUERY_TEXT_SCHEMA)] = Field(..., description="a non-empty query")
@@ -281,7 +277,7 @@ class RerankRequest(BaseModel):
     @field_validator("texts", "documents", mode="before")
     @classmethod
     def _check_list(cls, v: Any, info) -> Any:
-        return v if v is None else _check_texts(v, info.field_name, MAX_RERANK_TEXTS, allow_str=False)
+        return _check_texts(v, info.field_name, MAX_RERANK_TEXTS, allow_str=False)
 
     @field_validator("top_n", mode="before")
     @classmethod
@@ -452,9 +448,6 @@ async def run_embeddings(backend: Backend, req: EmbeddingsRequest) -> dict:
                                  f"{STUDENT_MODEL!r} (the run {served!r}): send model={STUDENT_MODEL!r}, "
                                  f"{served!r}, or omit it")
     emb = np.asarray(out["embeddings"], dtype=np.float32).reshape(len(texts), -1)
-    if req.dimensions is not None and req.dimensions != emb.shape[1]:
-        raise HTTPException(400, f"dimensions: the student's embeddings have {emb.shape[1]} dimensions, "
-                                 f"got {req.dimensions} (omit dimensions)")
     if req.encoding_format == "base64":
         vectors = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in emb]
     else:

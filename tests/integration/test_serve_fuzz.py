@@ -109,7 +109,8 @@ def test_every_operation_survives_its_schema_fuzzed(server):
     result = fuzz(url, headers, max_examples=120)
     assert result["errors"] == [] and result["failures"] == []
     assert [k for k in result["statuses"] if k[1] >= 500] == []
-    labels = {"POST /search", "GET /healthz", "GET /readyz"}
+    labels = {"POST /search", "GET /healthz", "GET /readyz", "POST /v1/embeddings", "POST /rerank",
+              "GET /metrics"}
     for phase in ("coverage", "fuzzing"):
         assert {lab for (ph, lab, st) in result["scenarios"] if ph == phase and st == "SUCCESS"} == labels
     search = {code: n for (lab, code), n in result["statuses"].items() if lab == "POST /search"}
