@@ -67,7 +67,7 @@ def test_cnn_student_trains_with_deepspeed_and_exports(ray_session, tmp_path):
 
     rd = run_pipeline(cfg, only=["train"])
     st = rd.manifest["stages"]["train"]
-    assert st["counts"] == {"groups": 24, "steps": 6, "workers": 2}
+    assert st["counts"] == {"groups": 24, "steps": 6, "workers": 2, "labels_withheld": 0, "pseudo_labelled_groups": 0}
     assert np.isfinite(st["final_metrics"]["loss"])
 
     from distill.models import DualEncoder
