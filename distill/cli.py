@@ -4,6 +4,7 @@
     python -m distill score configs/demo.yaml            # one stage (earlier outputs must exist)
     python -m distill show-config configs/demo.yaml      # the validated config with defaults filled in
     ray-distill serve runs/demo [--rerank] [--port 8000] # serve a run (the same as python -m serve)
+    ray-distill export-onnx runs/demo/student [OUT]      # the student as ONNX (python -m distill.onnx_export)
     ray-distill --version
 """
 
@@ -27,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     # listed for --help only: main() hands everything after `serve` to serve.__main__ before parsing
     sub.add_parser("serve", add_help=False, help="serve a run directory: the same as `python -m serve` "
                    "(`ray-distill serve --help` for its options)")
+    sub.add_parser("export-onnx", add_help=False, help="export a transformer student to ONNX: the same as "
+                   "`python -m distill.onnx_export` (needs the [onnx] extra)")
     for name in ["run", "show-config", *STAGES]:
         sp = sub.add_parser(name, help="run every configured stage" if name == "run" else
                             "print the validated config" if name == "show-config" else f"run the {name} stage")
@@ -63,6 +66,10 @@ def _main(argv: list[str]) -> int:
         from serve.__main__ import main as serve_main
 
         return serve_main(argv[1:], prog="ray-distill serve")
+    if argv[:1] == ["export-onnx"]:
+        from distill.onnx_export import main as onnx_main
+
+        return onnx_main(argv[1:], prog="ray-distill export-onnx")
     args = _parser().parse_args(argv)
     from distill.config import ConfigError, load_config
     from distill.data import DataError
