@@ -49,10 +49,12 @@ def test_ray_job_submit_runs_the_pipeline(tmp_path):
     session = os.path.basename(os.path.realpath("/tmp/ray/session_latest"))
     try:
         submit = None
-        for _ in range(30):  # the job server comes up a little after the head
-            submit = _ray("job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(ROOT),
+        for _ in range(30):  # the job server, then its job agent, come up a little after the head (later on
+            submit = _ray("job", "submit", "--address", f"http://127.0.0.1:{dash}",  # a loaded machine)
+                          "--working-dir", str(ROOT),
                           "--", "python", "-m", "distill", "run", str(config), env=env, timeout=500)
-            if "Connection refused" not in submit.stderr and "Failed to connect" not in submit.stderr:
+            if not any(m in submit.stderr for m in ("Connection refused", "Failed to connect",
+                                                    "No available agent to submit job")):
                 break
             time.sleep(2)
         out = submit.stdout + submit.stderr
