@@ -67,7 +67,31 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m serve") -> 
                    help="query encoding and reranking: bf16 autocast or fp32 (default auto: bf16 only where the "
                    "CPU has native bf16, e.g. AVX512-BF16 or AMX)")
     p.add_argument("--name", default="distill", help="Serve application name")
-    p.add_argument("--retriever-replicas", type=int, default=None)
+    p.add_argument("--retriever-replicas", type=int, default=None,
+                   help="a fixed Retriever replica count (default: autoscaling between --retriever-min-replicas "
+                   "and --retriever-max-replicas)")
+    p.add_argument("--retriever-min-replicas", type=int, default=1)
+    p.add_argument("--retriever-max-replicas", type=int, default=2)
+    p.add_argument("--retriever-target-ongoing", type=float, default=2.0, metavar="N",
+                   help="ongoing (coalesced) calls per Retriever replica autoscaling aims at (default 2)")
+    p.add_argument("--reranker-replicas", type=int, default=None,
+                   help="a fixed Reranker replica count (default: autoscaling, 1 to --reranker-max-replicas)")
+    p.add_argument("--reranker-min-replicas", type=int, default=1)
+    p.add_argument("--reranker-max-replicas", type=int, default=2)
+    p.add_argument("--upscale-delay-s", type=float, default=5.0,
+                   help="autoscaling: seconds of load above target before a replica is added (default 5)")
+    p.add_argument("--downscale-delay-s", type=float, default=60.0,
+                   help="autoscaling: seconds of load below target before a replica is removed (default 60)")
+    p.add_argument("--request-timeout-s", type=float, default=10.0,
+                   help="server-side deadline per request: past it the work is cancelled and the answer is "
+                   "503 (default 10; the proxy's own timeout is this + 2 s)")
+    p.add_argument("--max-inflight", type=int, default=32,
+                   help="requests computing at once per ingress replica (default 32)")
+    p.add_argument("--max-queued", type=int, default=64,
+                   help="requests waiting for a slot per ingress replica; more get 503 + Retry-After at once "
+                   "(default 64)")
+    p.add_argument("--max-rerank-pairs", type=int, default=1000,
+                   help="(query, document) pairs one request may have reranked (queries x depth; default 1000)")
     p.add_argument("--retriever-threads", type=int, default=1, help="torch threads per retriever replica")
     p.add_argument(
         "--direct-ingress",
@@ -104,8 +128,18 @@ def main(argv: list[str] | None = None, prog: str = "python -m serve") -> int:
     extra = {"retriever_threads": args.retriever_threads, "allowed_hosts": args.allow_host,
              "teacher": args.teacher, "teacher_trust_remote_code": args.teacher_trust_remote_code,
              "precision": args.precision}
+    extra.update(
+        retriever_min_replicas=args.retriever_min_replicas, retriever_max_replicas=args.retriever_max_replicas,
+        retriever_target_ongoing_requests=args.retriever_target_ongoing,
+        reranker_min_replicas=args.reranker_min_replicas, reranker_max_replicas=args.reranker_max_replicas,
+        upscale_delay_s=args.upscale_delay_s, downscale_delay_s=args.downscale_delay_s,
+        request_timeout_s=args.request_timeout_s, max_inflight_requests=args.max_inflight,
+        max_queued_requests=args.max_queued, max_rerank_pairs=args.max_rerank_pairs,
+    )
     if args.retriever_replicas:
         extra["retriever_replicas"] = args.retriever_replicas
+    if args.reranker_replicas:
+        extra["reranker_replicas"] = args.reranker_replicas
     try:
         url = deploy(
             args.run_dir,

@@ -32,7 +32,19 @@ Routes:
   ``distill_request_errors_total{route,code}``, ``distill_request_batch_size{route}`` (histogram of
   queries / inputs / texts per request), ``distill_index_version_info{version}`` (1 for the version that
   answered last). Unknown paths count under route ``other``.
-- ``GET /healthz``: 200 while the process is up. ``GET /readyz``: 200 once the retriever answers.
+- ``GET /healthz``: 200 while the process is up (answered at once: it never waits for model work).
+  ``GET /readyz``: 200 while the retriever answers and the application is healthy (under Serve: no
+  deployment UNHEALTHY or DEPLOY_FAILED, at least one running Retriever (and Reranker) replica); the
+  answer names the running replicas per deployment; the check is bounded (``ready_timeout_s``) and
+  cached for ``ready_cache_s``, so probes under load cost nothing.
+
+Overload (:class:`Limits`, one per app): the work routes (``/search``, ``/v1/embeddings``, ``/rerank``)
+are admitted at most ``max_inflight`` at a time; at most ``max_queued`` more wait for a slot; past that a
+request is answered 503 with ``Retry-After`` at once. Every admitted request has a server-side deadline
+(``request_timeout_s``, default 10 s, counted from arrival, queueing included): past it the work is
+cancelled (the handle call with it: Serve cancels the replica's request) and the answer is 503 naming the
+deadline. A reranking request costs queries x depth (query, document) pairs; more than
+``max_rerank_pairs`` is a 422 naming the limit. Health, readiness and metrics bypass admission.
 
 With a token configured, every route but ``/healthz`` and ``/readyz`` (``/metrics`` included: give the
 scraper the token, e.g. Prometheus' ``authorization`` setting) needs ``Authorization: Bearer
@@ -44,6 +56,7 @@ cannot reach the tokenless loopback server through DNS rebinding.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -52,6 +65,7 @@ from typing import Annotated, Any, Protocol, Union
 
 import base64
 import time
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -72,11 +86,38 @@ MAX_K = 100
 MAX_RERANK_DEPTH = 200
 MAX_EMBED_INPUTS = 256
 MAX_RERANK_TEXTS = 200
+WORK_ROUTES = frozenset({"/search", "/v1/embeddings", "/rerank"})
 STUDENT_MODEL = "student"  # the model name /v1/embeddings accepts for the served student, besides the run's
 TOKEN_ENV = "DISTILL_SERVE_TOKEN"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 # Host header names a tokenless server always accepts (with any port).
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one app (one ingress replica under Serve) takes on at once, and for how long.
+
+    ``request_timeout_s``: the server-side deadline of every work request, from arrival (waiting for a
+    slot included) to the answer; past it the work is cancelled and the answer is 503. ``max_inflight``:
+    work requests computing at once; ``max_queued``: more waiting for a slot (then 503 at once).
+    ``max_rerank_pairs``: (query, document) pairs one request may ask the teacher to score (422 past it).
+    ``retry_after_s``: the ``Retry-After`` of a 503. ``ready_timeout_s`` / ``ready_cache_s``: the bound
+    on a readiness check and how long its answer is reused."""
+
+    request_timeout_s: float = 10.0
+    max_inflight: int = 32
+    max_queued: int = 64
+    max_rerank_pairs: int = 1000
+    retry_after_s: int = 1
+    ready_timeout_s: float = 3.0
+    ready_cache_s: float = 1.0
+
+    def __post_init__(self):
+        if not self.request_timeout_s > 0:
+            raise ValueError("request_timeout_s must be > 0")
+        if self.max_inflight < 1 or self.max_queued < 0 or self.max_rerank_pairs < 1:
+            raise ValueError("max_inflight >= 1, max_queued >= 0 and max_rerank_pairs >= 1 are required")
 # What the query validator enforces, stated in the OpenAPI schema (so clients and fuzzers see it): a
 # string holding a character that str.strip() keeps (Python whitespace = regex \s plus \x1c-\x1f).
 QUERY_TEXT_SCHEMA = {"type": "string", "minLength": 1, "pattern": r"[^\s\x1c-\x1f]"}
@@ -346,6 +387,8 @@ class Readiness(BaseModel):
     status: str
     version: str | None = None
     reranker: bool | None = None
+    replicas: dict[str, int] | None = Field(
+        None, description="running replicas per deployment (under Serve)")
     reason: str | None = None
 
 
@@ -369,7 +412,8 @@ class Backend(Protocol):
         "tokens": [int]}`` (serve.core.Retrieval.embed)."""
 
     async def ready(self) -> dict:
-        """``{"version": str, "reranker": bool}``; raises when not ready."""
+        """``{"version": str, "reranker": bool[, "replicas": {deployment: running}]}``; raises when not
+        ready."""
 
 
 class LocalBackend:
@@ -406,7 +450,18 @@ class LocalBackend:
         return {"version": self.retrieval.version, "reranker": self.has_reranker}
 
 
-async def run_search(backend: Backend, req: SearchRequest) -> dict:
+def check_rerank_cost(queries: int, depth: int, max_pairs: int | None, field: str) -> None:
+    """422 naming the limit when a request asks the teacher for more than ``max_pairs`` pairs."""
+    if max_pairs is not None and queries * depth > max_pairs:
+        raise HTTPException(
+            422,
+            f"{field}: {queries} quer{'y' if queries == 1 else 'ies'} x depth {depth} = {queries * depth} "
+            f"(query, document) pairs to rerank is over this server's limit of {max_pairs} "
+            "(max_rerank_pairs): send fewer queries or a smaller depth, or split the request",
+        )
+
+
+async def run_search(backend: Backend, req: SearchRequest, max_rerank_pairs: int | None = None) -> dict:
     """Retrieve, optionally rerank, cut to k: the whole search flow, whatever the backend."""
     if req.rerank and not backend.has_reranker:
         raise HTTPException(
@@ -416,6 +471,8 @@ async def run_search(backend: Backend, req: SearchRequest) -> dict:
         )
     queries = req.queries()
     depth = max(req.k, req.rerank_depth) if req.rerank else req.k
+    if req.rerank:
+        check_rerank_cost(len(queries), depth, max_rerank_pairs, "rerank_depth")
     out = await backend.retrieve(queries, depth, req.rerank)
     candidates = out["candidates"]
     if req.rerank:
@@ -462,12 +519,13 @@ async def run_embeddings(backend: Backend, req: EmbeddingsRequest) -> dict:
     }
 
 
-async def run_rerank(backend: Backend, req: RerankRequest):
+async def run_rerank(backend: Backend, req: RerankRequest, max_rerank_pairs: int | None = None):
     """The teacher's scores for the request's texts, best first (ties: request order), cut to top_n."""
     if not backend.has_reranker:
         raise HTTPException(400, "rerank: this server has no reranker deployed (start it with --rerank, "
                                  "or build_app args rerank: true)")
     items = req.items()
+    check_rerank_cost(1, len(items), max_rerank_pairs, "documents" if req.cohere else "texts")
     scores = (await backend.rerank([req.query], [items]))[0]
     order = rerank_order(scores)[: req.top_n]
     if req.cohere:
@@ -503,6 +561,15 @@ class Metrics:
                                registry=self.registry)
         self.index_version = Gauge("distill_index_version_info", "1 for the index version that answered last",
                                    ["version"], registry=self.registry)
+        self.inflight = Gauge("distill_requests_inflight", "work requests computing now (admitted)",
+                              registry=self.registry)
+        self.queued = Gauge("distill_requests_queued", "work requests waiting for a slot", registry=self.registry)
+        self.shed = Counter("distill_requests_shed", "work requests answered 503 without their work done, by "
+                            "reason (overloaded: the queue was full; deadline: request_timeout_s passed)",
+                            ["route", "reason"], registry=self.registry)
+        self.replicas = Gauge("distill_replicas", "running replicas per deployment (from the last readiness "
+                              "check; under Serve)", ["deployment"], registry=self.registry)
+        self.ready = Gauge("distill_ready", "1 when the last readiness check passed", registry=self.registry)
         self._version = None
 
     def observe(self, route: str, method: str, code: int, seconds: float) -> None:
@@ -517,6 +584,13 @@ class Metrics:
         self.index_version.clear()
         self.index_version.labels(str(version)).set(1)
         self._version = version
+
+    def readiness(self, ready: bool, replicas: dict | None) -> None:
+        self.ready.set(1 if ready else 0)
+        if replicas is not None:
+            self.replicas.clear()
+            for name, n in replicas.items():
+                self.replicas.labels(str(name)).set(n)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
@@ -629,6 +703,109 @@ class HostAllowlistMiddleware:
         return await self.app(scope, receive, send)
 
 
+class AdmissionMiddleware:
+    """Bounded concurrency, a bounded wait and a deadline for the work routes (:data:`WORK_ROUTES`).
+
+    A request finds a slot (at most ``limits.max_inflight`` computing), or waits for one if fewer than
+    ``limits.max_queued`` already wait, else it is answered 503 at once (``Retry-After``). The whole
+    request (wait, body, work) runs under ``limits.request_timeout_s``: when that passes, the work is
+    cancelled (a Serve handle call with it) and, unless the answer had started, it is 503 naming the
+    deadline. Other routes (health, readiness, metrics, docs) pass straight through."""
+
+    def __init__(self, app, limits: Limits, metrics: "Metrics | None" = None, routes=WORK_ROUTES):
+        self.app = app
+        self.limits = limits
+        self.metrics = metrics
+        self.routes = routes
+        self.inflight = 0
+        self.waiting = 0
+        self._slots: asyncio.Semaphore | None = None
+
+    def _gauges(self):
+        if self.metrics is not None:
+            self.metrics.inflight.set(self.inflight)
+            self.metrics.queued.set(self.waiting)
+
+    def _shed(self, path: str, reason: str):
+        if self.metrics is not None:
+            self.metrics.shed.labels(path, reason).inc()
+
+    async def _unavailable(self, send, detail: str, message: str):
+        await _send_json(send, 503, {"detail": detail, "message": message},
+                         [(b"retry-after", str(self.limits.retry_after_s).encode())])
+
+    async def _acquire(self, deadline: float) -> bool:
+        """A slot before ``deadline`` (True), else False; never loses a slot to a timeout race."""
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once
+            return True
+        self.waiting += 1
+        self._gauges()
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        cancelled = False
+        try:
+            await asyncio.wait({acquire}, timeout=max(0.0, deadline - time.monotonic()))
+        except asyncio.CancelledError:  # the client went away
+            cancelled = True
+        self.waiting -= 1
+        self._gauges()
+        if not acquire.done():
+            acquire.cancel()
+            try:
+                await acquire
+            except asyncio.CancelledError:
+                pass
+        got = acquire.done() and not acquire.cancelled() and acquire.exception() is None
+        if got and (cancelled or time.monotonic() > deadline):
+            self._slots.release()
+            got = False
+        if cancelled:
+            raise asyncio.CancelledError
+        return got
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path not in self.routes:
+            return await self.app(scope, receive, send)
+        lim = self.limits
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(lim.max_inflight)
+        if self._slots.locked() and self.waiting >= lim.max_queued:
+            self._shed(path, "overloaded")
+            return await self._unavailable(
+                send, f"overloaded: {self.inflight} requests in flight and {self.waiting} waiting (max_inflight "
+                f"{lim.max_inflight}, max_queued {lim.max_queued}); retry after {lim.retry_after_s} s",
+                "service overloaded")
+        deadline = time.monotonic() + lim.request_timeout_s
+        started = {"response": False}
+
+        async def tracking_send(message):
+            if message["type"] == "http.response.start":
+                started["response"] = True
+            await send(message)
+
+        if not await self._acquire(deadline):
+            self._shed(path, "deadline")
+            return await self._unavailable(
+                send, f"deadline: no slot within the server's {lim.request_timeout_s:g} s deadline "
+                "(request_timeout_s) while the server is busy", "deadline exceeded")
+        self.inflight += 1
+        self._gauges()
+        try:
+            await asyncio.wait_for(self.app(scope, receive, tracking_send), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            self._shed(path, "deadline")
+            log.warning("%s: cancelled at the %g s deadline", path, lim.request_timeout_s)
+            if not started["response"]:
+                await self._unavailable(
+                    send, f"deadline: the request did not finish within the server's {lim.request_timeout_s:g} s "
+                    "deadline (request_timeout_s); its work was cancelled", "deadline exceeded")
+        finally:
+            self.inflight -= 1
+            self._slots.release()
+            self._gauges()
+
+
 class BodyLimitMiddleware:
     """413 for a request body over ``max_bytes`` (by Content-Length, or counted while it streams in)."""
 
@@ -679,6 +856,7 @@ def create_app(
     token_sha256: str | None = None,
     title: str = "ray-distill search",
     allowed_hosts=None,
+    limits: Limits | None = None,
 ) -> FastAPI:
     """The FastAPI app over ``backend``; with ``token_sha256``, routes but health/readiness need the token.
     With ``allowed_hosts`` (a list of names; ``*`` in it: any), routes but health/readiness answer only
@@ -696,8 +874,36 @@ def create_app(
             )
         ),
     )
+    limits = limits or Limits()
     app.state.backend = backend
+    app.state.limits = limits
     app.state.metrics = metrics = Metrics()
+    ready_state: dict = {"at": float("-inf"), "answer": None, "lock": None}
+
+    async def check_ready() -> tuple[int, dict]:
+        """The backend's readiness, bounded by ``ready_timeout_s`` and reused for ``ready_cache_s`` (one
+        check at a time: concurrent probes share it)."""
+        if time.monotonic() - ready_state["at"] < limits.ready_cache_s:
+            return ready_state["answer"]
+        if ready_state["lock"] is None:
+            ready_state["lock"] = asyncio.Lock()
+        async with ready_state["lock"]:
+            if time.monotonic() - ready_state["at"] < limits.ready_cache_s:
+                return ready_state["answer"]
+            try:
+                info = await asyncio.wait_for(app.state.backend.ready(), limits.ready_timeout_s)
+                answer = (200, {"status": "ready", "version": info.get("version"),
+                                "reranker": info.get("reranker"), "replicas": info.get("replicas")})
+                metrics.version(info.get("version"))
+            except asyncio.TimeoutError:
+                answer = (503, {"status": "not ready", "reason": f"readiness check: no answer within "
+                                f"{limits.ready_timeout_s:g} s", "replicas": None})
+            except Exception as err:  # noqa: BLE001 - any failure means not ready
+                answer = (503, {"status": "not ready", "reason": f"{type(err).__name__}: {err}"[:500],
+                                "replicas": getattr(err, "replicas", None)})
+            metrics.readiness(answer[0] == 200, answer[1].get("replicas"))
+            ready_state.update(at=time.monotonic(), answer=answer)
+            return answer
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -721,7 +927,7 @@ def create_app(
         return JSONResponse(
             {"detail": str(exc), "message": "service unavailable"},
             status_code=503,
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": str(limits.retry_after_s)},
         )
 
     errors = {
@@ -739,7 +945,7 @@ def create_app(
     @app.post("/search", response_model=SearchResponse, responses=errors, summary="Search the index")
     async def search(req: SearchRequest) -> dict:
         metrics.batch.labels("/search").observe(len(req.queries()))
-        out = await run_search(app.state.backend, req)
+        out = await run_search(app.state.backend, req, limits.max_rerank_pairs)
         metrics.version(out["version"])
         return out
 
@@ -757,16 +963,18 @@ def create_app(
               summary="The teacher's scores for texts (TEI's rerank API; Cohere's with documents)")
     async def rerank(req: RerankRequest):
         metrics.batch.labels("/rerank").observe(len(req.items()))
-        return await run_rerank(app.state.backend, req)
+        return await run_rerank(app.state.backend, req, limits.max_rerank_pairs)
 
     @app.get("/metrics", response_class=Response, summary="Prometheus metrics (text format)",
              responses={200: {"content": {"text/plain": {}}}})
     async def prometheus_metrics() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
+        await check_ready()  # replica counts and readiness (cached)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", response_model=Health, summary="Liveness: 200 while the process is up")
+    @app.get("/healthz", response_model=Health,
+             summary="Liveness: 200 while the process is up (never waits for model work)")
     async def healthz() -> dict:
         return {"status": "ok"}
 
@@ -775,20 +983,18 @@ def create_app(
         response_model=Readiness,
         response_model_exclude_none=True,
         responses={503: {"model": Readiness}},
-        summary="Readiness: 200 once the retriever is loaded",
+        summary="Readiness: 200 while the retriever answers and the application is healthy",
     )
     async def readyz():
-        try:
-            info = await app.state.backend.ready()
-        except Exception as err:  # noqa: BLE001 - any failure means not ready
-            return JSONResponse(
-                {"status": "not ready", "reason": f"{type(err).__name__}: {err}"[:500]}, status_code=503
-            )
-        metrics.version(info.get("version"))
-        return {"status": "ready", "version": info.get("version"), "reranker": info.get("reranker")}
+        code, body = await check_ready()
+        body = {k: v for k, v in body.items() if v is not None}
+        return body if code == 200 else JSONResponse(body, status_code=code)
 
     # Starlette runs the last-added middleware outermost: the token check comes before the body is read.
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    # Inside the token and Host checks (a refused request takes no slot), outside the body read (a slow body
+    # counts against the deadline).
+    app.add_middleware(AdmissionMiddleware, limits=limits, metrics=metrics)
     if token_sha256:
         app.add_middleware(BearerTokenMiddleware, token_sha256=token_sha256)
     if check_hosts:

@@ -36,10 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve as rs
 
-from serve.api import LOOPBACK_HOSTS, TOKEN_ENV, BackendUnavailable, create_app, token_digest
+from serve.api import LOOPBACK_HOSTS, TOKEN_ENV, BackendUnavailable, Limits, create_app, token_digest
 
 log = logging.getLogger("ray.serve")
 
@@ -190,7 +190,18 @@ class Reranker:
         return out
 
     async def rerank(self, queries: list[str], texts: list[list[str]]) -> list[list[float]]:
-        return list(await asyncio.gather(*[self._batched((q, ts)) for q, ts in zip(queries, texts)]))
+        """Scores per query. Each query's texts go to the batcher in chunks of ``batch_size`` pairs, so
+        one forward pass never holds more than ``max_batch_size`` chunks, other requests' chunks
+        interleave with a large request's, and a cancelled request (its deadline passed, its client
+        left) stops at the next chunk: the batcher drops the chunks of a cancelled request."""
+        size = max(1, self.core.batch_size)
+        chunks = [(qi, q, ts[i : i + size]) for qi, (q, ts) in enumerate(zip(queries, texts))
+                  for i in range(0, len(ts), size)]
+        scores = await asyncio.gather(*[self._batched((q, c)) for _, q, c in chunks])
+        out: list[list[float]] = [[] for _ in queries]
+        for (qi, _, _), s in zip(chunks, scores):
+            out[qi].extend(s)
+        return out
 
 
 def _retryable_errors() -> tuple:
@@ -206,6 +217,47 @@ def _unavailable_errors() -> tuple:
     return (BackPressureError, DeploymentUnavailableError)
 
 
+class NotReady(RuntimeError):
+    """The application is not healthy (a deployment failed, no running replica); ``replicas`` says what
+    runs."""
+
+    def __init__(self, message: str, replicas: dict[str, int] | None = None):
+        super().__init__(message)
+        self.replicas = replicas
+
+
+def _value(x) -> str:
+    return str(getattr(x, "value", x))
+
+
+def readiness_from_status(app, required=("Retriever",)) -> dict[str, int]:
+    """Running replicas per deployment from Serve's status of one application (an
+    ``ApplicationStatusOverview``, as ``serve.status().applications[name]``); raises :class:`NotReady`
+    when the application or a deployment is UNHEALTHY or DEPLOY_FAILED, or a ``required`` deployment has
+    no running replica. A deployment that is UPDATING, UPSCALING or DOWNSCALING with running replicas
+    (a swap, an autoscaling step) is ready."""
+    if app is None:
+        raise NotReady("application not found in serve.status()")
+    replicas = {name: int(sum(n for st, n in (d.replica_states or {}).items() if _value(st) == "RUNNING"))
+                for name, d in (app.deployments or {}).items()}
+    bad = {name: d for name, d in (app.deployments or {}).items()
+           if _value(d.status) in ("UNHEALTHY", "DEPLOY_FAILED")}
+    if bad:
+        raise NotReady("; ".join(f"{name} is {_value(d.status)}: {(d.message or '').strip()[:200]}"
+                                 for name, d in bad.items()), replicas)
+    if _value(app.status) in ("UNHEALTHY", "DEPLOY_FAILED", "DELETING"):
+        raise NotReady(f"application is {_value(app.status)}: {(app.message or '').strip()[:300]}", replicas)
+    missing = [name for name in required if replicas.get(name, 0) < 1]
+    if missing:
+        raise NotReady(f"no running replica of {', '.join(missing)}", replicas)
+    return replicas
+
+
+def _app_status(app_name: str):
+    """Serve's status of ``app_name`` (a blocking controller call: run it on a thread)."""
+    return rs.status().applications.get(app_name)
+
+
 class ServeBackend:
     """:class:`serve.api.Backend` over deployment handles.
 
@@ -216,11 +268,13 @@ class ServeBackend:
     another replica."""
 
     def __init__(
-        self, retriever, reranker=None, attempts: int = 3, max_inflight: int = 4, max_coalesce: int = 8
+        self, retriever, reranker=None, attempts: int = 3, max_inflight: int = 4, max_coalesce: int = 8,
+        app_name: str | None = None,
     ):
         self.retriever = retriever
         self.reranker = reranker
         self.has_reranker = reranker is not None
+        self.app_name = app_name
         self.attempts = attempts
         self.retryable = _retryable_errors()
         self.unavailable = _unavailable_errors()
@@ -255,10 +309,16 @@ class ServeBackend:
         return await self._call("retriever", lambda: self.retriever.embed.remote(texts))
 
     async def ready(self) -> dict:
-        info = await asyncio.wait_for(
-            self._call("retriever", lambda: self.retriever.info.remote()), timeout=10
-        )
-        return {"version": info["version"], "reranker": self.has_reranker}
+        """The Retriever answers, and Serve reports the application healthy (serve.status(), read from the
+        controller on a thread): running replicas per deployment, or :class:`NotReady`. The API bounds
+        the time this takes and caches the answer (serve.api.Limits.ready_timeout_s / ready_cache_s)."""
+        replicas = None
+        if self.app_name is not None:
+            status = await asyncio.to_thread(_app_status, self.app_name)
+            required = ("Retriever", "Reranker") if self.has_reranker else ("Retriever",)
+            replicas = readiness_from_status(status, required)
+        info = await self._call("retriever", lambda: self.retriever.info.remote())
+        return {"version": info["version"], "reranker": self.has_reranker, "replicas": replicas}
 
 
 @rs.deployment(
@@ -280,13 +340,21 @@ class SearchIngress:
         max_inflight: int = 4,
         max_coalesce: int = 8,
         allowed_hosts: list[str] | None = None,
+        limits: dict | None = None,
     ):
-        self.backend = ServeBackend(retriever, reranker, max_inflight=max_inflight, max_coalesce=max_coalesce)
+        try:
+            app_name = rs.get_replica_context().app_name
+        except Exception:  # noqa: BLE001 - outside a replica (never under Serve)
+            app_name = None
+        self.backend = ServeBackend(retriever, reranker, max_inflight=max_inflight, max_coalesce=max_coalesce,
+                                    app_name=app_name)
         self.token_sha256 = token_sha256
         self.allowed_hosts = allowed_hosts
+        self.limits = Limits(**(limits or {}))
 
     def __serve_build_asgi_app__(self):
-        return create_app(self.backend, token_sha256=self.token_sha256, allowed_hosts=self.allowed_hosts)
+        return create_app(self.backend, token_sha256=self.token_sha256, allowed_hosts=self.allowed_hosts,
+                          limits=self.limits)
 
 
 # ---- application builder ------------------------------------------------------------------------------
@@ -315,7 +383,8 @@ class AppArgs(BaseModel):
     retriever_threads: int = Field(1, ge=1)
     retriever_cpus: float = Field(0.5, gt=0)
     retriever_replicas: int | None = Field(
-        None, ge=1, description="fixed replica count (None: config/default)"
+        None, ge=1, description="fixed replica count (None: autoscaling between retriever_min_replicas and "
+        "retriever_max_replicas)"
     )
     max_batch_size: int = Field(32, ge=1)
     batch_wait_timeout_s: float = Field(0.002, ge=0)
@@ -323,7 +392,7 @@ class AppArgs(BaseModel):
     ef_search: int | None = Field(None, ge=1)
     reranker_threads: int = Field(1, ge=1)
     reranker_cpus: float = Field(0.5, gt=0)
-    reranker_replicas: int | None = Field(None, ge=1)
+    reranker_replicas: int | None = Field(None, ge=1, description="fixed count (None: autoscaling)")
     rerank_batch_size: int = Field(32, ge=1, description="pairs per teacher forward pass")
     rerank_max_batch_size: int = Field(4, ge=1, description="queries per @serve.batch call")
     rerank_batch_wait_timeout_s: float = Field(0.005, ge=0)
@@ -346,6 +415,67 @@ class AppArgs(BaseModel):
         description="set FAST_PATH_ENV in the replicas (user code and routers on the replica's event loop)",
     )
     env: dict[str, str] = Field(default_factory=dict, description="extra env vars for the replicas")
+    # -- overload (serve.api.Limits; per ingress replica) and Serve's own queue bounds --------------------
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="server-side deadline of every /search, /v1/embeddings and /rerank request "
+        "(queueing included): past it the work is cancelled and the answer is 503; the proxy's own "
+        "request_timeout_s is this + 2 s (python -m serve)")
+    max_inflight_requests: int = Field(32, ge=1, description="work requests computing at once per ingress "
+                                       "replica")
+    max_queued_requests: int = Field(64, ge=0, description="work requests waiting for a slot per ingress "
+                                     "replica; past that: 503 with Retry-After at once")
+    max_rerank_pairs: int = Field(1000, ge=1, description="(query, document) pairs one request may ask the "
+                                  "teacher for (queries x rerank depth); more is a 422 naming the limit")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After of a 503")
+    ingress_max_ongoing_requests: int = Field(256, ge=1, description="Serve: requests at once per ingress "
+                                              "replica (above max_inflight + max_queued: refusals are cheap)")
+    ingress_max_queued_requests: int = Field(256, ge=1, description="Serve: requests the proxy holds for the "
+                                             "ingress; past that the proxy answers 503 with Retry-After")
+    retriever_max_ongoing_requests: int = Field(128, ge=1)
+    retriever_max_queued_requests: int = Field(64, ge=1, description="handle calls queued for the Retriever "
+                                               "at each caller; past that: 503")
+    reranker_max_ongoing_requests: int = Field(64, ge=1)
+    reranker_max_queued_requests: int = Field(32, ge=1)
+    # -- autoscaling (when retriever_replicas / reranker_replicas are not fixed) -------------------------------
+    retriever_min_replicas: int = Field(1, ge=1)
+    retriever_max_replicas: int = Field(2, ge=1)
+    retriever_target_ongoing_requests: float = Field(
+        2.0, gt=0, description="ongoing handle calls per Retriever replica Serve aims at (the ingress "
+        "coalesces: at most ingress_max_inflight calls per ingress replica)")
+    reranker_min_replicas: int = Field(1, ge=1)
+    reranker_max_replicas: int = Field(2, ge=1)
+    reranker_target_ongoing_requests: float = Field(2.0, gt=0)
+    upscale_delay_s: float = Field(5.0, ge=0, description="load above target this long before adding a replica")
+    downscale_delay_s: float = Field(60.0, ge=0, description="load below target this long before removing one")
+    autoscaling_metrics_interval_s: float | None = Field(None, gt=0, description="Serve's default if unset")
+    autoscaling_look_back_period_s: float | None = Field(None, gt=0, description="Serve's default if unset")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "AppArgs":
+        for who in ("retriever", "reranker"):
+            lo, hi = getattr(self, f"{who}_min_replicas"), getattr(self, f"{who}_max_replicas")
+            if lo > hi:
+                raise ValueError(f"{who}_min_replicas ({lo}) > {who}_max_replicas ({hi})")
+        return self
+
+    def limits(self) -> dict:
+        """The ingress's serve.api.Limits as a dict."""
+        return {"request_timeout_s": self.request_timeout_s, "max_inflight": self.max_inflight_requests,
+                "max_queued": self.max_queued_requests, "max_rerank_pairs": self.max_rerank_pairs,
+                "retry_after_s": self.retry_after_s}
+
+    def autoscaling(self, who: str) -> dict:
+        """Serve's autoscaling_config for ``retriever`` or ``reranker``."""
+        cfg = {"min_replicas": getattr(self, f"{who}_min_replicas"),
+               "max_replicas": getattr(self, f"{who}_max_replicas"),
+               "initial_replicas": getattr(self, f"{who}_min_replicas"),
+               "target_ongoing_requests": getattr(self, f"{who}_target_ongoing_requests"),
+               "upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s}
+        if self.autoscaling_metrics_interval_s is not None:
+            cfg["metrics_interval_s"] = self.autoscaling_metrics_interval_s
+        if self.autoscaling_look_back_period_s is not None:
+            cfg["look_back_period_s"] = self.autoscaling_look_back_period_s
+        return cfg
 
 
 def resolve_run_dir(run_dir: str | Path) -> Path:
@@ -368,13 +498,21 @@ def build_app(args: dict | AppArgs):
         raise ServeSetupError(f"{a.token_env} is set but blank: set a token, or unset it to serve without one")
     env = {**(FAST_PATH_ENV if a.fast_path else {}), **a.env}
 
-    def opts(replicas, cpus):
-        o = {"ray_actor_options": {"num_cpus": cpus, **({"runtime_env": {"env_vars": env}} if env else {})}}
+    backpressure = {"status_code": 503, "retry_after_s": a.retry_after_s}
+
+    def opts(replicas, cpus, ongoing, queued, autoscaling=None):
+        o = {"ray_actor_options": {"num_cpus": cpus, **({"runtime_env": {"env_vars": env}} if env else {})},
+             "max_ongoing_requests": ongoing, "max_queued_requests": queued,
+             "backpressure_config": backpressure}
         if replicas is not None:
             o["num_replicas"] = replicas
+        elif autoscaling is not None:
+            o["autoscaling_config"] = autoscaling
         return o
 
-    retriever = Retriever.options(**opts(a.retriever_replicas, a.retriever_cpus)).bind(
+    retriever = Retriever.options(**opts(
+        a.retriever_replicas, a.retriever_cpus, a.retriever_max_ongoing_requests, a.retriever_max_queued_requests,
+        a.autoscaling("retriever"))).bind(
         str(run_dir), a.retriever_threads, a.nprobe, a.ef_search, a.max_batch_size, a.batch_wait_timeout_s,
         a.precision,
     )
@@ -386,7 +524,9 @@ def build_app(args: dict | AppArgs):
                 "(re-run the index stage with the corpus)"
             )
         art.teacher(a.teacher, a.teacher_trust_remote_code)  # fails here when there is no teacher to load
-        reranker = Reranker.options(**opts(a.reranker_replicas, a.reranker_cpus)).bind(
+        reranker = Reranker.options(**opts(
+            a.reranker_replicas, a.reranker_cpus, a.reranker_max_ongoing_requests, a.reranker_max_queued_requests,
+            a.autoscaling("reranker"))).bind(
             str(run_dir),
             a.reranker_threads,
             a.rerank_batch_size,
@@ -396,13 +536,15 @@ def build_app(args: dict | AppArgs):
             a.teacher_trust_remote_code,
             a.precision,
         )
-    return SearchIngress.options(**opts(a.ingress_replicas, a.ingress_cpus)).bind(
+    return SearchIngress.options(**opts(
+        a.ingress_replicas, a.ingress_cpus, a.ingress_max_ongoing_requests, a.ingress_max_queued_requests)).bind(
         retriever,
         reranker,
         token_digest(token) if token else None,
         a.ingress_max_inflight,
         a.ingress_max_coalesce,
         None if token else [*LOOPBACK_HOSTS, *a.allowed_hosts],  # DNS-rebinding defence without a token
+        a.limits(),
     )
 
 
@@ -438,8 +580,12 @@ def direct_ingress_env(port: int) -> dict[str, str]:
     }
 
 
+PROXY_TIMEOUT_MARGIN_S = 2.0  # the proxy's request_timeout_s: the app's deadline plus this
+
+
 def start_serve(
-    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, fast_path: bool = True, direct_ingress: bool = False
+    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, fast_path: bool = True, direct_ingress: bool = False,
+    request_timeout_s: float | None = 10.0 + PROXY_TIMEOUT_MARGIN_S,
 ) -> None:
     """Start Serve (and a local Ray if none is connected) with HTTP on ``host:port``.
 
@@ -469,7 +615,14 @@ def start_serve(
             runtime_env={"env_vars": env} if env else None,
             log_to_driver=False,
         )
-    rs.start(http_options={"host": host, "port": proxy_port})
+    rs.start(http_options=http_options(host, proxy_port, request_timeout_s))
+
+
+def http_options(host: str, port: int, request_timeout_s: float | None) -> dict:
+    """Serve's HTTP options: the bind, and the proxy's end-to-end request timeout (a backstop behind
+    the app's own deadline, which answers first with a 503 naming it)."""
+    return {"host": host, "port": port,
+            **({"request_timeout_s": request_timeout_s} if request_timeout_s is not None else {})}
 
 
 def deploy(
@@ -495,9 +648,12 @@ def deploy(
             raise ValueError(
                 f"direct_ingress on port {port} needs Ray started with direct_ingress_env({port})"
             )
-        rs.start(http_options={"host": host, "port": _free_port(host)})
+    proxy_timeout = float(args.get("request_timeout_s", 10.0)) + PROXY_TIMEOUT_MARGIN_S
+    if direct_ingress and ray.is_initialized():
+        rs.start(http_options=http_options(host, _free_port(host), proxy_timeout))
     else:
-        start_serve(host, port, fast_path=args.get("fast_path", True), direct_ingress=direct_ingress)
+        start_serve(host, port, fast_path=args.get("fast_path", True), direct_ingress=direct_ingress,
+                    request_timeout_s=proxy_timeout)
     args["allowed_hosts"] = [*args.get("allowed_hosts", []), *bound_host_names(host)]
     rs.run(
         build_app({"run_dir": str(run_dir), "rerank": rerank, **args}),
