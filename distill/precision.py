@@ -5,7 +5,8 @@
 - CPU: the ``avx512_bf16`` or ``amx_bf16`` flag (x86) or ``bf16`` (aarch64) in ``/proc/cpuinfo``. torch's own
   ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` is not used: it is true on any AVX-512 CPU, where oneDNN
   emulates bf16 (no faster than fp32). Where the flags cannot be read (not Linux), ``auto`` is fp32.
-- GPU (``cuda``): ``torch.cuda.is_bf16_supported()``.
+- GPU (``cuda``): ``torch.cuda.is_bf16_supported(including_emulation=False)`` (Ampere and later; a V100 or T4
+  emulates bf16, so ``auto`` is fp32 there).
 
 ``fp32`` and ``bf16`` are taken as given; bf16 without native support still works (emulated, slowly) and
 warns. bf16 here means autocast (:func:`autocast`): weights stay fp32, matmuls run in bf16, and the outputs
@@ -69,7 +70,7 @@ def has_native_bf16(device="cpu", flags: Iterable[str] | None = None) -> bool:
     if device_type(device) == "cuda":
         import torch
 
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
     return cpu_has_native_bf16(flags)
 
 

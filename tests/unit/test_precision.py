@@ -57,6 +57,9 @@ def test_cuda_auto_follows_torch(monkeypatch):
     assert P.resolve("auto", "cuda:0", flags=AVX2_ONLY) == "bf16"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert P.resolve("auto", torch.device("cuda"), flags=WITH_AMX) == "fp32"
+    # emulated bf16 (a V100 or T4: torch says yes only when emulation counts) is not native: fp32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert P.resolve("auto", "cuda", flags=WITH_AMX) == "fp32"
 
 
 def test_autocast_is_bf16_or_a_no_op():
