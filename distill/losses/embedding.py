@@ -26,3 +26,22 @@ def embedding_match(student: torch.Tensor, teacher: torch.Tensor, mode: str = "l
         return per_row.mean()
     m = mask.to(per_row.dtype)
     return (per_row * m).sum() / m.sum().clamp(min=1)
+
+
+class EmbeddingMatchLoss(torch.nn.Module):
+    """Embedding matching through the common signature (formula above; EmbedDistill, Kim et al. 2023,
+    arXiv 2301.12005): the projected student query vectors against ``batch.teacher_queries``, plus (unless
+    ``batch.asymmetric``: the documents are the teacher's own) the projected document vectors against
+    ``batch.teacher_docs`` under the flattened ``batch.mask``."""
+
+    def __init__(self, mode: str = "l2"):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, batch) -> torch.Tensor:
+        q = batch.queries if batch.asymmetric else batch.projection(batch.queries)
+        loss = embedding_match(q, batch.teacher_queries, self.mode)
+        if not batch.asymmetric:
+            loss = loss + embedding_match(batch.projection(batch.docs), batch.teacher_docs, self.mode,
+                                          batch.mask.reshape(-1))
+        return loss

@@ -20,3 +20,22 @@ def info_nce(queries: torch.Tensor, docs: torch.Tensor, positives: torch.Tensor,
     if doc_mask is not None:
         logits = logits.masked_fill(~doc_mask.unsqueeze(0), -1e4)
     return F.cross_entropy(logits, positives)
+
+
+class InfoNCELoss(torch.nn.Module):
+    """InfoNCE through the common signature (formula above; van den Oord et al. 2018, DPR's in-batch
+    negatives, Karpukhin et al. 2020). ``gather`` concatenates a tensor over the workers of the step
+    (identity on one worker), so each query's negatives are every document of every worker; this worker's
+    queries' positives sit at rows ``rank * B * K + b * K`` of the gathered documents."""
+
+    def __init__(self, temperature: float = 0.05, gather=None, rank: int = 0):
+        super().__init__()
+        self.temperature, self.rank = temperature, rank
+        self.gather = gather or (lambda x: x)
+
+    def forward(self, batch) -> torch.Tensor:
+        n, k = len(batch.queries), batch.group_size
+        all_d = self.gather(batch.docs)
+        all_mask = self.gather(batch.mask.reshape(-1).float()).bool()
+        pos = torch.arange(n, device=batch.queries.device) * k + self.rank * n * k
+        return info_nce(batch.queries, all_d, pos, self.temperature, all_mask)

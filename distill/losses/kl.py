@@ -27,3 +27,17 @@ def listwise_kl(student: torch.Tensor, teacher: torch.Tensor, teacher_temperatur
     if mask is not None:
         kl = kl.masked_fill(~mask, 0.0)
     return kl.sum(-1).mean()
+
+
+class ListwiseKLLoss(torch.nn.Module):
+    """Listwise KL through the common signature: ``listwise_kl`` of ``batch.scores`` against
+    ``batch.teacher_scores`` under ``batch.mask`` (formula above; soft-label score distillation,
+    Hinton et al. 2015 applied to ranking lists, docs/METHODS.md 1.1)."""
+
+    def __init__(self, teacher_temperature: float = 1.0, student_temperature: float = 1.0):
+        super().__init__()
+        self.teacher_temperature, self.student_temperature = teacher_temperature, student_temperature
+
+    def forward(self, batch) -> torch.Tensor:
+        return listwise_kl(batch.scores, batch.teacher_scores, self.teacher_temperature, self.student_temperature,
+                           batch.mask)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from distill.losses.batch import pair_scores
 from distill.losses.kl import listwise_kl
 
 
@@ -29,6 +30,24 @@ def lead_loss(student_layers: dict[int, torch.Tensor], teacher_layers: torch.Ten
         kl = listwise_kl(student_layers[m], teacher_layers[..., l - 1], temperature, temperature, mask)
         loss = loss + weights[l] * kl
     return loss / max(total, 1e-12)
+
+
+class LeadLoss(torch.nn.Module):
+    """LEAD through the common signature (formula above; Sun et al., arXiv 2212.05225): for each pair (m, l)
+    in ``batch.layer_pairs``, the student's layer-m scores (``pair_scores`` of ``batch.query_layers[m - 1]``
+    and ``batch.doc_layers[m - 1]``) against the teacher's layer-l scores in ``batch.teacher_layers``,
+    weighted by ``weights[l]``, under ``batch.mask``."""
+
+    def __init__(self, weights: dict[int, float], temperature: float = 0.05):
+        super().__init__()
+        self.weights, self.temperature = weights, temperature
+
+    def forward(self, batch) -> torch.Tensor:
+        k = batch.group_size
+        s_layers = {m: pair_scores(batch.query_layers[m - 1].float(), batch.doc_layers[m - 1].float(), k)
+                    for m, _ in batch.layer_pairs}
+        return lead_loss(s_layers, batch.teacher_layers, batch.layer_pairs, self.weights, self.temperature,
+                         batch.mask)
 
 
 def default_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:

@@ -23,3 +23,17 @@ def margin_mse(student: torch.Tensor, teacher: torch.Tensor, teacher_temperature
     if mask is not None:
         keep &= mask
     return (err * keep).sum() / keep.sum().clamp(min=1)
+
+
+class MarginMSELoss(torch.nn.Module):
+    """Margin-MSE through the common signature: ``margin_mse`` of ``batch.scores`` against
+    ``batch.teacher_scores`` (positive in column 0) under ``batch.mask`` (formula above; Hofstaetter et al.
+    2020, arXiv 2010.02666)."""
+
+    def __init__(self, teacher_temperature: float = 1.0, student_temperature: float = 1.0):
+        super().__init__()
+        self.teacher_temperature, self.student_temperature = teacher_temperature, student_temperature
+
+    def forward(self, batch) -> torch.Tensor:
+        return margin_mse(batch.scores, batch.teacher_scores, self.teacher_temperature, self.student_temperature,
+                          batch.mask)

@@ -16,3 +16,16 @@ def score_mse(student: torch.Tensor, teacher: torch.Tensor, teacher_temperature:
     if mask is None:
         return err.mean()
     return (err * mask).sum() / mask.sum().clamp(min=1)
+
+
+class ScoreMSELoss(torch.nn.Module):
+    """Pointwise score MSE through the common signature: ``score_mse`` of ``batch.scores`` against
+    ``batch.teacher_scores`` under ``batch.mask`` (formula above)."""
+
+    def __init__(self, teacher_temperature: float = 1.0, student_temperature: float = 1.0):
+        super().__init__()
+        self.teacher_temperature, self.student_temperature = teacher_temperature, student_temperature
+
+    def forward(self, batch) -> torch.Tensor:
+        return score_mse(batch.scores, batch.teacher_scores, self.teacher_temperature, self.student_temperature,
+                         batch.mask)

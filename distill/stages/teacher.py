@@ -16,9 +16,6 @@ the loss is the answer's token-level cross-entropy  L = -sum_t log p(a_t | a_<t,
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +23,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from distill import raytrain
 from distill.bm25 import BM25
 from distill.progress import Progress
-
-EXPORT_DIR = "export"
+from distill.raytrain import EXPORT_DIR  # noqa: F401  (the final checkpoint's model folder)
 
 
 def build_teacher_groups(data, split: str, pool_depth: int = 30, max_queries: int | None = None) -> pd.DataFrame:
@@ -48,22 +45,41 @@ def build_teacher_groups(data, split: str, pool_depth: int = 30, max_queries: in
     return pd.DataFrame(rows)
 
 
+def fit_steps(config: dict, model, optim, per_step: int, n_groups: int, rank: int, world: int, batch_loss):
+    """The teacher loops' shared steps: ``epochs`` passes over ``n_groups`` rows, ``per_step`` rows per worker
+    and step (distill.raytrain.step_indices), ``batch_loss(rows, rng)`` on each step's rows with the step's
+    generator, AdamW steps with gradients clipped at norm 1 and the warmup-decay schedule (warmup: a tenth
+    of the steps). Returns (last loss, steps)."""
+    import torch
+
+    steps_per_epoch = raytrain.epoch_steps(n_groups, per_step, world)
+    total = steps_per_epoch * config["epochs"]
+    sched = raytrain.warmup_decay_lr(optim, total, max(1, total // 10))
+    model.train()
+    loss = torch.tensor(0.0)
+    progress = Progress("teacher", total, rank)
+    for step in range(total):
+        idx = raytrain.step_indices(n_groups, step, steps_per_epoch, per_step, world, rank, config["seed"])
+        loss = batch_loss(idx, np.random.default_rng([config["seed"], step, rank]))
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        sched.step()
+        progress.step(step + 1, float(loss.detach()))
+    return loss, total
+
+
 def teacher_loop(config: dict) -> None:
-    import ray.train
     import torch
     from ray.train.torch import prepare_model
 
     from distill.models import CrossEncoder
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(config["threads"])
-    torch.manual_seed(config["seed"])
+    rank, world = raytrain.start_worker(config["threads"], config["seed"])
     groups = pq.read_table(config["groups_path"]).to_pandas()
     n_neg = config["negatives"]
     per_step = max(1, config["batch_size"] // (n_neg + 1))
-    steps_per_epoch = max(1, len(groups) // (per_step * world))
-    total = steps_per_epoch * config["epochs"]
     ce = CrossEncoder(config["model"], config["max_length"], config["trust_remote_code"], config["head"])
     model = prepare_model(ce)
     # a fresh scoring head learns at its own (higher) rate; the pretrained body at the configured one
@@ -72,18 +88,10 @@ def teacher_loop(config: dict) -> None:
     body = [p for p in ce.parameters() if id(p) not in head_ids]
     optim = torch.optim.AdamW([{"params": body, "lr": config["lr"]},
                                {"params": head, "lr": config["head_lr"]}], weight_decay=0.01)
-    warmup = max(1, total // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     device = next(model.parameters()).device
-    model.train()
-    loss = torch.tensor(0.0)
-    progress = Progress("teacher", total, rank)
-    for step in range(total):
-        epoch, within = divmod(step, steps_per_epoch)
-        perm = np.random.default_rng([config["seed"], epoch]).permutation(len(groups))
-        idx = perm[(within * world + rank) * per_step:(within * world + rank + 1) * per_step]
-        rng = np.random.default_rng([config["seed"], step, rank])
+
+    def batch_loss(idx, rng):
+        """Localised contrastive estimation: the positive (column 0) against its sampled negatives."""
         qs, ds = [], []
         for i in idx:
             g = groups.iloc[i]
@@ -94,19 +102,10 @@ def teacher_loop(config: dict) -> None:
             ds += chosen
         inputs = {k: v.to(device) for k, v in ce.tokenize(qs, ds).items()}
         logits = model(**inputs).view(len(idx), n_neg + 1)
-        loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long, device=device))
-        optim.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optim.step()
-        sched.step()
-        progress.step(step + 1, float(loss.detach()))
-    with tempfile.TemporaryDirectory() as tmp:
-        if rank == 0:
-            ce.save(Path(tmp) / EXPORT_DIR)
-            (Path(tmp) / "state.json").write_text(json.dumps({"steps": total}))
-        ray.train.report({"loss": float(loss), "steps": total},
-                         checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
+        return torch.nn.functional.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long, device=device))
+
+    loss, total = fit_steps(config, model, optim, per_step, len(groups), rank, world, batch_loss)
+    raytrain.report_export({"loss": float(loss.detach()), "steps": total}, rank, ce.save, total)
 
 
 def teacher_path(rd) -> str:
@@ -122,9 +121,6 @@ def teacher_path(rd) -> str:
 
 
 def run(rd, data) -> dict:
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
     from distill.models import resolve_model
     from distill.raycluster import ensure_ray
 
@@ -141,26 +137,28 @@ def run(rd, data) -> dict:
     work = rd.path / "teacher_work"
     work.mkdir(exist_ok=True)
     pq.write_table(pa.Table.from_pandas(groups, preserve_index=False), work / "groups.parquet")
-    trainer = TorchTrainer(
-        teacher_loop,
-        train_loop_config={"groups_path": str((work / "groups.parquet").resolve()), "model": resolve_model(t.model),
-                           "max_length": t.max_length, "trust_remote_code": t.trust_remote_code, "head": t.head,
-                           "threads": max(1, int(t.cpus_per_worker)), "seed": t.seed,
-                           "epochs": t.epochs, "lr": t.learning_rate, "head_lr": t.head_learning_rate, "batch_size": t.batch_size,
-                           "negatives": t.negatives_per_query},
-        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=cfg.training.use_gpu,
-                                     resources_per_worker={"CPU": t.cpus_per_worker,
-                                                           **({"GPU": 1} if cfg.training.use_gpu else {})}),
-        torch_config=TorchConfig(backend="nccl" if cfg.training.use_gpu else "gloo"),
-        run_config=RunConfig(name="teacher", storage_path=str((work / "checkpoints").resolve())),
-    )
-    result = trainer.fit()
-    with result.checkpoint.as_directory() as ckpt, rd.atomic_output("teacher") as tmp:
-        shutil.copytree(Path(ckpt) / EXPORT_DIR, tmp, dirs_exist_ok=True)
-        steps = json.loads((Path(ckpt) / "state.json").read_text())["steps"]
-    counts = {"groups": len(groups), "steps": steps}
-    rd.mark_done("teacher", counts, final_loss=(result.metrics or {}).get("loss"))
+    loop_cfg = {"groups_path": str((work / "groups.parquet").resolve()), "model": resolve_model(t.model),
+                "max_length": t.max_length, "trust_remote_code": t.trust_remote_code, "head": t.head,
+                "threads": max(1, int(t.cpus_per_worker)), "seed": t.seed, "epochs": t.epochs, "lr": t.learning_rate,
+                "head_lr": t.head_learning_rate, "batch_size": t.batch_size, "negatives": t.negatives_per_query}
+    steps = _fit_and_export(rd, teacher_loop, loop_cfg, "teacher")
+    counts = {"groups": len(groups), "steps": steps["steps"]}
+    rd.mark_done("teacher", counts, final_loss=steps["loss"])
     return counts
+
+
+def _fit_and_export(rd, loop, loop_cfg: dict, name: str) -> dict:
+    """Fine-tune on Ray Train (DDP, ``teacher.num_workers``) and copy the exported model into the stage's
+    output; returns {"steps", "loss"}."""
+    cfg = rd.config
+    t = cfg.teacher
+    trainer = raytrain.make_trainer(loop, loop_cfg, name=name, storage=rd.path / "teacher_work" / "checkpoints",
+                                    num_workers=t.num_workers, cpus_per_worker=t.cpus_per_worker,
+                                    use_gpu=cfg.training.use_gpu)
+    result = trainer.fit()
+    with rd.atomic_output("teacher") as tmp:
+        state = raytrain.copy_export(result, tmp)
+    return {"steps": state["steps"], "loss": (result.metrics or {}).get("loss")}
 
 
 # ---- a FiD reader on question-answer pairs ---------------------------------------------------------------
@@ -204,59 +202,33 @@ def dense_retriever(cfg, data):
 
 
 def reader_loop(config: dict) -> None:
-    import ray.train
     import torch
     from ray.train.torch import prepare_model
 
     from distill.reader import FiDReader
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(config["threads"])
-    torch.manual_seed(config["seed"])
+    rank, world = raytrain.start_worker(config["threads"], config["seed"])
     groups = pq.read_table(config["groups_path"]).to_pandas()
     per_step = max(1, config["batch_size"] // config["passages"])  # questions per worker and step
-    steps_per_epoch = max(1, len(groups) // (per_step * world))
-    total = steps_per_epoch * config["epochs"]
     reader = FiDReader(config["model"], config["max_length"], config["answer_max_length"], config["trust_remote_code"])
     model = prepare_model(reader)
     optim = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=0.01)
-    warmup = max(1, total // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     device = next(model.parameters()).device
-    model.train()
-    loss = torch.tensor(0.0)
-    progress = Progress("teacher", total, rank)
-    for step in range(total):
-        epoch, within = divmod(step, steps_per_epoch)
-        perm = np.random.default_rng([config["seed"], epoch]).permutation(len(groups))
-        idx = perm[(within * world + rank) * per_step:(within * world + rank + 1) * per_step]
-        rng = np.random.default_rng([config["seed"], step, rank])
+
+    def batch_loss(idx, rng):
+        """The answers' token cross-entropy, each question read with its top passages (FiD)."""
         rows = [groups.iloc[i] for i in idx]
         k = min(len(r["passages"]) for r in rows)
         ids, mask = reader.tokenize([r["query"] for r in rows], [list(r["passages"])[:k] for r in rows])
         labels = reader.tokenize_answers([r["answers"][rng.integers(len(r["answers"]))] for r in rows])
-        loss = model(ids.to(device), mask.to(device), labels.to(device))
-        optim.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optim.step()
-        sched.step()
-        progress.step(step + 1, float(loss.detach()))
-    with tempfile.TemporaryDirectory() as tmp:
-        if rank == 0:
-            reader.save(Path(tmp) / EXPORT_DIR)
-            (Path(tmp) / "state.json").write_text(json.dumps({"steps": total}))
-        ray.train.report({"loss": float(loss.detach()), "steps": total},
-                         checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
+        return model(ids.to(device), mask.to(device), labels.to(device))
+
+    loss, total = fit_steps(config, model, optim, per_step, len(groups), rank, world, batch_loss)
+    raytrain.report_export({"loss": float(loss.detach()), "steps": total}, rank, reader.save, total)
 
 
 def run_reader(rd, data) -> dict:
     """Fine-tune the reader on Ray Train (TorchTrainer, DDP) and export it as the run's teacher."""
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
     from distill.data import DataError
     from distill.models import resolve_model
     from distill.raycluster import ensure_ray
@@ -279,23 +251,11 @@ def run_reader(rd, data) -> dict:
     work = rd.path / "teacher_work"
     work.mkdir(exist_ok=True)
     pq.write_table(pa.Table.from_pandas(groups, preserve_index=False), work / "reader_groups.parquet")
-    trainer = TorchTrainer(
-        reader_loop,
-        train_loop_config={"groups_path": str((work / "reader_groups.parquet").resolve()),
-                           "model": resolve_model(t.model), "max_length": t.max_length,
-                           "answer_max_length": t.answer_max_length, "trust_remote_code": t.trust_remote_code,
-                           "threads": max(1, int(t.cpus_per_worker)), "seed": t.seed, "epochs": t.epochs,
-                           "lr": t.learning_rate, "batch_size": t.batch_size, "passages": t.reader_passages},
-        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=cfg.training.use_gpu,
-                                     resources_per_worker={"CPU": t.cpus_per_worker,
-                                                           **({"GPU": 1} if cfg.training.use_gpu else {})}),
-        torch_config=TorchConfig(backend="nccl" if cfg.training.use_gpu else "gloo"),
-        run_config=RunConfig(name="reader", storage_path=str((work / "checkpoints").resolve())),
-    )
-    result = trainer.fit()
-    with result.checkpoint.as_directory() as ckpt, rd.atomic_output("teacher") as tmp:
-        shutil.copytree(Path(ckpt) / EXPORT_DIR, tmp, dirs_exist_ok=True)
-        steps = json.loads((Path(ckpt) / "state.json").read_text())["steps"]
-    counts = {"questions": len(groups), "steps": steps}
-    rd.mark_done("teacher", counts, answers=acounts, final_loss=(result.metrics or {}).get("loss"))
+    loop_cfg = {"groups_path": str((work / "reader_groups.parquet").resolve()), "model": resolve_model(t.model),
+                "max_length": t.max_length, "answer_max_length": t.answer_max_length,
+                "trust_remote_code": t.trust_remote_code, "threads": max(1, int(t.cpus_per_worker)), "seed": t.seed,
+                "epochs": t.epochs, "lr": t.learning_rate, "batch_size": t.batch_size, "passages": t.reader_passages}
+    steps = _fit_and_export(rd, reader_loop, loop_cfg, "reader")
+    counts = {"questions": len(groups), "steps": steps["steps"]}
+    rd.mark_done("teacher", counts, answers=acounts, final_loss=steps["loss"])
     return counts

@@ -6,17 +6,20 @@ student scores s = sim(E(q), E(d)); the loss is
 
     w_kl * KL(softmax(t/T_t) || softmax(s/T_s)) + w_mm * MarginMSE + w_mse * MSE
     + w_nce * InfoNCE(q, all documents of the step gathered from every worker)
+    + w_emb * embedding matching + w_lead * LEAD
 
 Batches are a pure function of (seed, global step), so a worker restarted from a checkpoint (Ray's
 ``FailureConfig``) or a re-run of the driver continues the same sequence from the saved step.
+
+The parts, Tevatron-style: the model is distill.pair_model.PairModel, batch assembly distill.collator,
+the losses distill.losses (one signature, summed by distill.losses.combine), the DeepSpeed/DDP backend
+distill.train_engine, and the Ray Train plumbing (schedule, checkpoints, resume, trainer) distill.raytrain.
+This module holds the training groups, the loop itself and the stage's ``run``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,9 +28,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-STATE_FILE = "distill_state.json"
+from distill import raytrain
+from distill.collator import Collator, assemble, sample_group
+from distill.faults import Fault, train_step_from_env
+from distill.progress import Progress
+from distill.raytrain import EXPORT_DIR, STATE_FILE, latest_checkpoint, step_indices
+from distill.train_engine import TrainEngine
+
 STARTS_LOG = "starts.jsonl"  # train_work/: {"start_step", "total", "from": scratch|driver|ray|storage} per start
-EXPORT_DIR = "export"
+__all__ = ["EXPORT_DIR", "STATE_FILE", "STARTS_LOG", "build_groups", "fit", "latest_checkpoint", "loop_config", "run",
+           "sample_group", "step_indices", "train_loop", "unlabelled_policy", "withhold_labels"]
 
 
 # ---- data ----------------------------------------------------------------------------------------------
@@ -83,282 +93,112 @@ def unlabelled_policy(training_cfg) -> str:
     return "teacher_top" if w.kl + w.margin_mse + w.mse + w.embedding + w.lead > 0 else "drop"
 
 
-def sample_group(row, k: int, rng: np.random.Generator):
-    """(docs, teacher scores, mask, chosen candidate indices): a random positive first, then up to k-1
-    random negatives; short lists are padded with masked slots (index -1)."""
-    labels = np.asarray(row["labels"])
-    pos = np.flatnonzero(labels > 0)
-    neg = np.flatnonzero(labels == 0)
-    chosen = [int(rng.choice(pos))] + rng.choice(neg, size=min(k - 1, len(neg)), replace=False).tolist()
-    docs = [row["docs"][i] for i in chosen]
-    scores = [row["scores"][i] for i in chosen]
-    mask = [True] * len(chosen)
-    while len(docs) < k:  # pad short lists; padded slots are masked out of every loss
-        docs.append("")
-        scores.append(0.0)
-        mask.append(False)
-        chosen.append(-1)
-    return docs, scores, mask, chosen
-
-
-def step_indices(n: int, step: int, steps_per_epoch: int, batch: int, world: int, rank: int, seed: int):
-    """Row indices for this worker at a global step: epoch-wise permutation, disjoint worker slices."""
-    epoch, within = divmod(step, steps_per_epoch)
-    perm = np.random.default_rng([seed, epoch]).permutation(n)
-    start = (within * world + rank) * batch
-    return perm[start:start + batch]
-
-
-def _maybe_fail(fault: dict | None, step: int, rank: int) -> None:
-    """Fault injection for tests (``DISTILL_FAIL_AT_STEP``): rank 0 dies hard after finishing ``step``,
-    once (a marker file records that it happened), as a crashed or killed worker would."""
-    if not fault or rank != 0 or step != fault["step"]:
-        return
-    marker = Path(fault["once_file"])
-    if marker.exists():
-        return
-    marker.write_text(str(step))
-    os._exit(17)
-
-
 # ---- the training loop (runs on every Ray Train worker) -------------------------------------------------
-def train_loop(config: dict) -> None:
-    import ray.train
-    import torch
-    import torch.distributed as dist
-
-    from distill import losses
+def _setup(config: dict, groups: pd.DataFrame, rank: int, world: int):
+    """The step's parts, built in a fixed order (torch's random draws): the student, its PairModel, the
+    collator and the enabled losses. Returns (model, collator, losses)."""
+    from distill.losses import build_losses
+    from distill.losses.lead import default_layer_map
     from distill.models import DualEncoder
+    from distill.pair_model import PairModel
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(config["threads"])
-    torch.manual_seed(config["seed"] + rank)
-    groups = pq.read_table(config["groups_path"]).to_pandas()
-    B, K = config["queries_per_batch"], config["group_size"]
-    steps_per_epoch = max(1, len(groups) // (B * world))
-    total = config["max_steps"] or steps_per_epoch * config["epochs"]
     w = config["losses"]
-
     student = DualEncoder(**config["student"])
-    tokenize = student.tokenize
-
     asym = config["asymmetric"]  # documents keep the teacher's embeddings; only queries are encoded
-
-    class PairModel(torch.nn.Module):
-        """The student tower, plus (for embedding matching) a learned map into the teacher's width."""
-
-        def __init__(self, enc, teacher_dim: int | None):
-            super().__init__()
-            self.encoder = enc
-            self.proj = None
-            if teacher_dim:  # asymmetric: the encoder's own output_dim already is the teacher's width
-                self.proj = (torch.nn.Identity() if teacher_dim == enc.dim
-                             else torch.nn.Linear(enc.dim, teacher_dim, bias=False))
-
-        def forward(self, q, d, layers: bool = False):
-            if d is None:
-                return self.encoder(**q), None
-            return self.encoder(**q, return_layers=layers), self.encoder(**d, return_layers=layers)
-
     if asym and student.dim != len(groups["d_embs"].iloc[0][0]):
         raise ValueError(f"asymmetric student width {student.dim} != teacher width {len(groups['d_embs'].iloc[0][0])}")
     use_emb = (bool(w.get("embedding")) or asym) and "q_embs" in groups
     use_lead = bool(w.get("lead")) and "layer_scores" in groups
+    layer_map = None
     if use_lead:
-        from distill.losses.lead import default_layer_map
-
         t_layers = len(groups["layer_scores"].iloc[0][0])
         layer_map = [tuple(p) for p in config["lead"]["layer_map"]] if config["lead"]["layer_map"] else \
             default_layer_map(student.num_layers, t_layers)
-        lead_weights = {int(k): v for k, v in config["lead_weights"].items()}
     model = PairModel(student, len(groups["q_embs"].iloc[0][0]) if use_emb and not asym else None)
-    warmup = int(config["warmup_ratio"] * total)
-    use_ds = config["backend"] == "deepspeed"
-    if use_ds:
-        os.environ.setdefault("DS_ACCELERATOR", "cuda" if config["use_gpu"] else "cpu")
-        import deepspeed
+    collate = Collator(groups, config["group_size"], student.tokenize, embeddings=use_emb, asymmetric=asym,
+                       layer_map=layer_map, pairs_per_step=config["lead"]["pairs_per_step"])
+    losses = build_losses(w, teacher_temperature=config["teacher_temperature"],
+                          student_temperature=config["student_temperature"], embedding_mode=config["embedding_mode"],
+                          gather=lambda x: raytrain.gather(x, world), rank=rank,
+                          lead_weights={int(k): v for k, v in config["lead_weights"].items()},
+                          lead_temperature=config["lead"]["temperature"],
+                          available={"embedding": use_emb, "lead": use_lead})
+    return model, collate, losses
 
-        if not config["use_gpu"]:
-            # DeepSpeed's CPU shared-memory op only speeds up *inference* all-reduce; training reduces gradients
-            # over Ray's gloo group. Skipping it avoids a C++ build (~60 s) in every new virtualenv.
-            deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-        ds_config = {
-            "train_micro_batch_size_per_gpu": B,
-            "gradient_accumulation_steps": 1,
-            "gradient_clipping": 1.0,
-            "optimizer": {"type": "AdamW", "params": {"lr": config["lr"], "weight_decay": config["weight_decay"],
-                                                      "torch_adam": True}},
-            "scheduler": {"type": "WarmupDecayLR", "params": {
-                "warmup_min_lr": 0.0, "warmup_max_lr": config["lr"], "warmup_num_steps": max(1, warmup),
-                "total_num_steps": max(total, warmup + 1), "warmup_type": "linear"}},
-            "zero_optimization": {"stage": config["zero_stage"]},
-            "bf16": {"enabled": config["precision"] == "bf16"},
-            "steps_per_print": 10**9,
-            "wall_clock_breakdown": False,
-        }
-        engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=ds_config,
-                                               dist_init_required=False)
-        device = engine.device
-    else:
-        from ray.train.torch import prepare_model
 
-        engine = prepare_model(model)
-        device = next(engine.parameters()).device
-        optim = torch.optim.AdamW(engine.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            optim, lambda s: min((s + 1) / max(1, warmup), max(0.0, (total - s) / max(1, total - warmup))))
-
-    # ---- resume ----
+def _resume(engine, config: dict, rank: int, total: int) -> int:
+    """Load the newest complete checkpoint of the three sources (distill.raytrain.resume_point); rank 0
+    records the start in ``starts.jsonl``. Returns the step to start at."""
+    source, ckpt_dir = raytrain.resume_point(config)
     start = 0
-    ckpt = ray.train.get_checkpoint()
-    # Ray's checkpoint after a worker-group restart may lag: the controller collects a report only when it
-    # polls, so a worker that dies right after reporting loses it. Take the newest complete one of Ray's,
-    # the newest on storage, and the driver's (a checkpoint is complete once it has its state file).
-    found = {"ray": ckpt.to_directory() if ckpt is not None else None,
-             "storage": latest_checkpoint(Path(config["checkpoint_root"])) if config.get("checkpoint_root") else None,
-             "driver": config.get("resume_from")}
-    found = {k: (json.loads((Path(d) / STATE_FILE).read_text())["step"], d) for k, d in found.items()
-             if d and (Path(d) / STATE_FILE).exists()}
-    source = max(found, key=lambda k: found[k][0]) if found else "scratch"
-    ckpt_dir = found[source][1] if found else None
     if ckpt_dir:
-        state = json.loads((Path(ckpt_dir) / STATE_FILE).read_text())
+        state = raytrain.read_state(ckpt_dir)
         start = state["step"]
-        if use_ds:
-            from distill.safe_load import deepspeed_weights_only
+        engine.load(ckpt_dir, state)
+    if rank == 0:
+        raytrain.log_start(config.get("starts_log"), start, total, source)
+    return start
 
-            with deepspeed_weights_only():  # DeepSpeed itself reads its *.pt with weights_only=False
-                engine.load_checkpoint(ckpt_dir, tag="ckpt")
-        else:
-            from safetensors.torch import load_file
 
-            engine_module = engine.module if hasattr(engine, "module") else engine
-            engine_module.load_state_dict(load_file(str(Path(ckpt_dir) / "model.safetensors")))
-            optim.load_state_dict(torch.load(Path(ckpt_dir) / "optim.pt", weights_only=True))
-            sched.load_state_dict(state["scheduler"])
-    if rank == 0 and config.get("starts_log"):  # one line per (re)start of the worker group: the step it starts at
-        with open(config["starts_log"], "a", encoding="utf-8") as f:
-            f.write(json.dumps({"start_step": start, "total": total, "from": source}) + "\n")
+def _tracker(config: dict, rank: int):
+    """Rank 0's metrics tracker (distill.tracking: TensorBoard by default, MLflow, W&B), or None."""
+    if rank != 0 or not config.get("log_every") or not config.get("tracking"):
+        return None
+    from distill.tracking import Tracker
 
-    def gather(x: torch.Tensor) -> torch.Tensor:
-        if world == 1:
-            return x
-        import torch.distributed.nn.functional as dnf
+    return Tracker(config["tracking"], config.get("tensorboard_dir"), config.get("run_name") or "train",
+                   {k: v for k, v in config.items() if k in ("lr", "queries_per_batch", "group_size", "seed",
+                                                              "backend", "epochs", "max_steps")})
 
-        return torch.cat(dnf.all_gather(x), dim=0)
 
-    def save(step: int, metrics: dict, final: bool) -> None:
-        before = ray.train.get_checkpoint()
-        with tempfile.TemporaryDirectory() as tmp:
-            state = {"step": step, "total": total, "world": world}
-            if use_ds:
-                engine.save_checkpoint(tmp, tag="ckpt")
-            elif rank == 0:
-                from safetensors.torch import save_file
+def _save(engine, rank: int, world: int, step: int, total: int, metrics: dict, final: bool) -> None:
+    """Checkpoint the training state at ``step`` (the final one also holds the exported student)."""
 
-                m = engine.module if hasattr(engine, "module") else engine
-                save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(Path(tmp) / "model.safetensors"))
-                torch.save(optim.state_dict(), Path(tmp) / "optim.pt")
-                state["scheduler"] = sched.state_dict()
-            if rank == 0 and final:
-                m = engine.module if hasattr(engine, "module") else engine
-                m.encoder.save(Path(tmp) / EXPORT_DIR)
-            has_files = use_ds or rank == 0
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if has_files else None)
-        if world > 1 and dist.is_initialized():
-            dist.barrier()  # every rank's files are in storage now
-        after = ray.train.get_checkpoint()
-        if rank == 0 and after is not None and (before is None or after.path != before.path):
-            # the state file goes in last: a checkpoint that has one is complete (resume relies on it)
-            with after.filesystem.open_output_stream(f"{after.path}/{STATE_FILE}") as f:
-                f.write(json.dumps(state).encode())
+    def write(tmp: Path) -> dict:
+        extra = engine.save(tmp, rank)
+        if rank == 0 and final:
+            engine.module.encoder.save(tmp / EXPORT_DIR)
+        return extra
 
-    T_t, T_s = config["teacher_temperature"], config["student_temperature"]
+    raytrain.report_checkpoint(metrics, {"step": step, "total": total, "world": world}, write,
+                               engine.has_files(rank), rank, world)
+
+
+def _train_step(engine, collate, losses, weights: dict, idx, rng, log_lr: bool):
+    """One optimisation step: (loss, {name: term}, learning rate of this step or nan)."""
+    from distill.losses import weighted_sum
+
+    f = collate(idx, rng)
+    outputs = engine(f.q_in, f.d_in, f.layer_pairs is not None)
+    batch = assemble(outputs, f, engine.module.proj, collate.asymmetric)
+    loss, terms = weighted_sum(losses, weights, batch)
+    lr = engine.lr() if log_lr else float("nan")
+    engine.step(loss)
+    return loss, terms, lr
+
+
+def train_loop(config: dict) -> None:
+    rank, world = raytrain.start_worker(config["threads"], config["seed"], per_rank_seed=True)
+    groups = pq.read_table(config["groups_path"]).to_pandas()
+    B = config["queries_per_batch"]
+    steps_per_epoch = raytrain.epoch_steps(len(groups), B, world)
+    total = config["max_steps"] or steps_per_epoch * config["epochs"]
+    model, collate, losses = _setup(config, groups, rank, world)
+    engine = TrainEngine(model, config, total)
+    collate.device = engine.device
+    start = _resume(engine, config, rank, total)
     engine.train()
-    metrics = {}
     step_seconds: list[float] = []  # wall time of each step's compute (batch build to optimizer step)
-    from distill.progress import Progress
-
     progress = Progress("train", total, rank, start)
     log_every = config.get("log_every") or 0
-    tracker = None
-    if rank == 0 and log_every and config.get("tracking"):  # distill.tracking: TensorBoard (default), MLflow, W&B
-        from distill.tracking import Tracker
-
-        tracker = Tracker(config["tracking"], config.get("tensorboard_dir"), config.get("run_name") or "train",
-                          {k: v for k, v in config.items() if k in ("lr", "queries_per_batch", "group_size", "seed",
-                                                                     "backend", "epochs", "max_steps")})
+    tracker = _tracker(config, rank)
+    fault = Fault(config.get("fault") if rank == 0 else None)  # tests only: a worker dies after a step
     for step in range(start, total):
         t_step = time.perf_counter()
-        idx = step_indices(len(groups), step, steps_per_epoch, B, world, rank, config["seed"])
+        idx = raytrain.step_indices(len(groups), step, steps_per_epoch, B, world, rank, config["seed"])
         rng = np.random.default_rng([config["seed"], step, rank])
-        docs, tscores, masks, t_q, t_d, t_layers_b = [], [], [], [], [], []
-        for i in idx:
-            row = groups.iloc[i]
-            d, s, m, chosen = sample_group(row, K, rng)
-            docs += d
-            tscores.append(s)
-            masks.append(m)
-            if use_lead:
-                n_l = len(row["layer_scores"][0])
-                t_layers_b.append([row["layer_scores"][c] if c >= 0 else [0.0] * n_l for c in chosen])
-            if use_emb:
-                t_q.append(row["q_embs"][chosen[0]])  # the query's vector from its positive pair
-                t_d += [row["d_embs"][c] if c >= 0 else np.zeros(len(row["d_embs"][0]), np.float32) for c in chosen]
-        q_in = {k: v.to(device) for k, v in tokenize(groups["query"].iloc[idx].tolist()).items()}
-        d_in = None if asym else {k: v.to(device) for k, v in tokenize(docs).items()}
-        if use_lead:
-            (q, q_layers), (d, d_layers) = engine(q_in, d_in, True)
-        else:
-            q, d = engine(q_in, d_in)
-        if asym:  # the teacher's document vectors, fixed: no gradient reaches the document side
-            d = torch.tensor(np.asarray(t_d, np.float32), device=device)
-        q, d = q.float(), d.float()
-        t = torch.tensor(tscores, dtype=torch.float32, device=device)
-        mask = torch.tensor(masks, dtype=torch.bool, device=device)
-        s = (q.unsqueeze(1) * d.view(len(idx), K, -1)).sum(-1)
-        terms = {}
-        if w["kl"]:
-            terms["kl"] = losses.listwise_kl(s, t, T_t, T_s, mask)
-        if w["margin_mse"]:
-            terms["margin_mse"] = losses.margin_mse(s, t, T_t, T_s, mask)
-        if w["mse"]:
-            terms["mse"] = losses.score_mse(s, t, T_t, T_s, mask)
-        if w["infonce"]:
-            all_d = gather(d)
-            all_mask = gather(mask.reshape(-1).float()).bool()
-            pos = torch.arange(len(idx), device=device) * K + rank * len(idx) * K
-            terms["infonce"] = losses.info_nce(q, all_d, pos, T_s, all_mask)
-        if use_emb and w.get("embedding"):
-            proj = (engine.module if hasattr(engine, "module") else engine).proj
-            tq = torch.tensor(np.asarray(t_q, np.float32), device=device)
-            mode = config["embedding_mode"]
-            terms["embedding"] = losses.embedding_match(q if asym else proj(q), tq, mode)
-            if not asym:
-                td = torch.tensor(np.asarray(t_d, np.float32), device=device)
-                terms["embedding"] = terms["embedding"] + losses.embedding_match(proj(d), td, mode, mask.reshape(-1))
-        if use_lead:
-            from distill.losses.lead import lead_loss
-
-            n_pick = min(config["lead"]["pairs_per_step"], len(layer_map))
-            picked = [layer_map[j] for j in rng.choice(len(layer_map), size=n_pick, replace=False)]
-            s_layers = {m: (q_layers[m - 1].float().unsqueeze(1) * d_layers[m - 1].float().view(len(idx), K, -1)).sum(-1)
-                        for m, _ in picked}
-            tl = torch.tensor(np.asarray(t_layers_b, np.float32), device=device)
-            terms["lead"] = lead_loss(s_layers, tl, picked, lead_weights, config["lead"]["temperature"], mask)
-        loss = sum(w[k] * v for k, v in terms.items())
         logs_now = bool(log_every) and ((step + 1) % log_every == 0 or step + 1 == total)
-        lr = float(engine.get_lr()[0] if use_ds else optim.param_groups[0]["lr"]) if logs_now else float("nan")
-        if use_ds:
-            engine.backward(loss)
-            engine.step()
-        else:
-            optim.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(engine.parameters(), 1.0)
-            optim.step()
-            sched.step()
+        loss, terms, lr = _train_step(engine, collate, losses, config["losses"], idx, rng, logs_now)
         step_seconds.append(time.perf_counter() - t_step)
         metrics = {"step": step + 1, "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()},
                    # median over this attempt's steps after the first (which pays lazy initialisation)
@@ -371,33 +211,24 @@ def train_loop(config: dict) -> None:
             if tracker is not None:
                 tracker.log(metrics, step + 1)
             if not checkpoint_now:  # metrics only; a checkpoint step reports them with its checkpoint
-                ray.train.report(metrics)
+                _report(metrics)
         if checkpoint_now:
-            save(step + 1, metrics, final=done)
-        _maybe_fail(config.get("fault"), step + 1, rank)
+            _save(engine, rank, world, step + 1, total, metrics, final=done)
+        fault.hit(at=step + 1)
     if start >= total:  # resumed after the last step: export again so the driver finds the student
-        save(total, {"step": total, "loss": float("nan")}, final=True)
+        _save(engine, rank, world, total, total, {"step": total, "loss": float("nan")}, final=True)
     if tracker is not None:
         tracker.close()
-    if world > 1 and dist.is_initialized():
-        dist.barrier()
+    raytrain.barrier(world)
+
+
+def _report(metrics: dict) -> None:
+    import ray.train
+
+    ray.train.report(metrics)
 
 
 # ---- driver side ---------------------------------------------------------------------------------------
-def latest_checkpoint(storage: Path) -> str | None:
-    """The saved checkpoint with the highest step under ``storage`` (scanned, so it survives a driver crash).
-    Only complete checkpoints count: rank 0 writes the state file after every rank's files are stored."""
-    best, best_step = None, -1
-    for f in storage.rglob(STATE_FILE):
-        try:
-            step = json.loads(f.read_text())["step"]
-        except (OSError, ValueError, KeyError):
-            continue
-        if step > best_step:
-            best, best_step = str(f.parent), step
-    return best
-
-
 def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | None,
                 teacher_dim: int | None = None) -> dict:
     """The train loop's settings. An asymmetric student's query encoder outputs ``teacher_dim`` vectors
@@ -406,10 +237,7 @@ def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | N
     from distill.models import resolve_model
     from distill.precision import for_stage
 
-    fault = None
-    if os.environ.get("DISTILL_FAIL_AT_STEP"):
-        fault = {"step": int(os.environ["DISTILL_FAIL_AT_STEP"]),
-                 "once_file": os.environ.get("DISTILL_FAIL_ONCE_FILE", str(groups_path.parent / "fault.once"))}
+    fault = train_step_from_env(str(groups_path.parent / "fault.once"))  # tests only (distill/faults.py)
     return {
         "groups_path": str(groups_path), "resume_from": resume_from, "fault": fault,
         "starts_log": str(groups_path.parent / STARTS_LOG),
@@ -429,18 +257,12 @@ def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | N
 
 def fit(cfg, groups_path: Path, storage: Path, name: str, student_model: str, lead_weights: dict | None = None,
         teacher_dim: int | None = None, tracking_dir: Path | None = None):
-    """Run the TorchTrainer; returns (result, exported student dir inside the final checkpoint). Rank 0 writes
-    TensorBoard event files into ``tracking_dir`` (training.tracking, every training.log_every steps)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
+    """Run the TorchTrainer; returns its result (the final checkpoint holds the exported student). Rank 0
+    writes TensorBoard event files into ``tracking_dir`` (training.tracking, every training.log_every steps)."""
     from distill.raycluster import ensure_ray
 
     ensure_ray(cfg.ray)
     t = cfg.training
-    resources = {"CPU": t.cpus_per_worker}
-    if t.use_gpu:
-        resources["GPU"] = 1
     loop_cfg = loop_config(cfg, groups_path, student_model, latest_checkpoint(storage / name), teacher_dim)
     loop_cfg["lead_weights"] = {str(k): v for k, v in (lead_weights or {}).items()}
     loop_cfg["checkpoint_root"] = str((storage / name).resolve())  # workers resume from the newest one there
@@ -449,19 +271,33 @@ def fit(cfg, groups_path: Path, storage: Path, name: str, student_model: str, le
 
         check_backends(t.tracking)  # an optional backend asked for but not installed fails here, before Ray Train
         loop_cfg["tensorboard_dir"] = str(Path(tracking_dir).resolve())
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config=loop_cfg,
-        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
-        torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
-        run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
-                             checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints),
-                             failure_config=FailureConfig(max_failures=t.max_failures)),
-    )
+    trainer = raytrain.make_trainer(train_loop, loop_cfg, name=name, storage=storage, num_workers=t.num_workers,
+                                    cpus_per_worker=t.cpus_per_worker, use_gpu=t.use_gpu,
+                                    keep_checkpoints=t.keep_checkpoints, max_failures=t.max_failures)
     result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError("training finished without a checkpoint")
     return result
+
+
+def _lead_weights(scores: pd.DataFrame, cfg) -> dict | None:
+    """LEAD's teacher-layer weights from the stored per-layer scores (None without them)."""
+    if "teacher_layer_scores" not in scores:
+        return None
+    from distill.losses.lead import layer_weights
+
+    return layer_weights(np.stack(scores["teacher_layer_scores"].to_numpy()), scores["label"].to_numpy(),
+                         scores["qid"].to_numpy(), cfg.training.lead.temperature)
+
+
+def _teacher_dim(scores: pd.DataFrame, cfg) -> int | None:
+    """The teacher's width an asymmetric student's query encoder must output (None otherwise)."""
+    if not cfg.training.asymmetric:
+        return None
+    if "teacher_d_emb" not in scores:
+        raise RuntimeError("train: training.asymmetric needs the teacher's document embeddings in the scores "
+                           "(scoring.store_embeddings: true, re-run the score stage)")
+    return len(scores["teacher_d_emb"].iloc[0])
 
 
 def run(rd, data) -> dict:
@@ -476,32 +312,18 @@ def run(rd, data) -> dict:
     groups_path = work / "groups.parquet"
     pq.write_table(pa.Table.from_pandas(groups, preserve_index=False), groups_path)
     name = f"train-{rd.digest('train')}"  # config and input checksums: changed inputs never resume old checkpoints
-    lead_weights = None
-    if "teacher_layer_scores" in scores:
-        from distill.losses.lead import layer_weights
-
-        lead_weights = layer_weights(np.stack(scores["teacher_layer_scores"].to_numpy()), scores["label"].to_numpy(),
-                                     scores["qid"].to_numpy(), cfg.training.lead.temperature)
+    lead_weights = _lead_weights(scores, cfg)
     resumed = latest_checkpoint(work / "checkpoints" / name)
-    resumed_step = json.loads((Path(resumed) / STATE_FILE).read_text())["step"] if resumed else 0
+    resumed_step = raytrain.read_state(resumed)["step"] if resumed else 0
     starts_log = work / STARTS_LOG
     seen = len(starts_log.read_text().splitlines()) if starts_log.exists() else 0
-    teacher_dim = None
-    if cfg.training.asymmetric:
-        if "teacher_d_emb" not in scores:
-            raise RuntimeError("train: training.asymmetric needs the teacher's document embeddings in the scores "
-                               "(scoring.store_embeddings: true, re-run the score stage)")
-        teacher_dim = len(scores["teacher_d_emb"].iloc[0])
+    teacher_dim = _teacher_dim(scores, cfg)
     result = fit(cfg, groups_path, work / "checkpoints", name, cfg.student.model, lead_weights, teacher_dim,
                  tracking_dir=rd.path / "tensorboard")
     starts = [json.loads(x)["start_step"] for x in starts_log.read_text().splitlines()[seen:]] \
         if starts_log.exists() else []
-    with result.checkpoint.as_directory() as ckpt, rd.atomic_output("train") as tmp:
-        export = Path(ckpt) / EXPORT_DIR
-        if not export.exists():
-            raise RuntimeError(f"final checkpoint {ckpt} holds no exported student")
-        shutil.copytree(export, tmp, dirs_exist_ok=True)
-        state = json.loads((Path(ckpt) / STATE_FILE).read_text())
+    with rd.atomic_output("train") as tmp:
+        state = raytrain.copy_export(result, tmp, STATE_FILE)
     counts = {"groups": len(groups), "labels_withheld": len(withheld),
               "pseudo_labelled_groups": int(groups["pseudo"].sum()), "steps": state["step"],
               "workers": cfg.training.num_workers}

@@ -100,3 +100,48 @@ def test_lead_loss_by_hand_and_layer_tools():
     # layer 2 ranks the positive (row 0) first, layer 1 does not: layer 2 weighs more; weights sum to 1
     w = layer_weights(np.array([[0.0, 0.9], [0.5, 0.1]]), np.array([1, 0]), np.array(["q", "q"]), 0.1)
     assert w[2] > w[1] and sum(w.values()) == pytest.approx(1.0)
+
+
+# ---- the common signature: loss(batch) equals the functional form -------------------------------------
+def _step_batch(asymmetric=False):
+    from distill.losses import StepBatch, pair_scores
+
+    g = torch.Generator().manual_seed(7)
+    B, K, d, dt = 3, 4, 5, 6
+    q, docs = torch.randn(B, d, generator=g), torch.randn(B * K, d, generator=g)
+    mask = torch.ones(B, K, dtype=torch.bool)
+    mask[2, 3] = False
+    proj = torch.nn.Linear(d, dt, bias=False)
+    return StepBatch(scores=pair_scores(q, docs, K), teacher_scores=torch.randn(B, K, generator=g), mask=mask,
+                     queries=q, docs=docs, teacher_queries=torch.randn(B, d if asymmetric else dt, generator=g),
+                     teacher_docs=torch.randn(B * K, dt, generator=g), projection=None if asymmetric else proj,
+                     asymmetric=asymmetric, query_layers=[torch.randn(B, d, generator=g) for _ in range(2)],
+                     doc_layers=[torch.randn(B * K, d, generator=g) for _ in range(2)],
+                     teacher_layers=torch.randn(B, K, 3, generator=g), layer_pairs=[(2, 3), (1, 1)])
+
+
+def test_every_loss_through_the_common_signature_equals_its_functional_form():
+    from distill.losses import (EmbeddingMatchLoss, InfoNCELoss, LeadLoss, ListwiseKLLoss, MarginMSELoss,
+                                ScoreMSELoss, embedding_match, lead_loss)
+
+    b = _step_batch()
+    s, t, m = b.scores, b.teacher_scores, b.mask
+    assert torch.equal(ListwiseKLLoss(0.5, 0.25)(b), listwise_kl(s, t, 0.5, 0.25, m))
+    assert torch.equal(MarginMSELoss(0.5, 0.25)(b), margin_mse(s, t, 0.5, 0.25, m))
+    assert torch.equal(ScoreMSELoss(0.5, 0.25)(b), score_mse(s, t, 0.5, 0.25, m))
+    pos = torch.arange(3) * 4
+    assert torch.equal(InfoNCELoss(0.05)(b), info_nce(b.queries, b.docs, pos, 0.05, m.reshape(-1)))
+    # another worker's view: its positives sit after rank * B * K gathered rows
+    two = InfoNCELoss(0.05, gather=lambda x: torch.cat([x, x]), rank=1)(b)
+    assert torch.equal(two, info_nce(b.queries, torch.cat([b.docs, b.docs]), pos + 12, 0.05,
+                                     torch.cat([m.reshape(-1)] * 2)))
+    p = b.projection
+    expect = embedding_match(p(b.queries), b.teacher_queries, "cosine") + \
+        embedding_match(p(b.docs), b.teacher_docs, "cosine", m.reshape(-1))
+    assert torch.equal(EmbeddingMatchLoss("cosine")(b), expect)
+    asym = _step_batch(asymmetric=True)  # the documents are the teacher's: queries only, no projection
+    assert torch.equal(EmbeddingMatchLoss("l2")(asym), embedding_match(asym.queries, asym.teacher_queries, "l2"))
+    w = {1: 0.25, 3: 0.75}
+    s_layers = {mm: (b.query_layers[mm - 1].unsqueeze(1) * b.doc_layers[mm - 1].view(3, 4, -1)).sum(-1)
+                for mm in (2, 1)}
+    assert torch.equal(LeadLoss(w, 0.1)(b), lead_loss(s_layers, b.teacher_layers, [(2, 3), (1, 1)], w, 0.1, m))

@@ -132,3 +132,35 @@ def test_disk_full_while_saving_a_shard(tmp_path):
     assert "File too large" in r.stderr
     assert sorted(p.name for p in partial.iterdir()) == ["meta.json", "shard-00000.parquet"]  # no half shard
     assert _ids(partial / "shard-00000.parquet") == [f"d{i}" for i in range(5)]
+
+
+def test_train_step_fault_spec(monkeypatch):
+    from distill.faults import train_step_from_env
+
+    for k in ("DISTILL_FAULT", "DISTILL_FAIL_AT_STEP", "DISTILL_FAIL_ONCE_FILE"):
+        monkeypatch.delenv(k, raising=False)
+    assert train_step_from_env("/w/fault.once") is None
+    monkeypatch.setenv("DISTILL_FAIL_AT_STEP", "5")
+    assert train_step_from_env("/w/fault.once") == {"point": "train.step", "n": 5, "action": "exit",
+                                                    "once_file": "/w/fault.once", "record": "hit"}
+    monkeypatch.setenv("DISTILL_FAIL_ONCE_FILE", "/x/train.once")
+    assert train_step_from_env("/w/fault.once")["once_file"] == "/x/train.once"
+    monkeypatch.delenv("DISTILL_FAIL_AT_STEP")
+    monkeypatch.setenv("DISTILL_FAULT", "train.step@3")  # the general spelling; always once
+    assert train_step_from_env("/w/fault.once") == {"point": "train.step", "n": 3, "action": "exit",
+                                                    "once_file": "/w/fault.once", "record": "hit"}
+
+
+def test_train_step_fault_fires_at_a_global_step_once_and_records_it(tmp_path):
+    """Hit numbers are global steps (a resumed worker starts past 1); the once-file holds the step."""
+    once = tmp_path / "train.once"
+    code = ("from distill.faults import Fault\n"
+            f"f = Fault({{'n': 5, 'action': 'exit', 'once_file': {str(once)!r}, 'record': 'hit'}})\n"
+            "for step in range(4, 8):\n    f.hit(at=step); print(step, flush=True)\n")
+    first = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 17 and first.stdout.split() == ["4"] and once.read_text() == "5"
+    again = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and again.stdout.split() == ["4", "5", "6", "7"]
+    from distill.faults import Fault
+
+    Fault(None).hit(at=5)  # no spec: nothing happens

@@ -42,3 +42,146 @@ def test_merge_candidates_dedups_and_keeps_every_positive():
     assert c["docid"].tolist() == ["d1", "d2", "d3", "d9"]
     assert c["source"].tolist() == ["bm25", "bm25", "student", "qrels"]
     assert c["label"].tolist() == [0, 0, 1, 1] and c["rank"].tolist() == [0, 1, 2, 3]
+
+
+# ---- one training step, against the step as train_loop spelled it inline before the collator/losses split ----
+def _step_groups():
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(4):
+        n = 5 if i % 2 else 3  # short lists: padding
+        rows.append({"qid": f"q{i}", "query": f"w{i} w{i + 1}", "docs": [f"w{j} w{i}" for j in range(n)],
+                     "scores": rng.normal(size=n).astype(np.float32).tolist(), "labels": [1] + [0] * (n - 1),
+                     "q_embs": rng.normal(size=(n, 6)).astype(np.float32).tolist(),
+                     "d_embs": rng.normal(size=(n, 6)).astype(np.float32).tolist(),
+                     "layer_scores": rng.normal(size=(n, 3)).astype(np.float32).tolist()})
+    return pd.DataFrame(rows)
+
+
+def _encoder():
+    import torch
+
+    class Enc(torch.nn.Module):
+        """Stand-in student: bag of word embeddings; two 'layers'."""
+
+        dim = 4
+
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.emb = torch.nn.Embedding(16, 4)
+
+        def tokenize(self, texts):
+            ids = torch.tensor([[int(w[1:]) for w in t.split()] if t else [0, 0] for t in texts])
+            return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+        def forward(self, input_ids, attention_mask, return_layers=False):
+            h1 = torch.tanh(self.emb(input_ids)).mean(1)
+            v = torch.nn.functional.normalize(h1 * 2, dim=-1)
+            return (v, [h1, v]) if return_layers else v
+
+    return Enc()
+
+
+def _old_inline_step(model, groups, K, idx, rng, w, cfg):
+    """train_loop's step before the refactor, world = 1 (copied from distill/stages/train.py at 2201ea6)."""
+    import torch
+
+    from distill import losses
+    from distill.losses.lead import lead_loss
+
+    tokenize, device, asym, T_t, T_s = model.encoder.tokenize, "cpu", cfg["asym"], cfg["T_t"], cfg["T_s"]
+    use_emb, use_lead, layer_map = True, not asym, [(1, 1), (2, 3)]
+    docs, tscores, masks, t_q, t_d, t_layers_b = [], [], [], [], [], []
+    for i in idx:
+        row = groups.iloc[i]
+        d, s, m, chosen = sample_group(row, K, rng)
+        docs += d
+        tscores.append(s)
+        masks.append(m)
+        if use_lead:
+            n_l = len(row["layer_scores"][0])
+            t_layers_b.append([row["layer_scores"][c] if c >= 0 else [0.0] * n_l for c in chosen])
+        if use_emb:
+            t_q.append(row["q_embs"][chosen[0]])
+            t_d += [row["d_embs"][c] if c >= 0 else np.zeros(len(row["d_embs"][0]), np.float32) for c in chosen]
+    q_in = {k: v.to(device) for k, v in tokenize(groups["query"].iloc[idx].tolist()).items()}
+    d_in = None if asym else {k: v.to(device) for k, v in tokenize(docs).items()}
+    if use_lead:
+        (q, q_layers), (d, d_layers) = model(q_in, d_in, True)
+    else:
+        q, d = model(q_in, d_in)
+    if asym:
+        d = torch.tensor(np.asarray(t_d, np.float32), device=device)
+    q, d = q.float(), d.float()
+    t = torch.tensor(tscores, dtype=torch.float32, device=device)
+    mask = torch.tensor(masks, dtype=torch.bool, device=device)
+    s = (q.unsqueeze(1) * d.view(len(idx), K, -1)).sum(-1)
+    terms = {}
+    if w["kl"]:
+        terms["kl"] = losses.listwise_kl(s, t, T_t, T_s, mask)
+    if w["margin_mse"]:
+        terms["margin_mse"] = losses.margin_mse(s, t, T_t, T_s, mask)
+    if w["mse"]:
+        terms["mse"] = losses.score_mse(s, t, T_t, T_s, mask)
+    if w["infonce"]:
+        pos = torch.arange(len(idx), device=device) * K
+        terms["infonce"] = losses.info_nce(q, d, pos, T_s, mask.reshape(-1).float().bool())
+    if use_emb and w.get("embedding"):
+        proj = model.proj
+        tq = torch.tensor(np.asarray(t_q, np.float32), device=device)
+        terms["embedding"] = losses.embedding_match(q if asym else proj(q), tq, cfg["mode"])
+        if not asym:
+            td = torch.tensor(np.asarray(t_d, np.float32), device=device)
+            terms["embedding"] = terms["embedding"] + losses.embedding_match(proj(d), td, cfg["mode"],
+                                                                             mask.reshape(-1))
+    if use_lead:
+        n_pick = min(cfg["pairs"], len(layer_map))
+        picked = [layer_map[j] for j in rng.choice(len(layer_map), size=n_pick, replace=False)]
+        s_layers = {m: (q_layers[m - 1].float().unsqueeze(1) * d_layers[m - 1].float().view(len(idx), K, -1)).sum(-1)
+                    for m, _ in picked}
+        tl = torch.tensor(np.asarray(t_layers_b, np.float32), device=device)
+        terms["lead"] = lead_loss(s_layers, tl, picked, {1: 0.3, 2: 0.2, 3: 0.5}, 0.1, mask)
+    return sum(w[k] * v for k, v in terms.items()), terms
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("asym", [False, True])
+def test_train_step_equals_the_old_inline_step_bit_for_bit(asym, monkeypatch):
+    import ray.train.torch
+    import torch
+
+    from distill.collator import Collator
+    from distill.losses import build_losses
+    from distill.pair_model import PairModel
+    from distill.stages.train import _train_step
+    from distill.train_engine import TrainEngine
+
+    monkeypatch.setattr(ray.train.torch, "prepare_model", lambda m: m)
+    groups, K, idx = _step_groups(), 4, np.array([2, 0, 3])
+    w = {"kl": 1.0, "margin_mse": 0.5, "mse": 0.1, "infonce": 0.2, "embedding": 0.3, "lead": 0.0 if asym else 0.5}
+    cfg = {"asym": asym, "T_t": 0.5, "T_s": 0.25, "mode": "l2", "pairs": 1}
+    if asym:  # the teacher's width is the student's
+        groups["q_embs"] = [np.asarray(v)[:, :4].tolist() for v in groups["q_embs"]]
+        groups["d_embs"] = [np.asarray(v)[:, :4].tolist() for v in groups["d_embs"]]
+    old = PairModel(_encoder(), None if asym else 6)
+    old_loss, old_terms = _old_inline_step(old, groups, K, idx, np.random.default_rng([1, 2, 0]), w, cfg)
+    old_loss.backward()
+    torch.nn.utils.clip_grad_norm_(old.parameters(), 1.0)
+
+    new = PairModel(_encoder(), None if asym else 6)
+    new.load_state_dict(old.state_dict())
+    # lr 0: the step leaves the weights as they are and the (clipped) gradients in place to compare
+    engine = TrainEngine(new, {"backend": "ddp", "lr": 0.0, "weight_decay": 0.0, "warmup_ratio": 0.0}, total=1)
+    collate = Collator(groups, K, new.encoder.tokenize, embeddings=True, asymmetric=asym,
+                       layer_map=None if asym else [(1, 1), (2, 3)], pairs_per_step=1)
+    losses = build_losses(w, teacher_temperature=0.5, student_temperature=0.25, lead_weights={1: 0.3, 2: 0.2, 3: 0.5},
+                          lead_temperature=0.1, available={"lead": not asym})
+    loss, terms, _ = _train_step(engine, collate, losses, w, idx, np.random.default_rng([1, 2, 0]), False)
+    assert list(terms) == list(old_terms) and torch.equal(loss, old_loss)
+    for k in terms:
+        assert torch.equal(terms[k], old_terms[k]), k
+    for (n, a), b in zip(old.named_parameters(), new.parameters()):
+        assert torch.equal(a.grad, b.grad), n
