@@ -1,0 +1,257 @@
+"""Autoscaling benchmark (issue 18): a load ramp of closed-loop clients (default 1 -> 16 -> 1) against the
+Serve app deployed as ``python -m serve`` deploys it (Retriever autoscaling 1..2, through the HTTP proxy),
+recording second by second the Retriever's running replicas (serve.status()), QPS, p50/p99 latency and
+failed requests (anything but 200, client timeouts included).
+
+Writes ``benchmarks/results/serve_autoscale.json`` (per-second rows, phases, scale events: when the count
+changed, relative to the start of the 16-client phase and to the start of the last phase, and the
+failures during each event) and a PNG of replicas, QPS and p50/p99 over time. Without ``--run-dir`` it
+builds all-MiniLM-L6-v2 over data/sample as benchmarks/serve_load.py does.
+
+    .venv/bin/python benchmarks/serve_autoscale.py --work-dir /tmp/serve-bench
+    .venv/bin/python benchmarks/serve_autoscale.py --phases 1:20,16:60,1:60 --downscale-delay-s 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from serve_load import Conn, free_port, make_bodies, wait_ready  # noqa: E402
+
+
+def pct(xs: list[float], p: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] * 1000, 1)
+
+
+class ReplicaWatcher(threading.Thread):
+    """Polls serve.status() every ``every`` s: (seconds since start, running replicas per deployment)."""
+
+    def __init__(self, app: str, t0: float, every: float = 0.5):
+        super().__init__(daemon=True)
+        self.app, self.t0, self.every = app, t0, every
+        self.samples: list[tuple[float, dict]] = []
+        self.stop = threading.Event()
+
+    def run(self):
+        from ray import serve as rs
+
+        while not self.stop.is_set():
+            try:
+                st = rs.status().applications.get(self.app)
+                counts = {name: int(d.replica_states.get("RUNNING", 0)) for name, d in st.deployments.items()}
+            except Exception:  # noqa: BLE001 - a missed sample
+                counts = None
+            if counts is not None:
+                self.samples.append((time.perf_counter() - self.t0, counts))
+            self.stop.wait(self.every)
+
+    def at(self, t: float, name: str = "Retriever") -> int | None:
+        last = None
+        for ts, c in self.samples:
+            if ts > t:
+                break
+            last = c.get(name)
+        return last
+
+
+async def ramp(port: int, bodies: list[bytes], phases: list[tuple[int, float]], t0: float,
+               client_timeout: float) -> list[tuple[float, float, str]]:
+    """Closed-loop clients: ``phases`` of (clients, seconds); client i runs while the phase wants > i."""
+    answers: list[tuple[float, float, str]] = []  # (sent since t0, latency, status)
+    bounds, t = [], 0.0
+    for c, d in phases:
+        bounds.append((t, t + d, c))
+        t += d
+    total = t
+
+    def wanted(now: float) -> int:
+        for a, b, c in bounds:
+            if a <= now < b:
+                return c
+        return 0
+
+    async def client(i: int):
+        conn, n = Conn("127.0.0.1", port), i
+        try:
+            while (now := time.perf_counter() - t0) < total:
+                if wanted(now) <= i:
+                    conn.close()
+                    await asyncio.sleep(0.05)
+                    continue
+                try:
+                    status, _ = await asyncio.wait_for(conn.post("/search", bodies[n % len(bodies)]), client_timeout)
+                    what = str(status)
+                except asyncio.TimeoutError:
+                    conn.close()
+                    what = "client_timeout"
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    conn.close()
+                    what = "conn_error"
+                    await asyncio.sleep(0.05)
+                answers.append((now, time.perf_counter() - t0 - now, what))
+                n += 7
+        finally:
+            conn.close()
+
+    peak = max(c for c, _ in phases)
+    await asyncio.gather(*[client(i) for i in range(peak)])
+    return answers
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run-dir")
+    p.add_argument("--work-dir")
+    p.add_argument("--phases", default="1:20,16:60,1:60", help="clients:seconds, comma separated")
+    p.add_argument("--min-replicas", type=int, default=1)
+    p.add_argument("--max-replicas", type=int, default=2)
+    p.add_argument("--target-ongoing", type=float, default=2.0)
+    p.add_argument("--upscale-delay-s", type=float, default=5.0)
+    p.add_argument("--downscale-delay-s", type=float, default=20.0,
+                   help="python -m serve's default is 60; shorter here to see the way down in a short run")
+    p.add_argument("--client-timeout", type=float, default=30.0)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "serve_autoscale.json"))
+    p.add_argument("--png", default=str(ROOT / "benchmarks" / "results" / "serve_autoscale.png"))
+    a = p.parse_args(argv)
+    phases = [(int(c), float(s)) for c, _, s in (x.partition(":") for x in a.phases.split(","))]
+
+    import ray
+
+    from serve.app import FAST_PATH_ENV, deploy, shutdown
+    from serve.testing import make_sample_run, read_queries
+
+    tmp = None
+    if a.run_dir:
+        run_dir = a.run_dir
+    else:
+        base = Path(a.work_dir) if a.work_dir else Path(tmp := tempfile.mkdtemp(prefix="serve-autoscale-"))
+        run_dir = str(base / "sample-run")
+        if not (Path(run_dir) / "index" / "meta.json").exists():
+            make_sample_run(run_dir)
+    bodies = make_bodies(read_queries(ROOT / "data" / "sample" / "queries.jsonl"), a.k, False, 0)
+    for k, v in FAST_PATH_ENV.items():
+        os.environ.setdefault(k, v)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+    port = free_port()
+    load0 = os.getloadavg()
+    try:
+        deploy(run_dir, port=port, logging_config={"log_level": "WARNING", "enable_access_log": False},
+               retriever_min_replicas=a.min_replicas, retriever_max_replicas=a.max_replicas,
+               retriever_target_ongoing_requests=a.target_ongoing, upscale_delay_s=a.upscale_delay_s,
+               downscale_delay_s=a.downscale_delay_s)
+        wait_ready(port)
+        t0 = time.perf_counter()
+        watch = ReplicaWatcher("distill", t0)
+        watch.start()
+        answers = asyncio.run(ramp(port, bodies, phases, t0, a.client_timeout))
+        watch.stop.set()
+        watch.join()
+    finally:
+        shutdown()
+
+    total = int(sum(s for _, s in phases))
+    rows = []
+    for sec in range(total):
+        inside = [(lat, s) for ts, lat, s in answers if sec <= ts + lat < sec + 1]
+        ok = [lat for lat, s in inside if s == "200"]
+        clients, acc = 0, 0.0
+        for c, d in phases:
+            if acc <= sec < acc + d:
+                clients = c
+            acc += d
+        rows.append({"t": sec, "clients": clients, "retriever_replicas": watch.at(sec + 1),
+                     "qps": len(ok), "p50_ms": pct(ok, 50), "p99_ms": pct(ok, 99),
+                     "failed": sum(1 for _, s in inside if s != "200")})
+    # Scale events: each change of the Retriever's count.
+    events, last = [], None
+    for ts, c in watch.samples:
+        n = c.get("Retriever")
+        if last is not None and n != last:
+            events.append({"t": round(ts, 1), "from": last, "to": n})
+        last = n
+    starts, acc = [], 0.0
+    for c, d in phases:
+        starts.append(acc)
+        acc += d
+    peak_start = starts[max(range(len(phases)), key=lambda i: phases[i][0])]
+    last_start = starts[-1]
+    for e in events:
+        e["since_peak_phase_s"] = round(e["t"] - peak_start, 1)
+        e["since_last_phase_s"] = round(e["t"] - last_start, 1)
+        e["failed_within_5s"] = sum(1 for ts, lat, s in answers if abs(ts + lat - e["t"]) <= 5 and s != "200")
+    statuses: dict[str, int] = {}
+    for _, _, s in answers:
+        statuses[s] = statuses.get(s, 0) + 1
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = "?"
+    out = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "machine": {"cpu": cpu, "cpus": os.cpu_count(), "load_1_5_15_at_start": [round(x, 2) for x in load0]},
+        "command": "benchmarks/serve_autoscale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "autoscaling": {"min_replicas": a.min_replicas, "max_replicas": a.max_replicas,
+                        "target_ongoing_requests": a.target_ongoing, "upscale_delay_s": a.upscale_delay_s,
+                        "downscale_delay_s": a.downscale_delay_s},
+        "phases": [{"clients": c, "seconds": s} for c, s in phases],
+        "requests": len(answers), "statuses": statuses,
+        "failed": sum(v for k, v in statuses.items() if k != "200"),
+        "events": events,
+        "rows": rows,
+    }
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({k: out[k] for k in ("requests", "statuses", "failed", "events")}, indent=1))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
+        ts = [r["t"] for r in rows]
+        ax[0].step(ts, [r["retriever_replicas"] or 0 for r in rows], where="post", label="Retriever replicas")
+        ax[0].step(ts, [r["clients"] for r in rows], where="post", label="clients", alpha=0.5)
+        ax[0].set_yscale("symlog")
+        ax[0].legend(loc="upper right")
+        ax[1].plot(ts, [r["qps"] for r in rows], label="QPS (200s)")
+        ax[1].bar(ts, [r["failed"] for r in rows], color="red", label="failed")
+        ax[1].legend(loc="upper right")
+        ax[2].plot(ts, [r["p50_ms"] for r in rows], label="p50 ms")
+        ax[2].plot(ts, [r["p99_ms"] for r in rows], label="p99 ms")
+        ax[2].set_xlabel("seconds")
+        ax[2].legend(loc="upper right")
+        fig.suptitle(f"Serve autoscaling, load ramp {a.phases} (clients:seconds)")
+        fig.tight_layout()
+        fig.savefig(a.png, dpi=90)
+        print(f"wrote {a.json} and {a.png}")
+    except ImportError:
+        print(f"wrote {a.json} (no matplotlib: no plot)")
+    if tmp:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
