@@ -26,7 +26,6 @@ import pyarrow.parquet as pq
 from distill import raytrain
 from distill.bm25 import BM25
 from distill.progress import Progress
-from distill.raytrain import EXPORT_DIR  # noqa: F401  (the final checkpoint's model folder)
 
 
 def build_teacher_groups(data, split: str, pool_depth: int = 30, max_queries: int | None = None) -> pd.DataFrame:

@@ -301,6 +301,11 @@ def _teacher_dim(scores: pd.DataFrame, cfg) -> int | None:
 
 
 def run(rd, data) -> dict:
+    """Stage ``train``: groups from the teacher's scores (and the generated queries ``mine`` kept), the
+    student distilled on Ray Train, exported into the stage's output."""
+    from distill.stages.mine import add_generated_queries
+
+    add_generated_queries(rd, data)  # idempotent: the pipeline's adapter may have done it already
     cfg = rd.config
     scores = pq.read_table(rd.stage_path("score") / "scores.parquet").to_pandas()
     scores, withheld = withhold_labels(scores, cfg.training.label_share, cfg.seed)
