@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from distill import __version__
+from distill import __version__, layout
 from distill.manifest import STAGES
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
@@ -84,20 +84,20 @@ def _main(argv: list[str]) -> int:
         if args.command == "show-config":
             print(json.dumps(cfg.model_dump(mode="json"), indent=2))
             return 0
-        from distill.pipeline import run_pipeline
+        from distill.sweep import run_with_sweep
 
         only = None if args.command == "run" else [args.command]
-        rd = run_pipeline(cfg, only=only, force=args.force)
+        rd = run_with_sweep(cfg, only=only, force=args.force)
     except (ConfigError, DataError, RunDirError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report = rd.path / "eval" / "report.md"
+    report = rd.stage_path("evaluate") / layout.REPORT_MD
     if report.exists() and "evaluate" in (only or cfg.stages):
         print(report.read_text())
-    rounds = rd.path / "rounds" / "report.md"
+    rounds = rd.path / layout.ROUNDS_DIR / layout.REPORT_MD
     if cfg.rounds > 1 and rounds.exists() and "evaluate" in (only or cfg.stages):
         print(rounds.read_text())
-    table = rd.path / "sweep" / "table.md"
+    table = rd.path / layout.SWEEP_DIR / layout.SWEEP_TABLE_MD
     if only is None and (cfg.sweep.variants or cfg.sweep.seeds) and table.exists():
         print(table.read_text())
     print(f"run directory: {rd.path}")

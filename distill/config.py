@@ -501,9 +501,15 @@ def apply_override(tree: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"override {assignment!r} is not of the form key=value")
     key, raw = assignment.split("=", 1)
-    parts = key.strip().split(".")
-    if not all(parts):
+    if not all(key.strip().split(".")):
         raise ConfigError(f"override {assignment!r} has an empty key part")
+    set_dotted(tree, key.strip(), _parse_value(raw))
+
+
+def set_dotted(tree: dict, key: str, value) -> None:
+    """Set ``tree[a][b][c] = value`` for ``key`` ``a.b.c``, creating missing (or null) sections; a
+    ConfigError names a part that is not a section."""
+    parts = key.split(".")
     node = tree
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
@@ -512,7 +518,7 @@ def apply_override(tree: dict, assignment: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override key {'.'.join(parts[:i + 1])!r} is not a section")
         node = child
-    node[parts[-1]] = _parse_value(raw)
+    node[parts[-1]] = value
 
 
 def _format_error(err: ValidationError) -> str:

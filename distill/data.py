@@ -19,6 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def doc_text(title: str | None, text: str | None) -> str:
+    """The text of a document as every model reads it (teacher, student, BM25; serving too): the title, a
+    full stop and the text, or the text alone when there is no title."""
+    title, text = title or "", text or ""
+    return f"{title}. {text}" if title else text
+
+
 class DataError(ValueError):
     """Input data that cannot be used as configured."""
 
@@ -57,8 +64,7 @@ class BeirData:
     row_counts: dict[str, int]
 
     def doc_text(self, docid: str) -> str:
-        title, text = self.corpus[docid]
-        return f"{title}. {text}" if title else text
+        return doc_text(*self.corpus[docid])
 
     def split_queries(self, split: str) -> dict[str, str]:
         return {q: self.queries[q] for q in self.qrels[split]}

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 from pathlib import Path
 
 import torch
+
+from distill.atomic import write_text_atomic
+from distill.metrics import metrics_table
 
 DENSE_DIR = "2_Dense"  # distill.models.DENSE_DIR
 CARD = "README.md"
@@ -206,10 +208,8 @@ def _eval_lines(report: dict | None) -> list[str]:
         return ["Not evaluated yet: the evaluate stage of the run (`ray-distill evaluate CONFIG`) fills this in."]
     metrics = list(dict.fromkeys(k for m in report["metrics"].values() for k in m))
     lines = [f"Split `{report.get('split')}` ({report.get('queries')} queries) of the run's data; "
-             "`student_distilled` is this model.", "", "| system | " + " | ".join(metrics) + " |",
-             "|---|" + "---|" * len(metrics)]
-    for name, m in report["metrics"].items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k, "")) for k in metrics) + " |")
+             "`student_distilled` is this model.", "",
+             *metrics_table(report["metrics"].items(), metrics=metrics, fmt=_fmt)]
     sizes = report.get("sizes") or {}
     if sizes.get("student_parameters"):
         lines += ["", f"Parameters: student {sizes['student_parameters']:,}, teacher {sizes.get('teacher_parameters', 0):,}."]
@@ -270,8 +270,4 @@ def write_model_card(rd, student_dir: str | Path | None = None, report: dict | N
             report = json.loads(path.read_text())
     is_st = (student / "modules.json").exists()
     text = render_model_card(rd.config, rd.stages, rd.manifest.get("data"), report, is_st, getattr(rd, "round", 1))
-    out = student / CARD
-    tmp = student / f".{CARD}.tmp-{os.getpid()}"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_text_atomic(student / CARD, text)

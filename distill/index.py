@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+FAISS_METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}  # index.metric -> FAISS metric
 
 
-class IndexError_(ValueError):
+class FaissIndexError(ValueError):
     """An index that cannot be built or loaded as asked."""
 
 
@@ -28,11 +28,11 @@ def build_index(embeddings: np.ndarray, factory: str = "Flat", metric: str = "ip
     """Build and fill a FAISS index; IVF/PQ indexes are trained on (a sample of) the embeddings."""
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or len(x) == 0:
-        raise IndexError_(f"embeddings must be a non-empty [n, dim] array, got shape {x.shape}")
+        raise FaissIndexError(f"embeddings must be a non-empty [n, dim] array, got shape {x.shape}")
     try:
-        index = faiss.index_factory(x.shape[1], factory, METRICS[metric])
+        index = faiss.index_factory(x.shape[1], factory, FAISS_METRICS[metric])
     except RuntimeError as err:
-        raise IndexError_(f"invalid FAISS factory string {factory!r}: {str(err).splitlines()[-1]}") from None
+        raise FaissIndexError(f"invalid FAISS factory string {factory!r}: {str(err).splitlines()[-1]}") from None
     if not index.is_trained:
         sample = x
         if train_size and train_size < len(x):
@@ -75,7 +75,7 @@ def save_index(index: faiss.Index, docids: list[str], path: str | Path, **meta) 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     if index.ntotal != len(docids):
-        raise IndexError_(f"index holds {index.ntotal} vectors but {len(docids)} docids were given")
+        raise FaissIndexError(f"index holds {index.ntotal} vectors but {len(docids)} docids were given")
     faiss.write_index(index, str(path / "index.faiss"))
     pq.write_table(pa.table({"docid": pa.array(docids, pa.string())}), path / "docids.parquet")
     (path / "meta.json").write_text(json.dumps({"dim": index.d, "count": index.ntotal, **meta}, indent=2))
@@ -85,12 +85,12 @@ def load_index(path: str | Path, nprobe: int | None = None, ef_search: int | Non
     path = Path(path)
     for name in ("index.faiss", "docids.parquet", "meta.json"):
         if not (path / name).exists():
-            raise IndexError_(f"index directory {path} lacks {name}")
+            raise FaissIndexError(f"index directory {path} lacks {name}")
     index = faiss.read_index(str(path / "index.faiss"))
     docids = pq.read_table(path / "docids.parquet").column("docid").to_pylist()
     meta = json.loads((path / "meta.json").read_text())
     if index.ntotal != len(docids):
-        raise IndexError_(f"{path}: index holds {index.ntotal} vectors but docids.parquet {len(docids)} rows")
+        raise FaissIndexError(f"{path}: index holds {index.ntotal} vectors but docids.parquet {len(docids)} rows")
     si = SearchIndex(index, docids, meta)
     si.configure(nprobe=nprobe, ef_search=ef_search)
     return si

@@ -20,18 +20,18 @@ Iterative runs (``rounds: N``): round 1 is the layout above; round r > 1 keeps i
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
 import re
-import shutil
 import socket
 import sys
 import time
 import uuid
 from pathlib import Path
 
+from distill import layout
+from distill.atomic import RunDirError, atomic_dir, write_json_atomic
 from distill.config import RunConfig
 
 # Stage order and the config sections each stage's output depends on (cumulative down the pipeline).
@@ -51,11 +51,7 @@ ROUND_STAGES = ["mine", "score", "train", "encode", "index", "evaluate"]
 FEEDS_NEXT_ROUND = {"teacher", "mine", "score", "train", "encode"}
 # A run's name is one directory under runs_dir (as config.RunConfig.name's pattern says).
 RUN_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
-LOCK_NAME = "run.lock"
-
-
-class RunDirError(RuntimeError):
-    """The run directory cannot be written or holds something unexpected."""
+LOCK_NAME = layout.LOCK
 
 
 def _resolved_precisions(config: RunConfig, dump: dict) -> None:
@@ -152,98 +148,6 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (a rename into it) durable; a no-op where directories cannot be synced."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as err:
-        if err.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(root: Path) -> None:
-    """fsync every file under ``root`` and every directory, ``root`` included (symlinks are not followed)."""
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            p = os.path.join(dirpath, name)
-            if os.path.islink(p):
-                continue
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(Path(dirpath))
-
-
-def _remove(path: Path) -> None:
-    """Remove a file, a symlink (not what it points at) or a directory tree; missing is fine."""
-    if path.is_symlink() or path.is_file():
-        path.unlink(missing_ok=True)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _rename_exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two existing paths (Linux renameat2 RENAME_EXCHANGE). False where the platform or
-    file system cannot (then the caller renames the old one aside first)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    fn = getattr(libc, "renameat2", None)
-    if fn is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def replace_path(new: Path, final: Path) -> None:
-    """Put ``new`` at ``final`` by rename. An existing ``final`` (a directory, or a sweep's symlink) is
-    swapped out in one step where the file system can (RENAME_EXCHANGE), else renamed aside just before
-    ``new`` is renamed in; either way the old output is deleted only once the new one is in place."""
-    if not os.path.lexists(final):
-        os.rename(new, final)
-    else:
-        if _rename_exchange(new, final):
-            old = new  # the swap left the previous output under the temporary name
-        else:
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.rename(final, old)
-            os.rename(new, final)
-        fsync_dir(final.parent)
-        _remove(old)
-    fsync_dir(final.parent)
-
-
-def write_json_atomic(path: Path, payload) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-        fsync_dir(path.parent)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise RunDirError(f"cannot write {path}: {err.strerror or err}") from err
-
-
 class RunDir:
     """A run's artifact directory and manifest (round 1 of an iterative run)."""
 
@@ -264,7 +168,7 @@ class RunDir:
             raise RunDirError(f"cannot create run directory {self.path}: {err.strerror or err}") from err
         if not os.access(self.path, os.W_OK):
             raise RunDirError(f"run directory {self.path} is not writable")
-        self.manifest_path = self.path / "manifest.json"
+        self.manifest_path = self.path / layout.MANIFEST
         self.manifest = self._load()
 
     def _load(self) -> dict:
@@ -320,8 +224,7 @@ class RunDir:
         return stage_digest(self.config, stage, self.input_checksums(stage))
 
     def stage_path(self, stage: str) -> Path:
-        return self.path / {"teacher": "teacher_model", "score": "teacher", "mine": "candidates",
-                            "train": "student", "encode": "embeddings", "evaluate": "eval"}.get(stage, stage)
+        return self.path / layout.stage_dir(stage)
 
     def is_done(self, stage: str) -> bool:
         entry = self.stages.get(stage)
@@ -379,29 +282,8 @@ class RunDir:
     def atomic_output(self, stage: str):
         """Yield a temporary directory; on success its files are fsynced and it is renamed over the stage's
         output (:func:`replace_path`: the previous output is deleted only once the new one is in place)."""
-        final = self.stage_path(stage)
-        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-        for pattern in (f".{final.name}.tmp-*", f".{final.name}.old-*"):  # ours, or left by a run that was killed
-            for stale in final.parent.glob(pattern):
-                _remove(stale)
-        try:
-            tmp.mkdir(parents=True)
-        except OSError as err:
-            raise RunDirError(f"cannot create {tmp}: {err.strerror or err}") from err
-        try:
+        with atomic_dir(self.stage_path(stage)) as tmp:
             yield tmp
-        except OSError as err:  # disk full, unwritable: name the output; leave nothing behind
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise RunDirError(f"cannot write {final}: {err.strerror or err}") from err
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        try:
-            fsync_tree(tmp)  # durable before the manifest can call the stage finished
-            replace_path(tmp, final)  # a sweep's shared stage: the link is replaced, not the base's output
-        except OSError as err:
-            _remove(tmp)
-            raise RunDirError(f"cannot move {tmp} to {final}: {err.strerror or err}") from err
 
 
 class RoundDir(RunDir):
@@ -423,7 +305,7 @@ class RoundDir(RunDir):
         prev = base.for_round(r - 1)
         student = base.config.student.model_copy(update={"model": str(prev.stage_path("train"))})
         self.config = base.config.model_copy(update={"student": student})
-        self.path = base.path / f"round-{r}"
+        self.path = base.path / layout.round_dir(r)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as err:

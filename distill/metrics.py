@@ -24,3 +24,19 @@ def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, floa
 
 def to_run(qids: list[str], ranked_ids: list[list[str]], scores) -> dict[str, dict[str, float]]:
     return {q: {d: float(s) for d, s in zip(ids, row)} for q, ids, row in zip(qids, ranked_ids, scores)}
+
+
+def table_head(columns: list[str]) -> list[str]:
+    """A markdown table's header and rule: ``| a | b |`` and ``|---|---|``."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def metric_cells(values: dict, metrics: list[str] = METRICS, fmt=lambda v: f"{v:.4f}") -> list[str]:
+    return [fmt(values.get(k, "")) for k in metrics]
+
+
+def metrics_table(rows, first: str = "system", metrics: list[str] = METRICS, fmt=lambda v: f"{v:.4f}") -> list[str]:
+    """A markdown table (as lines) with a row ``| name | value | ... |`` per (name, {metric: value}) of
+    ``rows``, values formatted by ``fmt`` (four decimals)."""
+    return table_head([first, *metrics]) + ["| " + " | ".join([str(name), *metric_cells(m, metrics, fmt)]) + " |"
+                                            for name, m in rows]

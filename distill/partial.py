@@ -11,15 +11,13 @@ assembled from the shards and the folder is removed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from distill.manifest import RunDirError, write_json_atomic
+from distill.atomic import RunDirError, write_atomic, write_json_atomic
 
 META = "meta.json"
 
@@ -68,18 +66,7 @@ class PartialShards:
 
     def save(self, k: int, write: Callable[[Path], None]) -> Path:
         """Run ``write(tmp_path)``, then rename into place; on error nothing is left under the final name."""
-        final = self.shard_path(k)
-        tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-        try:
-            write(tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            tmp.replace(final)
-        except OSError as err:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise RunDirError(f"cannot write {final}: {err.strerror or err}") from err
-        return final
+        return write_atomic(self.shard_path(k), write)
 
     def finished(self, shard_ids: list[list[str]], read_ids: Callable[[Path], list[str]]) -> set[int]:
         """Indices of shards whose file exists and holds exactly ``shard_ids[k]``; other files are removed."""

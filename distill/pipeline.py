@@ -18,11 +18,12 @@ import logging
 import time
 from pathlib import Path
 
+from distill import layout
 from distill.config import RunConfig
 from distill.data import carve_dev, read_beir
 from distill.manifest import RunDir, input_files
 
-LOG_FILE = "run.log"
+LOG_FILE = layout.LOG
 logger = logging.getLogger(__name__)
 
 
@@ -70,11 +71,11 @@ def load_data(rd: RunDir):
     # checksums first: a file edited while it is read then fails the next run's digest check, not this one's
     rd.record_inputs([p for paths in input_files(rd.config).values() for p in paths if p.exists()])
     if c.format == "beir":
-        data = read_beir(c.dir, c.corpus, c.queries, splits, c.max_reject_share, rejects_path=rd.path / "rejects.jsonl")
+        data = read_beir(c.dir, c.corpus, c.queries, splits, c.max_reject_share, rejects_path=rd.path / layout.REJECTS)
     else:  # parquet, a Hugging Face dataset, an ir_datasets id: the same row checks (distill.sources)
         from distill.sources import read_source
 
-        data = read_source(c, splits, rejects_path=rd.path / "rejects.jsonl")
+        data = read_source(c, splits, rejects_path=rd.path / layout.REJECTS)
     if c.dev_queries:
         carve_dev(data, c.train_split, c.dev_queries, rd.config.seed)
     rd.manifest["data"] = {"rows": data.row_counts, "rejects": data.rejects.counts()}
@@ -82,91 +83,58 @@ def load_data(rd: RunDir):
 
 
 def run_stage(rd: RunDir, data, stage: str) -> dict:
-    from distill.stages import encode, evaluate, index, mine, score, teacher, train
+    """Run one stage: its ``run(rd, data)`` from the table in :mod:`distill.stages`."""
+    from distill.stages import runner
 
-    if stage in ("score", "train"):
-        mine.add_generated_queries(rd, data)
-    if stage == "teacher":
-        return teacher.run(rd, data)
-    if stage == "mine":
-        return mine.run(rd, data)
-    if stage == "score":
-        return score.run(rd, data, teacher.teacher_path(rd))
-    if stage == "train":
-        return train.run(rd, data)
-    if stage == "encode":
-        if rd.config.training.asymmetric:  # EmbedDistill asymmetric: the index holds the teacher's documents
-            t = rd.config.teacher
-            return encode.run(rd, data, teacher.teacher_path(rd),
-                              {"max_length": t.max_length, "trust_remote_code": t.trust_remote_code})
-        return encode.run(rd, data, rd.stage_path("train"))
-    if stage == "index":
-        return index.run(rd, data)
-    if stage == "evaluate":
-        if rd.round > 1:  # later rounds evaluate only their own student (distill.stages.rounds)
-            from distill.stages.rounds import evaluate_round
-
-            return evaluate_round(rd, data)
-        if rd.shared_with is not None:  # a sweep run: its own student only (distill.sweep)
-            from distill.stages.evaluate import evaluate_student
-
-            return evaluate_student(rd, data, f"sweep run {rd.config.name}")
-        return evaluate.run(rd, data, teacher.teacher_path(rd))
-    raise ValueError(f"unknown stage {stage!r}")
+    return runner(stage)(rd, data)
 
 
-def run_pipeline(cfg: RunConfig, only: list[str] | None = None, force: bool = False, log=print,
-                 data=None, base: RunDir | None = None, donors: list[RunDir] | None = None) -> RunDir:
-    """Run the configured stages (then ``cfg.sweep``'s runs, for a whole-pipeline run). A sweep run passes
-    the base run's loaded ``data`` and ``base``, and shares the finished stages of ``donors`` (default: the
-    base run; a sweep adds its earlier runs) where digests agree. The run directory is locked while this
-    runs (a second run of it fails at once: distill.manifest.RunLock), and its log lines are appended to
-    ``<run_dir>/run.log`` (:func:`run_log`) as well as passed to ``log``."""
+def run_pipeline(cfg: RunConfig, only: list[str] | None = None, force: bool = False, log=print) -> RunDir:
+    """Run the configured stages (``only``: these). The run directory is locked while this runs (a second
+    run of it fails at once: distill.manifest.RunLock), and its log lines are appended to
+    ``<run_dir>/run.log`` (:func:`run_log`) as well as passed to ``log``. A sweep (``cfg.sweep``) is not
+    run here: :func:`distill.sweep.run_with_sweep` runs this, then the sweep."""
     rd = RunDir(cfg)
     log = logged(log)
+    with holding(rd, log, only, force):
+        run_stages(rd, load_logged(rd, log), only, force, log)
+    return rd
+
+
+@contextlib.contextmanager
+def holding(rd: RunDir, log, only: list[str] | None = None, force: bool = False, announce: bool = True):
+    """Hold ``rd``'s lock and copy the ``distill`` logger's records to ``<run_dir>/run.log`` while the block
+    runs; ``log`` is a :func:`logged` one. ``announce``: log where the run directory is (a sweep's own runs
+    do not)."""
+    cfg = rd.config
     with rd.locked(log), run_log(rd.path / LOG_FILE):
         from distill import __version__
 
         logger.info("ray-distill %s: run %s, stages %s%s", __version__, cfg.name, ", ".join(only or cfg.stages),
                     " (forced)" if force else "")
-        if base is None:
+        if announce:
             log(f"[run] {cfg.name}: run directory {rd.path}")
-        _run_locked(rd, cfg, only, force, log, data, base, donors)
-    return rd
+        yield rd
 
 
-def _run_locked(rd: RunDir, cfg: RunConfig, only, force, log, data, base, donors) -> None:
-    if data is None:
-        data = load_data(rd)
-        rej = data.rejects.counts()
-        log(f"[data] {data.row_counts}" + (f"; rejected {rej} (see {rd.path / 'rejects.jsonl'})" if rej else ""))
-    else:
-        rd.manifest["data"] = base.manifest.get("data") if base else None
-        rd.manifest["inputs"] = base.manifest.get("inputs") if base else None
-    if base is not None:
-        from distill.sweep import share_stages
+def load_logged(rd: RunDir, log):
+    """:func:`load_data`, and a log line of the rows read and rejected."""
+    data = load_data(rd)
+    rej = data.rejects.counts()
+    log(f"[data] {data.row_counts}" + (f"; rejected {rej} (see {rd.path / layout.REJECTS})" if rej else ""))
+    return data
 
-        rd.shared_with = base
-        shared = share_stages(donors or [base], rd)
-        for owner in dict.fromkeys(shared.values()):
-            log(f"[sweep] shares {', '.join(s for s, o in shared.items() if o == owner)} with {owner}")
+
+def run_stages(rd: RunDir, data, only: list[str] | None, force: bool, log) -> None:
+    """Every wanted stage of every round that is not finished, in order (a held ``rd``: :func:`holding`);
+    then the rounds report (``rounds: N``) and the manifest's ``final_round``."""
+    cfg = rd.config
     wanted = only or cfg.stages
     for r in range(1, cfg.rounds + 1):
         view = rd.for_round(r)
         for stage in view.stage_order:
-            if stage not in wanted:
-                continue
-            name = stage if r == 1 else f"round-{r}/{stage}"
-            if view.is_done(stage) and (not force or view.stages[stage].get("shared_from")):
-                log(f"[{name}] already finished, skipped ({view.stages[stage]['counts']})")
-                continue
-            t0 = time.perf_counter()
-            view.invalidate_from(stage)
-            counts = run_stage(view, data, stage)
-            view.stages[stage]["seconds"] = round(time.perf_counter() - t0, 1)
-            view.save()
-            shown = {k: v for k, v in counts.items() if k != "metrics"} if isinstance(counts, dict) else counts
-            log(f"[{name}] done in {time.perf_counter() - t0:.1f}s: {shown if stage != 'evaluate' else ''}")
+            if stage in wanted:
+                _run_one(view, data, stage, force, log)
     if cfg.rounds > 1 and "evaluate" in wanted:
         from distill.stages.rounds import REPORT_DIR, write_report
 
@@ -176,8 +144,18 @@ def _run_locked(rd: RunDir, cfg: RunConfig, only, force, log, data, base, donors
         log(f"[rounds] metrics per round in {rd.path / REPORT_DIR}")
     rd.manifest["final_round"] = rd.final_round()
     rd.save()
-    if only is None and base is None and (cfg.sweep.variants or cfg.sweep.seeds) and "evaluate" in cfg.stages:
-        from distill.sweep import SWEEP_DIR, run_sweep
 
-        run_sweep(cfg, rd, data, force=force, log=log)
-        log(f"[sweep] table in {rd.path / SWEEP_DIR / 'table.md'}")
+
+def _run_one(view: RunDir, data, stage: str, force: bool, log) -> None:
+    """Run ``stage`` of one round's view unless it is finished (a shared stage is kept even when forced)."""
+    name = stage if view.round == 1 else f"round-{view.round}/{stage}"
+    if view.is_done(stage) and (not force or view.stages[stage].get("shared_from")):
+        log(f"[{name}] already finished, skipped ({view.stages[stage]['counts']})")
+        return
+    t0 = time.perf_counter()
+    view.invalidate_from(stage)
+    counts = run_stage(view, data, stage)
+    view.stages[stage]["seconds"] = round(time.perf_counter() - t0, 1)
+    view.save()
+    shown = {k: v for k, v in counts.items() if k != "metrics"} if isinstance(counts, dict) else counts
+    log(f"[{name}] done in {time.perf_counter() - t0:.1f}s: {shown if stage != 'evaluate' else ''}")

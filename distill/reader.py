@@ -367,13 +367,10 @@ def score_pairs_reader(pairs, queries: dict[str, str], doc_text, teacher_dir: st
     t0 = time.perf_counter()
     import pandas as pd
     import pyarrow as pa
-    import ray.data
-    from ray.data import ActorPoolStrategy
 
-    from distill.raycluster import actor_threads, ensure_ray
-    from distill.stages.encode import blocks_of, check_rows
+    from distill.raycluster import actor_threads
+    from distill.raydata import blocks_of, check_rows, map_actor_pool
 
-    ensure_ray(ray_cfg)
     groups = [(q, g["docid"].astype(str).tolist()) for q, g in pairs.groupby("qid", sort=False)]
     docs = [[doc_text(d) for d in ids] for _, ids in groups]
     order = np.argsort([-sum(len(t) for t in ds) for ds in docs], kind="stable")
@@ -381,23 +378,14 @@ def score_pairs_reader(pairs, queries: dict[str, str], doc_text, teacher_dir: st
                       "docids": [groups[i][1] for i in order], "docs": [docs[i] for i in order]})
     per_q = max(1, math.ceil(len(pairs) / max(1, len(groups))))
     q_batch = max(1, scoring_cfg.batch_size // per_q)
-    ds = ray.data.from_arrow(blocks_of(table, max(1, min(scoring_cfg.actors * 4, len(groups)))))
-    ds = ds.map_batches(
-        ReaderActor,
-        fn_constructor_kwargs={"model_dir": teacher_dir, "max_length": teacher_cfg.max_length,
-                               "answer_max_length": teacher_cfg.answer_max_length,
-                               "attention": teacher_cfg.attention.model_dump(),
-                               "threads": actor_threads(ray_cfg.actor_cpus), "batch_size": scoring_cfg.batch_size,
-                               "trust_remote_code": teacher_cfg.trust_remote_code},
-        batch_size=q_batch, compute=ActorPoolStrategy(size=scoring_cfg.actors),
-        num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy",
-        max_restarts=-1, max_task_retries=ray_cfg.actor_task_retries)  # a dead actor restarts; its batch retried
-    frames = []
-    for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        if stats is not None and "first_batch_s" not in stats:
-            stats.update(first_batch_s=time.perf_counter() - t0, first_rows=len(b["qid"]))
-        frames.append(pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str),
-                                    "teacher_score": np.asarray(b["teacher_score"], np.float32)}))
+    kwargs = {"model_dir": teacher_dir, "max_length": teacher_cfg.max_length,
+              "answer_max_length": teacher_cfg.answer_max_length, "attention": teacher_cfg.attention.model_dump(),
+              "threads": actor_threads(ray_cfg.actor_cpus), "batch_size": scoring_cfg.batch_size,
+              "trust_remote_code": teacher_cfg.trust_remote_code}
+    frames = [pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str),
+                            "teacher_score": np.asarray(b["teacher_score"], np.float32)})
+              for b in map_actor_pool(blocks_of(table, max(1, min(scoring_cfg.actors * 4, len(groups)))), ReaderActor,
+                                      kwargs, q_batch, scoring_cfg.actors, ray_cfg, stats, started=t0)]
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["qid", "docid", "teacher_score"])
     check_rows("score", list(zip(pairs["qid"], pairs["docid"])), list(zip(out["qid"], out["docid"])))
     return pairs.merge(out, on=["qid", "docid"], how="left", validate="one_to_one")

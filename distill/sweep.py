@@ -27,22 +27,13 @@ import os
 import statistics
 from pathlib import Path
 
-from distill.config import ConfigError, RunConfig, build_config
+from distill import layout, pipeline
+from distill.atomic import write_text_atomic
+from distill.config import ConfigError, RunConfig, build_config, set_dotted
 from distill.manifest import STAGES, RunDir
-from distill.metrics import METRICS
+from distill.metrics import METRICS, metric_cells, table_head
 
-SWEEP_DIR = "sweep"
-
-
-def _set_dotted(tree: dict, key: str, value) -> None:
-    parts = key.split(".")
-    node = tree
-    for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"sweep override {key!r}: {'.'.join(parts[:i + 1])!r} is not a section")
-        node = child
-    node[parts[-1]] = value
+SWEEP_DIR = layout.SWEEP_DIR
 
 
 def variant_config(cfg: RunConfig, label: str, seed: int, overrides: dict) -> RunConfig:
@@ -51,7 +42,10 @@ def variant_config(cfg: RunConfig, label: str, seed: int, overrides: dict) -> Ru
     tree.pop("sweep")
     tree.update(name=f"{label}-seed{seed}", runs_dir=str(cfg.run_dir / SWEEP_DIR))
     for key, value in overrides.items():
-        _set_dotted(tree, key, json.loads(json.dumps(value)))
+        try:
+            set_dotted(tree, key, json.loads(json.dumps(value)))
+        except ConfigError as err:
+            raise ConfigError(f"sweep override {key!r}: {err}") from None
     tree["training"]["seed"] = seed
     if tree["student"] != cfg.student.model_dump(mode="json") and not any(k.split(".")[0] == "mining" for k in overrides):
         tree["mining"]["encoder"] = cfg.mining_encoder.model_dump(mode="json")  # share the base's candidates
@@ -103,18 +97,54 @@ def share_stages(donors: RunDir | list[RunDir], rd: RunDir) -> dict[str, str]:
     return shared
 
 
+def wants_sweep(cfg: RunConfig, only: list[str] | None = None) -> bool:
+    """Whether a run of ``cfg`` is followed by its sweep: a whole-pipeline run with variants or seeds that
+    evaluates."""
+    return only is None and bool(cfg.sweep.variants or cfg.sweep.seeds) and "evaluate" in cfg.stages
+
+
+def run_with_sweep(cfg: RunConfig, only: list[str] | None = None, force: bool = False, log=print) -> RunDir:
+    """The run's pipeline (distill.pipeline), then, for a whole-pipeline run of a config with a sweep, every
+    sweep run and the table; the base run's directory stays locked, and its ``run.log`` records, throughout."""
+    if not wants_sweep(cfg, only):
+        return pipeline.run_pipeline(cfg, only=only, force=force, log=log)
+    rd = RunDir(cfg)
+    log = pipeline.logged(log)
+    with pipeline.holding(rd, log, only, force):
+        data = pipeline.load_logged(rd, log)
+        pipeline.run_stages(rd, data, only, force, log)
+        run_sweep(cfg, rd, data, force=force, log=log)
+        log(f"[sweep] table in {rd.path / SWEEP_DIR / 'table.md'}")
+    return rd
+
+
+def run_variant(vcfg: RunConfig, base: RunDir, donors: list[RunDir], data, force: bool = False,
+                log=print) -> RunDir:
+    """One sweep run: the base run's loaded ``data`` and input checksums, every leading stage a donor
+    finished with the same digest shared (:func:`share_stages`), the rest run by the pipeline."""
+    rd = RunDir(vcfg)
+    log = pipeline.logged(log)
+    with pipeline.holding(rd, log, None, force, announce=False):
+        rd.manifest["data"] = base.manifest.get("data")
+        rd.manifest["inputs"] = base.manifest.get("inputs")
+        rd.shared_with = base
+        shared = share_stages(donors or [base], rd)
+        for owner in dict.fromkeys(shared.values()):
+            log(f"[sweep] shares {', '.join(s for s, o in shared.items() if o == owner)} with {owner}")
+        pipeline.run_stages(rd, data, None, force, log)
+    return rd
+
+
 def run_sweep(cfg: RunConfig, base: RunDir, data, force: bool = False, log=print) -> dict:
     """Train and evaluate every variant run of ``cfg.sweep``; write and return the table."""
-    from distill.pipeline import run_pipeline
-
     runs: list[tuple[str, int, RunDir]] = []
     for label, seed, vcfg in plan(cfg):
         if vcfg is None:
             runs.append((label, seed, base))
             continue
         log(f"[sweep] {label} seed {seed}: {vcfg.run_dir}")
-        rd = run_pipeline(vcfg, force=force, log=lambda m, p=f"{label}-seed{seed}": log(f"  {p} {m}"),
-                          data=data, base=base, donors=[base] + [r for _, _, r in runs if r is not base])
+        rd = run_variant(vcfg, base, [base] + [r for _, _, r in runs if r is not base], data, force=force,
+                         log=lambda m, p=f"{label}-seed{seed}": log(f"  {p} {m}"))
         runs.append((label, seed, rd))
     table = collect(cfg, base, runs)
     write_table(table, base.path / SWEEP_DIR)
@@ -189,9 +219,8 @@ def render_markdown(table: dict) -> str:
     n = {len(r["seeds"]) for r in table["systems"].values()}
     dev_col = any("dev_mean" in r for r in table["systems"].values())
     lines = [f"# Sweep: run `{table['run']}`, split `{table['split']}` ({table['queries']} queries)", "",
-             "| system | seeds | " + " | ".join(METRICS) + " | parameters | query ms | % of teacher nDCG@10 |"
-             + (" dev nDCG@10 |" if dev_col else ""),
-             "|---|---|" + "---|" * len(METRICS) + "---|---|---|" + ("---|" if dev_col else "")]
+             *table_head(["system", "seeds", *METRICS, "parameters", "query ms", "% of teacher nDCG@10"]
+                         + (["dev nDCG@10"] if dev_col else []))]
     dev_ref = table.get("dev_reference", {})
     t = table["teacher"]
     for name, m in table["reference"].items():
@@ -199,7 +228,7 @@ def render_markdown(table: dict) -> str:
         ms = f"{t['rerank_ms_per_query']:.0f} (rerank)" if name.startswith("teacher_rerank") and "rerank_ms_per_query" in t \
             else (f"{t['query_latency_ms']:.1f}" if name.startswith("teacher_retrieval") and "query_latency_ms" in t else "")
         dev = (f" {dev_ref[name]['ndcg@10']:.4f} |" if name in dev_ref else " |") if dev_col else ""
-        lines.append(f"| {name} | | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + f" | {params} | {ms} | |" + dev)
+        lines.append(f"| {name} | | " + " | ".join(metric_cells(m)) + f" | {params} | {ms} | |" + dev)
     for name, r in table["systems"].items():
         cells = [f"{r['mean'][k]:.4f}" + (f" ± {r['sd'][k]:.4f}" if r["sd"][k] is not None else "") for k in METRICS]
         share = f"{100 * r['share_of_teacher_ndcg']:.1f}%" if "share_of_teacher_ndcg" in r else ""
@@ -231,10 +260,8 @@ def render_markdown(table: dict) -> str:
 
 def write_table(table: dict, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    for name, text in (("table.json", json.dumps(table, indent=2)), ("table.md", render_markdown(table))):
-        tmp = directory / f".{name}.tmp-{os.getpid()}"
-        tmp.write_text(text)
-        tmp.replace(directory / name)
+    write_text_atomic(directory / layout.SWEEP_TABLE_JSON, json.dumps(table, indent=2))
+    write_text_atomic(directory / layout.SWEEP_TABLE_MD, render_markdown(table))
     log_table(table, directory / "tensorboard")
 
 

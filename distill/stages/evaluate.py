@@ -19,7 +19,7 @@ import pandas as pd
 
 from distill.bm25 import BM25
 from distill.index import build_index, load_index
-from distill.metrics import METRICS, evaluate_run, to_run
+from distill.metrics import METRICS, evaluate_run, metrics_table, to_run
 from distill.models import CrossEncoder, DualEncoder, count_parameters, resolve_model
 from distill.stages.encode import read_embeddings
 from distill.stages.mine import zero_shot_kwargs
@@ -139,42 +139,52 @@ def reranked_run(qids: list[str], first_stage: list[list[str]], scored: pd.DataF
     return run
 
 
-def run(rd, data, teacher_dir: str) -> dict:
-    import torch
+def run(rd, data) -> dict:
+    """Stage ``evaluate``: every system (:func:`evaluate_all`); in round r > 1 of an iterative run
+    (distill.stages.rounds) or in a sweep run (distill.sweep) only the run's own student
+    (:func:`evaluate_student`: the other rows are round 1's / the base run's)."""
+    if rd.round > 1:
+        return evaluate_student(rd, data, f"round {rd.round}")
+    if rd.shared_with is not None:
+        return evaluate_student(rd, data, f"sweep run {rd.config.name}")
+    from distill.layout import teacher_dir
 
-    cfg = rd.config
-    phases: dict[str, float] = {}
-    clock = [time.perf_counter()]
+    return evaluate_all(rd, data, teacher_dir(rd))
 
-    def lap(name: str) -> None:
+
+class _Phases:
+    """Seconds per phase of the evaluation (``lap(name)`` closes the phase that just ended)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
         now = time.perf_counter()
-        phases[name] = round(now - clock[0], 1)
-        clock[0] = now
+        self.seconds[name] = round(now - self._t, 1)
+        self._t = now
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+def reported_queries(cfg, data) -> tuple[list[str], dict, list[str]]:
+    """(qids, qrels, query texts) of the reported split, at most ``data.max_test_queries`` of them."""
     qrels = data.qrels[cfg.data.test_split]
     qids = list(qrels)[: cfg.data.max_test_queries] if cfg.data.max_test_queries else list(qrels)
-    qrels = {q: qrels[q] for q in qids}
-    qtexts = [data.queries[q] for q in qids]
-    depth = cfg.evaluation.first_stage_depth
-    systems: dict[str, dict] = {}
+    return qids, {q: qrels[q] for q in qids}, [data.queries[q] for q in qids]
 
-    docids = list(data.corpus)
-    dtexts = [data.doc_text(d) for d in docids]
-    ids, sc = BM25(docids, dtexts).search(qtexts, depth)
-    systems["bm25"] = evaluate_run(qrels, to_run(qids, ids, sc))
-    lap("bm25")
 
+def _zero_shot(rd, qtexts: list[str], depth: int):
+    """(zero-shot encoder, its corpus ids and embeddings from ``mine``, each query's ranked ids and scores)."""
+    cfg = rd.config
     base = DualEncoder(resolve_model(cfg.mining_encoder.model), **zero_shot_kwargs(cfg.mining_encoder))
     zs_ids, zs_emb = read_embeddings(rd.stage_path("mine") / "zeroshot")
     zs_scores, zs_idx = build_index(zs_emb).search(base.encode(qtexts), min(depth, len(zs_ids)))
-    zs_ranked = [[zs_ids[j] for j in row] for row in zs_idx]
-    zs_run = to_run(qids, zs_ranked, zs_scores)
-    # the mining encoder's corpus embeddings: the student before training unless mining.encoder says otherwise
-    systems["student_zero_shot" if cfg.mining.encoder is None else "mining_encoder_zero_shot"] = \
-        evaluate_run(qrels, zs_run)
-    lap("zero_shot")
+    return base, zs_ids, zs_emb, [[zs_ids[j] for j in row] for row in zs_idx], zs_scores
 
+
+def _teacher_rows(rd, data, teacher_dir: str, qids, qrels, bm25_ids, zs_ranked, systems: dict):
+    """The teacher reranking the zero-shot top ``rerank_depth`` (an ensemble also ranking the union of BM25's
+    and the zero-shot top k) into ``systems``; returns (the rerank scores, the ensemble record or None)."""
+    cfg = rd.config
     rerank = cfg.evaluation.rerank_depth
     record = None
     if cfg.teacher.kind == "ensemble":
@@ -185,14 +195,20 @@ def run(rd, data, teacher_dir: str) -> dict:
     scored = rerank_scores(pairs, data, teacher_dir, cfg, record)
     systems[f"teacher_rerank@{rerank}"] = evaluate_run(qrels, reranked_run(qids, zs_ranked, scored, rerank))
     if record is not None:  # the ensemble as a retriever: it ranks the union of BM25's and the zero-shot top k
-        union = [list(dict.fromkeys(b[:rerank] + z[:rerank])) for b, z in zip(ids, zs_ranked)]
+        union = [list(dict.fromkeys(b[:rerank] + z[:rerank])) for b, z in zip(bm25_ids, zs_ranked)]
         upairs = pd.DataFrame([(q, d) for q, u in zip(qids, union) for d in u], columns=["qid", "docid"])
         uscored = rerank_scores(upairs, data, teacher_dir, cfg, record)
         systems[f"teacher_ensemble_union@{rerank}"] = evaluate_run(
             qrels, {q: {} for q in qids} | {q: dict(zip(g["docid"], g["teacher_score"].astype(float)))
                                            for q, g in uscored.groupby("qid")})
-    lap("teacher_rerank")
+    return scored, record
 
+
+def _student_rows(rd, data, teacher_dir: str, qids, qrels, qtexts, zero_shot, systems: dict):
+    """The distilled student through the run's index (and an asymmetric run's teacher queries through the same
+    index) into ``systems``; the dev split's zero-shot and distilled rows. Returns (student, index, dev)."""
+    cfg = rd.config
+    depth = cfg.evaluation.first_stage_depth
     student = DualEncoder.load(rd.stage_path("train"))
     index = load_index(rd.stage_path("index"), nprobe=cfg.index.nprobe, ef_search=cfg.index.ef_search)
     s_ids, s_scores = index.search(student.encode(qtexts), depth)
@@ -205,6 +221,7 @@ def run(rd, data, teacher_dir: str) -> dict:
     dev_qrels = dev_split(rd, data)  # for choosing settings (sweeps): never the reported split
     dev = None
     if dev_qrels:
+        base, zs_ids, zs_emb = zero_shot
         zs_index = build_index(zs_emb)
 
         def zs_search(v, k):
@@ -214,8 +231,11 @@ def run(rd, data, teacher_dir: str) -> dict:
         dev = {"queries": len(dev_qrels), "metrics": {
             "student_zero_shot": search_metrics(base, zs_search, dev_qrels, data, depth),
             "student_distilled": search_metrics(student, index.search, dev_qrels, data, depth)}}
-    lap("distilled")
+    return student, index, dev
 
+
+def _speed_and_sizes(cfg, student, teacher_dir: str, record, qtexts: list[str], dtexts: list[str]):
+    """(the speed rows, the sizes) of the student against the teacher."""
     teacher, teacher_de, t_params = teacher_models(cfg, teacher_dir, record)
     n = cfg.evaluation.speed_sample
     sample_q = (qtexts * (n // max(1, len(qtexts)) + 1))[:n]
@@ -224,25 +244,58 @@ def run(rd, data, teacher_dir: str) -> dict:
     spd["student_query_latency_ms"] = query_latency_ms(student, qtexts, n)
     if teacher_de is not None:
         spd["teacher_query_latency_ms"] = query_latency_ms(teacher_de, qtexts, n)
-    lap("speed")
-    print(f"[evaluate] seconds per phase: {phases}", flush=True)
     s_params = count_parameters(student.backbone)
-    sizes = {"student_parameters": s_params, "teacher_parameters": t_params,
-             "teacher_to_student_size": t_params / s_params}
+    return spd, {"student_parameters": s_params, "teacher_parameters": t_params,
+                 "teacher_to_student_size": t_params / s_params}
+
+
+def _precision_record(rd) -> dict:
+    """What each stage computed at, and this machine's CPU (distill.precision)."""
+    from distill.precision import describe, for_stage
+
+    machine = describe("auto")
+    return {**{s: (rd.stages.get(s) or {}).get("precision") for s in ("score", "train", "encode")},
+            "teacher_rerank": for_stage(rd.config, "score"), "queries": "fp32",
+            "machine": {k: machine[k] for k in ("cpu_model", "cpu_capability", "native_bf16")}}
+
+
+def evaluate_all(rd, data, teacher_dir: str) -> dict:
+    """Every system's metrics on the test split, sizes and speed; writes ``eval/`` and the model card."""
+    import torch
+
+    cfg = rd.config
+    phases = _Phases()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    qids, qrels, qtexts = reported_queries(cfg, data)
+    depth = cfg.evaluation.first_stage_depth
+    systems: dict[str, dict] = {}
+
+    docids = list(data.corpus)
+    dtexts = [data.doc_text(d) for d in docids]
+    ids, sc = BM25(docids, dtexts).search(qtexts, depth)
+    systems["bm25"] = evaluate_run(qrels, to_run(qids, ids, sc))
+    phases.lap("bm25")
+    base, zs_ids, zs_emb, zs_ranked, zs_scores = _zero_shot(rd, qtexts, depth)
+    # the mining encoder's corpus embeddings: the student before training unless mining.encoder says otherwise
+    systems["student_zero_shot" if cfg.mining.encoder is None else "mining_encoder_zero_shot"] = \
+        evaluate_run(qrels, to_run(qids, zs_ranked, zs_scores))
+    phases.lap("zero_shot")
+    scored, record = _teacher_rows(rd, data, teacher_dir, qids, qrels, ids, zs_ranked, systems)
+    phases.lap("teacher_rerank")
+    student, index, dev = _student_rows(rd, data, teacher_dir, qids, qrels, qtexts, (base, zs_ids, zs_emb), systems)
+    phases.lap("distilled")
+    spd, sizes = _speed_and_sizes(cfg, student, teacher_dir, record, qtexts, dtexts)
+    phases.lap("speed")
+    print(f"[evaluate] seconds per phase: {phases.seconds}", flush=True)
     report = {"run": cfg.name, "split": cfg.data.test_split, "queries": len(qids), "metrics": systems,
-              "sizes": sizes, "speed": spd, "first_stage_depth": depth, "rerank_depth": rerank,
-              "index": index.meta, "seconds": phases}
+              "sizes": sizes, "speed": spd, "first_stage_depth": depth, "rerank_depth": cfg.evaluation.rerank_depth,
+              "index": index.meta, "seconds": phases.seconds}
     if record is not None:
         report["ensemble"] = {"weights": record["weights"], "chosen_on": record["chosen_on"],
                               "fusion": record["fusion"], "members": [m["name"] for m in record["members"]]}
     if dev:
         report["dev"] = dev
-    from distill.precision import describe, for_stage
-
-    machine = describe("auto")
-    report["precision"] = {**{s: (rd.stages.get(s) or {}).get("precision") for s in ("score", "train", "encode")},
-                           "teacher_rerank": for_stage(cfg, "score"), "queries": "fp32",
-                           "machine": {k: machine[k] for k in ("cpu_model", "cpu_capability", "native_bf16")}}
+    report["precision"] = _precision_record(rd)
     with rd.atomic_output("evaluate") as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
         (tmp / "report.md").write_text(render_markdown(report))
@@ -315,10 +368,7 @@ def evaluate_student(rd, data, label: str) -> dict:
     one-query encode latency, and with a ``dev`` split its metrics there too. The BM25, zero-shot and
     teacher rows are the first round's / base run's."""
     cfg = rd.config
-    qrels = data.qrels[cfg.data.test_split]
-    qids = list(qrels)[: cfg.data.max_test_queries] if cfg.data.max_test_queries else list(qrels)
-    qrels = {q: qrels[q] for q in qids}
-    qtexts = [data.queries[q] for q in qids]
+    qids, qrels, qtexts = reported_queries(cfg, data)
     student = DualEncoder.load(rd.stage_path("train"))
     index = load_index(rd.stage_path("index"), nprobe=cfg.index.nprobe, ef_search=cfg.index.ef_search)
     ids, scores = index.search(student.encode(qtexts), cfg.evaluation.first_stage_depth)
@@ -336,17 +386,14 @@ def evaluate_student(rd, data, label: str) -> dict:
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
         (tmp / "report.md").write_text(
             f"# Evaluation: run `{cfg.name}`, {label}, split `{cfg.data.test_split}` ({len(qids)} queries)\n\n"
-            "| system | " + " | ".join(METRICS) + " |\n|---|" + "---|" * len(METRICS) + "\n"
-            "| student_distilled | " + " | ".join(f"{metrics[k]:.4f}" for k in METRICS) + " |\n")
+            + "\n".join(metrics_table([("student_distilled", metrics)])) + "\n")
     rd.mark_done("evaluate", {"queries": len(qids), "systems": 1})
     return report
 
 
 def render_markdown(report: dict) -> str:
     lines = [f"# Evaluation: run `{report['run']}`, split `{report['split']}` ({report['queries']} queries)", "",
-             "| system | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-    for name, m in report["metrics"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |")
+             *metrics_table(report["metrics"].items())]
     s, sp = report["sizes"], report["speed"]
     lines += ["", "| | student | teacher | ratio |", "|---|---|---|---|",
               f"| parameters | {s['student_parameters']:,} | {s['teacher_parameters']:,} | "
@@ -362,10 +409,7 @@ def render_markdown(report: dict) -> str:
                          f"{sp[f'teacher_{kind}_per_s']:.1f} | {sp[f'student_{key}_speedup_vs_teacher_encoder']:.1f}x |")
     if report.get("dev"):
         lines += ["", f"Dev split ({report['dev']['queries']} held-out training queries, for choosing settings; "
-                  "never the reported split):", "", "| system | " + " | ".join(METRICS) + " |",
-                  "|---|" + "---|" * len(METRICS)]
-        for name, m in report["dev"]["metrics"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |")
+                  "never the reported split):", "", *metrics_table(report["dev"]["metrics"].items())]
     tail = f" (the rest of its top {report['first_stage_depth']} follows in its order)" \
         if report.get("first_stage_depth") else ""
     lines += ["", f"Teacher row: the teacher reranks the zero-shot student's top {report['rerank_depth']}{tail}. "

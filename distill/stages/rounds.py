@@ -14,20 +14,13 @@ zero-shot and teacher rows are round 1's). After the rounds, ``rounds/report.jso
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
-from distill.metrics import METRICS
+from distill import layout
+from distill.atomic import atomic_dir
+from distill.metrics import METRICS, metrics_table
 
-REPORT_DIR = "rounds"
-
-
-def evaluate_round(rd, data) -> dict:
-    """Stage ``evaluate`` of round r > 1: nDCG@10, MRR@10, Recall@100 of round r's student and index."""
-    from distill.stages.evaluate import evaluate_student
-
-    return evaluate_student(rd, data, f"round {rd.round}")
+REPORT_DIR = layout.ROUNDS_DIR
 
 
 def collect(rd) -> dict:
@@ -57,12 +50,9 @@ def collect(rd) -> dict:
 
 def render_markdown(report: dict) -> str:
     lines = [f"# Rounds: run `{report['run']}`, split `{report.get('split')}` ({report.get('queries')} queries)", "",
-             "| round | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-    for row in report["rounds"]:
-        name = "0 (zero-shot)" if row["round"] == 0 else str(row["round"])
-        lines.append(f"| {name} | " + " | ".join(f"{row['metrics'][k]:.4f}" for k in METRICS) + " |")
-    for name, m in report["reference"].items():
-        lines.append(f"| {name} (reference) | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |")
+             *metrics_table([("0 (zero-shot)" if row["round"] == 0 else str(row["round"]), row["metrics"])
+                             for row in report["rounds"]]
+                            + [(f"{name} (reference)", m) for name, m in report["reference"].items()], first="round")]
     lines += ["", "Round r mines with round r-1's student, the teacher scores the candidates, training continues "
               "from round r-1's student; each round re-encodes and re-indexes the corpus.", ""]
     return "\n".join(lines)
@@ -95,18 +85,9 @@ def plot(report: dict, path: Path) -> None:
 def write_report(rd) -> dict:
     """Write ``runs/<name>/rounds/`` (report.json, report.md, metrics.png) from the evaluated rounds."""
     report = collect(rd)
-    final = rd.path / REPORT_DIR
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        (tmp / "report.json").write_text(json.dumps(report, indent=2))
-        (tmp / "report.md").write_text(render_markdown(report))
+    with atomic_dir(rd.path / REPORT_DIR) as tmp:
+        (tmp / layout.REPORT_JSON).write_text(json.dumps(report, indent=2))
+        (tmp / layout.REPORT_MD).write_text(render_markdown(report))
         if report["rounds"]:
             plot(report, tmp / "metrics.png")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.replace(final)
     return report

@@ -30,7 +30,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distill.stages.encode import blocks_of, check_rows
+from distill import layout
+from distill.raydata import ShardAssembler, ShardResume, blocks_of, check_rows, map_actor_pool
 
 log = logging.getLogger(__name__)
 
@@ -133,39 +134,31 @@ def actor_kwargs(teacher_dir: str, teacher_cfg, scoring_cfg, threads: int, membe
             "precision": resolve(scoring_cfg.precision, device)}
 
 
+def _pair_table(pairs: pd.DataFrame, queries: dict[str, str], doc_text) -> pa.Table:
+    """(qid, docid, query, doc) of ``pairs``, the longest pair first (length-bucketed batches)."""
+    qtext = [queries[q] for q in pairs["qid"]]
+    dtext = [doc_text(d) for d in pairs["docid"]]
+    order = np.argsort([-(len(a) + len(b)) for a, b in zip(qtext, dtext)], kind="stable")
+    return pa.table({"qid": pairs["qid"].to_numpy()[order], "docid": pairs["docid"].to_numpy()[order],
+                     "query": [qtext[i] for i in order], "doc": [dtext[i] for i in order]})
+
+
 def _scored_frames(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_dir: str, teacher_cfg,
                    scoring_cfg, ray_cfg, stats: dict | None = None, members: list[dict] | None = None):
     """Yield one DataFrame (qid, docid, teacher_score or an ensemble's teacher_member_<name> columns
     [, vectors, layer scores]) per output batch of the TeacherActor pool over ``pairs``."""
     import time
 
-    t0 = time.perf_counter()
-    import ray.data
-    from ray.data import ActorPoolStrategy
-
     from distill import faults
-    from distill.raycluster import actor_threads, ensure_ray
+    from distill.raycluster import actor_threads
 
-    ensure_ray(ray_cfg)
-    qtext = [queries[q] for q in pairs["qid"]]
-    dtext = [doc_text(d) for d in pairs["docid"]]
-    order = np.argsort([-(len(a) + len(b)) for a, b in zip(qtext, dtext)], kind="stable")
-    table = pa.table({"qid": pairs["qid"].to_numpy()[order], "docid": pairs["docid"].to_numpy()[order],
-                      "query": [qtext[i] for i in order], "doc": [dtext[i] for i in order]})
+    t0 = time.perf_counter()
     bs = scoring_cfg.batch_size
-    ds = ray.data.from_arrow(blocks_of(table, max(1, min(scoring_cfg.actors * 4, len(pairs) // bs + 1))))
-    ds = ds.map_batches(
-        TeacherActor,
-        fn_constructor_kwargs={**actor_kwargs(teacher_dir, teacher_cfg, scoring_cfg,
-                                              actor_threads(ray_cfg.actor_cpus), members,
-                                              "cuda" if ray_cfg.actor_gpus else "cpu"),
-                               "fault": faults.from_env("score.batch")},
-        batch_size=bs, compute=ActorPoolStrategy(size=scoring_cfg.actors),
-        num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy",
-        max_restarts=-1, max_task_retries=ray_cfg.actor_task_retries)  # a dead actor restarts; its batch retried
-    for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        if stats is not None and "first_batch_s" not in stats:
-            stats.update(first_batch_s=time.perf_counter() - t0, first_rows=len(b["qid"]))
+    blocks = blocks_of(_pair_table(pairs, queries, doc_text), max(1, min(scoring_cfg.actors * 4, len(pairs) // bs + 1)))
+    kwargs = {**actor_kwargs(teacher_dir, teacher_cfg, scoring_cfg, actor_threads(ray_cfg.actor_cpus), members,
+                             "cuda" if ray_cfg.actor_gpus else "cpu"),
+              "fault": faults.from_env("score.batch")}
+    for b in map_actor_pool(blocks, TeacherActor, kwargs, bs, scoring_cfg.actors, ray_cfg, stats, started=t0):
         f = pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str)})
         for col in b:
             if col.startswith("teacher_"):
@@ -194,31 +187,19 @@ def score_shards(pairs: pd.DataFrame, shards: dict[int, tuple[int, int]], querie
     """Score the rows ``pairs[start:stop]`` of every shard ``k: (start, stop)`` in one actor pool;
     ``on_shard(k, frame)`` runs on the driver as soon as every row of shard k is back (the shard's row
     order). Rows in = rows out, checked; returns the rows scored."""
-    todo = pd.concat([pairs.iloc[a:b].assign(_shard=k) for k, (a, b) in shards.items()], ignore_index=True)
-    shard_of = dict(zip(zip(todo["qid"], todo["docid"]), todo["_shard"]))
-    if len(shard_of) != len(todo):
-        raise ValueError("score: (qid, docid) pairs must be unique")
-    pending: dict[int, list[pd.DataFrame]] = {k: [] for k in shards}
-    have = dict.fromkeys(shards, 0)
-    got: list[tuple[str, str]] = []
+    todo = pd.concat([pairs.iloc[a:b] for a, b in shards.values()], ignore_index=True)
+    try:
+        assembler = ShardAssembler({k: list(zip(pairs["qid"].iloc[a:b], pairs["docid"].iloc[a:b]))
+                                    for k, (a, b) in shards.items()})
+    except ValueError:
+        raise ValueError("score: (qid, docid) pairs must be unique") from None
     for f in _scored_frames(todo, queries, doc_text, teacher_dir, teacher_cfg, scoring_cfg, ray_cfg,
                             members=members):
-        keys = list(zip(f["qid"], f["docid"]))
-        got += keys
-        ks = np.asarray([shard_of.get(key, -1) for key in keys])
-        for k in np.unique(ks):
-            if k < 0 or k not in pending:
-                continue  # an unknown pair or a duplicate of a saved shard: check_rows below reports it
-            pending[k].append(f[ks == k])
-            have[k] += int((ks == k).sum())
+        for k, parts in assembler.add(list(zip(f["qid"], f["docid"])), f, lambda b, pos: b.iloc[pos]):
             a, b = shards[k]
-            if have[k] == b - a:
-                part = pd.concat(pending.pop(k), ignore_index=True)
-                order = pairs.iloc[a:b][["qid", "docid"]].merge(part, on=["qid", "docid"], how="left",
-                                                                  validate="one_to_one")
-                on_shard(int(k), order)
-    check_rows("score", list(shard_of), got)
-    return len(got)
+            on_shard(int(k), pairs.iloc[a:b][["qid", "docid"]].merge(
+                pd.concat(parts, ignore_index=True), on=["qid", "docid"], how="left", validate="one_to_one"))
+    return assembler.check("score")
 
 
 def softmax_spread(scores: pd.DataFrame, temperature: float) -> dict:
@@ -238,49 +219,36 @@ def softmax_spread(scores: pd.DataFrame, temperature: float) -> dict:
 def _score_with_resume(rd, cands: pd.DataFrame, data, teacher_dir: str,
                        members: list[dict] | None = None) -> tuple[pd.DataFrame, dict]:
     """Score ``cands`` in shards of ``scoring.shard_rows`` pairs (candidate order), each saved under
-    ``.teacher.partial/`` when all its rows are back (distill/partial.py): a re-run after a crash scores
-    only the shards that were not saved. Returns the scored candidates and shard counts."""
-    import hashlib
-
-    from distill import faults
-    from distill.manifest import stage_digest
-    from distill.partial import PartialShards, dir_digest, fingerprint
+    ``.teacher.partial/`` when all its rows are back (distill.raydata.ShardResume): a re-run after a crash
+    scores only the shards that were not saved. Returns the scored candidates and shard counts."""
+    from distill.partial import dir_digest
 
     cfg = rd.config
     rows = cfg.scoring.shard_rows
     bounds = [(a, min(a + rows, len(cands))) for a in range(0, len(cands), rows)]
     keys = [f"{q}\t{d}" for q, d in zip(cands["qid"], cands["docid"])]
-    shard_keys = [keys[a:b] for a, b in bounds]
-    final = rd.stage_path("score")
     models = [dir_digest(Path(m["path"])) if m["path"] and Path(m["path"]).is_dir() else m["path"] or m["kind"]
               for m in members] if members is not None else dir_digest(Path(teacher_dir))
-    key = fingerprint(stage_digest(cfg, "score"), rd.manifest.get("inputs"), models,
-                      hashlib.sha256("\n".join(keys).encode()).hexdigest())
-    partial = PartialShards(final.with_name(f".{final.name}.partial"), key)
 
     def read_keys(p):
         t = pq.read_table(p, columns=["qid", "docid"])
         return [f"{q}\t{d}" for q, d in zip(t.column("qid").to_pylist(), t.column("docid").to_pylist())]
 
-    done = partial.finished(shard_keys, read_keys)
-    todo = {k: bounds[k] for k in range(len(bounds)) if k not in done}
-    if done:
-        print(f"[score] resuming: {len(done)} of {len(bounds)} shards already saved, scoring {len(todo)}")
-    fault = faults.Fault(faults.from_env("score.shard"))
+    resume = ShardResume(rd, "score", [keys[a:b] for a, b in bounds], read_keys, models, verb="scoring")
 
     def save(k: int, frame: pd.DataFrame) -> None:
         cols = [c for c in frame.columns if c in ("qid", "docid") or c.startswith("teacher_")]
-        partial.save(k, lambda tmp: pq.write_table(pa.Table.from_pandas(frame[cols], preserve_index=False), tmp))
-        fault.hit()
+        resume.save(k, lambda tmp: pq.write_table(pa.Table.from_pandas(frame[cols], preserve_index=False), tmp))
 
-    if todo:
-        score_shards(cands, todo, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray, save,
-                     members)
-    scores = pd.concat([pq.read_table(partial.shard_path(k)).to_pandas() for k in range(len(bounds))],
+    if resume.todo:
+        score_shards(cands, {k: bounds[k] for k in resume.todo}, data.queries, data.doc_text, teacher_dir,
+                     cfg.teacher, cfg.scoring, cfg.ray, save, members)
+    scores = pd.concat([pq.read_table(resume.path(k)).to_pandas() for k in range(len(bounds))],
                        ignore_index=True) if bounds else pd.DataFrame(columns=["qid", "docid", "teacher_score"])
     check_rows("score", list(zip(cands["qid"], cands["docid"])), list(zip(scores["qid"], scores["docid"])))
     scored = cands.merge(scores, on=["qid", "docid"], how="left", validate="one_to_one")
-    return scored, {"shards": len(bounds), "shards_reused": len(done), "shards_scored": len(todo), "partial": partial}
+    return scored, {"shards": len(bounds), "shards_reused": len(resume.done), "shards_scored": len(resume.todo),
+                    "partial": resume}
 
 
 def dev_candidates(rd, data) -> pd.DataFrame:
@@ -381,7 +349,18 @@ def _score_ensemble(rd, cands: pd.DataFrame, data, teacher_dir: str) -> tuple[pd
     return pool, counts, record
 
 
-def run(rd, data, teacher_dir: str) -> dict:
+def run(rd, data) -> dict:
+    """Stage ``score``: the teacher (distill.stages.teacher.teacher_path) scores the mined candidates; the
+    generated training queries ``mine`` kept are made visible first."""
+    from distill.stages.mine import add_generated_queries
+    from distill.layout import teacher_dir
+
+    add_generated_queries(rd, data)
+    return score_candidates(rd, data, teacher_dir(rd))
+
+
+def score_candidates(rd, data, teacher_dir: str) -> dict:
+    """Score the mined candidates with the teacher in ``teacher_dir``, write ``teacher/scores.parquet``."""
     cfg = rd.config
     cands = pq.read_table(rd.stage_path("mine") / "candidates.parquet").to_pandas()
     partial = None
@@ -393,7 +372,7 @@ def run(rd, data, teacher_dir: str) -> dict:
 
         scored, shard_counts, import_rejects = import_scores(
             cfg.scoring.import_path, cands, data, cfg.data.max_reject_share, cfg.scoring.import_missing,
-            rejects_path=rd.path / "score_import_rejects.jsonl")
+            rejects_path=rd.path / layout.SCORE_IMPORT_REJECTS)
         imported = {"path": str(cfg.scoring.import_path), "rejects": import_rejects}
     elif cfg.teacher.kind == "reader":  # a reader reads each question's candidates together: no shards
         scored = score_pairs(cands, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray)

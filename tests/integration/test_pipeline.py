@@ -14,7 +14,8 @@ import ray
 from distill.config import build_config
 from distill.manifest import STAGES
 from distill.pipeline import run_pipeline
-from distill.testing import make_beir, make_bow_encoder, make_tiny_bert
+from distill.sweep import run_with_sweep
+from builders import make_beir, make_bow_encoder, make_tiny_bert
 
 pytestmark = pytest.mark.ray
 
@@ -141,7 +142,7 @@ def test_sweep_shares_the_teacher_work_and_tables_every_system(ray_session, asse
     before = json.loads((base_cfg.run_dir / "manifest.json").read_text())["stages"]
     cfg = _main(assets, sweep={"variants": {"small_hard": {
         "student.num_layers": 1, "training.losses": {"infonce": 1.0}, "training.max_steps": 10}}})
-    run_pipeline(cfg)
+    run_with_sweep(cfg)
     out = capsys.readouterr().out
     assert all(f"[{s}] already finished, skipped" in out for s in STAGES)  # the sweep leaves the base run alone
     assert json.loads((base_cfg.run_dir / "manifest.json").read_text())["stages"] == before
@@ -165,7 +166,7 @@ def test_sweep_shares_the_teacher_work_and_tables_every_system(ray_session, asse
     assert small["dev_mean"]["ndcg@10"] >= 0 and table["dev_queries"] == 10
     assert table["selected_on_dev"] == "distilled"  # the only system of its size trained on the teacher
     # a second sweep run trains nothing
-    run_pipeline(cfg)
+    run_with_sweep(cfg)
     out = capsys.readouterr().out
     assert "[train] already finished, skipped" in out and "[sweep] shares teacher, mine, score" in out
 
@@ -221,7 +222,7 @@ def test_embeddistill_and_lead_across_widths_depths_tokenizers(ray_session, asse
     """Dual-head CE teacher (48 wide, 3 layers, its own vocabulary order) teaching a 32-wide 2-layer
     student with KL + embedding matching (learned projection) + LEAD, DeepSpeed on, with generated
     queries added to training."""
-    from distill.testing import make_beir
+    from builders import make_beir
 
     vocab = make_beir(assets / "data2", topics=4, docs_per_topic=6, train_queries=16, test_queries=4)["vocab"]
     make_tiny_bert(assets / "ce3", list(reversed(vocab)) + ["extra1", "extra2"], hidden=48, layers=3,

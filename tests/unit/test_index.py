@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from distill.index import IndexError_, build_index, load_index, save_index
+from distill.index import FaissIndexError, build_index, load_index, save_index
 
 
 def _data(n=600, dim=16, seed=0):
@@ -35,11 +35,11 @@ def test_approximate_indexes_find_most_neighbours(tmp_path, factory, params):
 
 
 def test_bad_factory_and_mismatch(tmp_path):
-    with pytest.raises(IndexError_, match="factory"):
+    with pytest.raises(FaissIndexError, match="factory"):
         build_index(_data(10), "NotAnIndex")
-    with pytest.raises(IndexError_, match="docids"):
+    with pytest.raises(FaissIndexError, match="docids"):
         save_index(build_index(_data(10)), ["a"], tmp_path)
-    with pytest.raises(IndexError_, match="lacks"):
+    with pytest.raises(FaissIndexError, match="lacks"):
         load_index(tmp_path / "none")
 
 

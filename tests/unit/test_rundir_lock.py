@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import distill.atomic as atomic
 import distill.manifest as manifest
 from distill.config import ConfigError, build_config
 from distill.manifest import LOCK_NAME, STAGES, RunDir, RunDirError, RunLock, stage_input_roles
@@ -305,9 +306,9 @@ def test_an_output_is_replaced_by_rename_never_delete_then_rename(tmp_path, monk
         (tmp_path / "base_index" / "index.faiss").write_text("old")
         final.symlink_to(tmp_path / "base_index", target_is_directory=True)
     if not exchange:
-        monkeypatch.setattr(manifest, "_rename_exchange", lambda a, b: False)
+        monkeypatch.setattr(atomic, "_rename_exchange", lambda a, b: False)
     seen: list[str] = []
-    real_rmtree, real_unlink = manifest.shutil.rmtree, Path.unlink
+    real_rmtree, real_unlink = atomic.shutil.rmtree, Path.unlink
 
     def watch(what):
         seen.append((final / "index.faiss").read_text() if final.exists() else "missing")
@@ -320,7 +321,7 @@ def test_an_output_is_replaced_by_rename_never_delete_then_rename(tmp_path, monk
         watch(self)
         return real_unlink(self, *a, **k)
 
-    monkeypatch.setattr(manifest.shutil, "rmtree", rmtree)
+    monkeypatch.setattr(atomic.shutil, "rmtree", rmtree)
     monkeypatch.setattr(Path, "unlink", unlink)
     with rd.atomic_output("index") as tmp:
         (tmp / "index.faiss").write_text("new")

@@ -162,7 +162,7 @@ def test_score_stage_reads_imported_scores(tmp_path):
     rd = RunDir(cfg)
     rd.stage_path("mine").mkdir(parents=True)
     pq.write_table(pa.Table.from_pandas(cands), rd.stage_path("mine") / "candidates.parquet")
-    counts = score.run(rd, data, "no-teacher-needed")
+    counts = score.score_candidates(rd, data, "no-teacher-needed")
     assert counts["pairs_in"] == counts["pairs_out"] == 9 and counts["import_rejects"] == 0
     out = pq.read_table(rd.stage_path("score") / "scores.parquet").to_pandas()
     assert out["teacher_score"].tolist() == [float(i) for i in range(9)]

@@ -1,0 +1,140 @@
+"""Ray Data helpers every data stage uses: blocks, the actor pool, rows-in = rows-out, resumable shards.
+
+A stage (``score``, ``encode``, a reader teacher) is one chain: rows sorted by length and cut into blocks
+on the driver (:func:`blocks_of`) -> :func:`map_actor_pool` (an actor pool of a model class over the
+blocks; a dead actor restarts and its batch is retried, at most ``ray.actor_task_retries`` times) ->
+each output batch handed to a :class:`ShardAssembler`, which gives back a shard as soon as every row of
+it is back -> the shard saved by :class:`ShardResume` under ``.<output>.partial/`` (distill.partial), so a
+re-run after a crash computes only the shards that were not saved. :func:`check_rows` holds every stage to
+rows in = rows out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+
+def blocks_of(table: pa.Table, n: int, max_rows: int = 256) -> list[pa.Table]:
+    """Split a (length-sorted) table into at least ``n`` contiguous blocks of at most ``max_rows`` rows.
+    Made on the driver, so no Ray task is needed before the actor pool starts (tasks could starve behind
+    actors holding every CPU); small blocks keep every actor busy until the end and stream results."""
+    size = max(1, min(max_rows, -(-table.num_rows // max(1, n))))
+    return [table.slice(i, size) for i in range(0, table.num_rows, size)] or [table]
+
+
+def check_rows(stage: str, expected: list, got: list) -> None:
+    """Rows in must equal rows out: same count, no id missing, none duplicated."""
+    missing = len(set(expected) - set(got))
+    dup = len(got) - len(set(got))
+    if len(got) != len(expected) or missing or dup:
+        raise RuntimeError(f"{stage}: {len(expected)} rows in but {len(got)} out "
+                           f"({missing} missing, {dup} duplicated)")
+
+
+def map_actor_pool(blocks: list[pa.Table], actor: type, actor_kwargs: dict, batch_size: int, actors: int, ray_cfg,
+                   stats: dict | None = None, started: float | None = None) -> Iterator[dict]:
+    """Yield each output batch (numpy columns) of an actor pool of ``actors`` instances of
+    ``actor(**actor_kwargs)`` mapped over ``blocks`` in batches of ``batch_size`` rows; each actor gets
+    ``ray.actor_cpus`` CPUs (and ``ray.actor_gpus`` GPUs). A dead actor is restarted and its batch retried
+    (``ray.actor_task_retries``). ``stats`` (optional) receives when the first output batch arrived,
+    counted from ``started`` (default: now), and its rows: the pool's start-up cost."""
+    t0 = time.perf_counter() if started is None else started
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    from distill.raycluster import ensure_ray
+
+    ensure_ray(ray_cfg)
+    ds = ray.data.from_arrow(blocks)
+    ds = ds.map_batches(
+        actor, fn_constructor_kwargs=actor_kwargs, batch_size=batch_size, compute=ActorPoolStrategy(size=actors),
+        num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy",
+        max_restarts=-1, max_task_retries=ray_cfg.actor_task_retries)  # a dead actor restarts; its batch retried
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        if stats is not None and "first_batch_s" not in stats:
+            stats.update(first_batch_s=time.perf_counter() - t0, first_rows=len(next(iter(batch.values()))))
+        yield batch
+
+
+class ShardAssembler:
+    """Rows come back from an actor pool in any order; a shard is complete once every one of its rows is.
+
+    ``shards``: {k: the row keys of shard k, in the shard's order}; keys are unique across shards. Each
+    output batch goes to :meth:`add`, which returns the shards it completed. A row with an unknown key, or
+    one that already came back, is not handed on (:meth:`check` reports it)."""
+
+    def __init__(self, shards: dict[int, list]):
+        self.shards = shards
+        self.shard_of = {key: k for k, keys in shards.items() for key in keys}
+        if len(self.shard_of) != sum(len(keys) for keys in shards.values()):
+            raise ValueError("row keys must be unique")
+        self._seen: dict[int, set] = {k: set() for k in shards}
+        self._parts: dict[int, list] = {k: [] for k in shards}
+        self.got: list = []
+
+    def add(self, keys: list, batch, take: Callable) -> list[tuple[int, list]]:
+        """``batch``'s rows have ``keys``; ``take(batch, positions)`` is the part of it at those positions.
+        Returns (k, the parts of shard k in arrival order) for every shard this batch completed, by k."""
+        self.got.extend(keys)
+        rows: dict[int, list[int]] = {}
+        for i, key in enumerate(keys):
+            k = self.shard_of.get(key)
+            if k is None or k not in self._seen or key in self._seen[k]:
+                continue  # unknown, of a finished shard, or a duplicate: check() reports it
+            self._seen[k].add(key)
+            rows.setdefault(k, []).append(i)
+        done = []
+        for k in sorted(rows):
+            self._parts[k].append(take(batch, rows[k]))
+            if len(self._seen[k]) == len(self.shards[k]):
+                del self._seen[k]
+                done.append((k, self._parts.pop(k)))
+        return done
+
+    def check(self, stage: str) -> int:
+        """Rows in = rows out over every shard (:func:`check_rows`); returns the rows that came back."""
+        check_rows(stage, list(self.shard_of), self.got)
+        return len(self.got)
+
+
+class ShardResume:
+    """The shards of stage ``stage`` saved so far under ``.<output>.partial/`` (distill.partial).
+
+    ``shard_keys``: each shard's row keys (strings); ``read_keys(path)``: the keys a saved shard holds;
+    ``depends_on``: what else the shards depend on besides the stage's digest, the run's inputs and the keys
+    (the model's files, its arguments). Shards saved by an interrupted run with the same fingerprint and
+    exactly the expected keys are kept (:attr:`done`); :attr:`todo` are the others. :meth:`save` writes one
+    (the fault point ``<stage>.shard`` fires after each save: distill/faults.py)."""
+
+    def __init__(self, rd, stage: str, shard_keys: list[list[str]], read_keys: Callable[[Path], list[str]],
+                 *depends_on, verb: str = "computing"):
+        from distill import faults
+        from distill.manifest import stage_digest
+        from distill.partial import PartialShards, fingerprint
+
+        keys_digest = hashlib.sha256("\n".join(k for keys in shard_keys for k in keys).encode()).hexdigest()
+        key = fingerprint(stage_digest(rd.config, stage), rd.manifest.get("inputs"), *depends_on, keys_digest)
+        final = rd.stage_path(stage)
+        self.partial = PartialShards(final.with_name(f".{final.name}.partial"), key)
+        self.shards = len(shard_keys)
+        self.done = self.partial.finished(shard_keys, read_keys)
+        self.todo = [k for k in range(len(shard_keys)) if k not in self.done]
+        if self.done:
+            print(f"[{stage}] resuming: {len(self.done)} of {len(shard_keys)} shards already saved, "
+                  f"{verb} {len(self.todo)}")
+        self._fault = faults.Fault(faults.from_env(f"{stage}.shard"))
+
+    def save(self, k: int, write: Callable[[Path], None]) -> None:
+        self.partial.save(k, write)
+        self._fault.hit()
+
+    def path(self, k: int) -> Path:
+        return self.partial.shard_path(k)
+
+    def drop(self) -> None:
+        self.partial.drop()
