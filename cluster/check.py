@@ -1,7 +1,7 @@
 """Checks that the cluster manifests still fit the code and the run configs, without a cluster.
 
-    python -m distill.cluster_check              # every YAML under cluster/ and configs/, and cluster/*.md
-    python -m distill.cluster_check --root DIR   # another checkout
+    python -m cluster.check              # every YAML under cluster/ and configs/, and cluster/*.md
+    python -m cluster.check --root DIR   # another checkout
 
 Every check returns a list of problems (strings naming the file and the field); an empty list is a pass.
 What would otherwise rot silently:
@@ -780,7 +780,7 @@ def check_tree(root: str | Path) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m distill.cluster_check", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m cluster.check", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default=Path(__file__).resolve().parent.parent, help="the checkout to check")
     args = p.parse_args(argv)

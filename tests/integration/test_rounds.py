@@ -18,7 +18,7 @@ import ray
 from distill.config import build_config
 from distill.manifest import ROUND_STAGES, STAGES
 from distill.pipeline import run_pipeline
-from distill.testing import make_beir, make_tiny_bert, make_tiny_t5
+from builders import make_beir, make_tiny_bert, make_tiny_t5
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

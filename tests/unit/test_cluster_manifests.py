@@ -1,6 +1,6 @@
 """The cluster manifests (cluster/, configs/) against the code, without a cluster: every YAML parses; the
 RayJob's entrypoint, config and resources, the RayService's Serve config, the launcher and the runtime_env
-pass distill.cluster_check; and each check catches the rot it exists for (mutated copies fail with a
+pass cluster/check.py; and each check catches the rot it exists for (mutated copies fail with a
 message naming the field). Ray's own parsers (launcher schema, KubeRay resource reading, runtime_env
 merge) are used as the reference where Ray has one."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distill import cluster_check as cc
+import cluster.check as cc
 from distill.raycluster import driver_runtime_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -343,7 +343,7 @@ def test_docs_name_only_modules_paths_and_flags_that_exist():
         assert cc.check_text(f.read_text(), str(f), ROOT, clis) == [], f
     readme = (ROOT / "cluster/README.md").read_text()
     for cmd in ("ray job submit", "serve deploy", "ray up", "--runtime-env cluster/runtime_env.yaml",
-                "kubectl apply -f cluster/kuberay/rayjob-distill.yaml", "python -m distill.cluster_check"):
+                "kubectl apply -f cluster/kuberay/rayjob-distill.yaml", "python -m cluster.check"):
         assert cmd in readme, cmd
     bad = ("Run `python -m distill.nope` with configs/nope.yaml, import_path: serve.app:nope\n"
            "```bash\nray job submit --adress http://x:8265 --working-dir . \\\n"

@@ -144,7 +144,7 @@ def test_ensemble_reranker_in_process(tmp_path):
     import pyarrow.parquet as pq
 
     from distill.models import DualEncoder
-    from distill.testing import make_beir, make_bow_encoder
+    from builders import make_beir, make_bow_encoder
     from serve.core import Reranking, TeacherSpec, doc_text
 
     info = make_beir(tmp_path / "data", topics=3, docs_per_topic=4, train_queries=4, test_queries=2)

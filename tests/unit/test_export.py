@@ -11,7 +11,7 @@ from distill.config import build_config
 from distill.export import CARD, save_sentence_transformers, write_model_card
 from distill.manifest import RunDir
 from distill.models import DualEncoder
-from distill.testing import make_tiny_bert
+from builders import make_tiny_bert
 
 TEXTS = ["alpha beta", "gamma", "beta gamma alpha delta the"]
 ST_FILES = ["config_sentence_transformers.json", "modules.json", "sentence_bert_config.json",

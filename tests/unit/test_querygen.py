@@ -26,7 +26,7 @@ def test_seq2seq_generator_path_with_a_tiny_random_t5(tmp_path):
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from distill.testing import word_tokenizer
+    from builders import word_tokenizer
 
     words = ["tide", "moon", "bread", "yeast", "rise", "gas", "sea"]
     tok = word_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words)

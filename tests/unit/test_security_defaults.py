@@ -535,7 +535,7 @@ def test_cluster_serving_sets_the_token_from_a_secret():
     cluster_check refuses a literal value or a missing variable."""
     import copy
 
-    from distill import cluster_check as cc
+    import cluster.check as cc
 
     rel = "cluster/kuberay/rayservice-serve.yaml"
     doc = yaml.safe_load((ROOT / rel).read_text())

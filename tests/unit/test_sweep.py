@@ -210,7 +210,7 @@ def test_dev_split_is_carved_from_train_deterministically():
 
 def test_load_data_holds_dev_queries_out_of_training(tmp_path):
     from distill.pipeline import load_data
-    from distill.testing import make_beir
+    from builders import make_beir
 
     make_beir(tmp_path / "data", topics=4, docs_per_topic=5, train_queries=20, test_queries=10)
     cfg = build_config({**BASE, "runs_dir": str(tmp_path / "runs"),
