@@ -3,7 +3,7 @@
 import numpy as np
 
 from distill.stages.score import TeacherActor
-from distill.testing import make_bow_encoder
+from builders import make_bow_encoder
 
 
 def test_dual_encoder_teacher_dedupes_texts_without_changing_outputs(tmp_path):
@@ -21,7 +21,7 @@ def test_dual_encoder_teacher_dedupes_texts_without_changing_outputs(tmp_path):
 
 
 def test_dual_head_cross_encoder_teacher_stores_vectors_and_layer_scores_from_one_pass(tmp_path):
-    from distill.testing import make_tiny_bert
+    from builders import make_tiny_bert
 
     vocab = ["cat", "dog", "car", "bark", "animal", "loud"]
     make_tiny_bert(tmp_path / "ce", vocab, hidden=16, layers=2, cross_encoder=True)

@@ -25,7 +25,7 @@ def test_dev_split_metrics_through_an_index(tmp_path):
 
     from distill.models import DualEncoder
     from distill.stages.evaluate import dev_split, search_metrics
-    from distill.testing import make_bow_encoder
+    from builders import make_bow_encoder
 
     enc = DualEncoder(str(make_bow_encoder(tmp_path / "e", ["cat", "dog", "car", "sun", "sea"], hidden=64)),
                       max_length=16)

@@ -1,0 +1,20 @@
+"""distill.raycluster: what the driver adds to the runtime_env, and actor threads (no cluster started)."""
+
+from __future__ import annotations
+
+import json
+
+from distill.raycluster import actor_threads, driver_runtime_env
+
+
+def test_the_driver_adds_its_variables_unless_the_job_sets_them():
+    assert driver_runtime_env({"HF_HUB_OFFLINE": "1"}) == {
+        "env_vars": {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}}
+    job = {"runtime_env": {"env_vars": {"HF_HUB_OFFLINE": "0"}}}
+    assert driver_runtime_env({"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps(job)}) == {
+        "env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+    assert driver_runtime_env({})["env_vars"]["HF_HUB_OFFLINE"] == "0"
+
+
+def test_actor_threads_round_the_reserved_cpus_and_never_drop_below_one():
+    assert [actor_threads(c) for c in (0.25, 1, 1.6, 4)] == [1, 1, 2, 4]
