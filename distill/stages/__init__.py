@@ -13,19 +13,12 @@ from collections.abc import Callable
 from distill.stages import encode, evaluate, index, mine, score, teacher, train
 
 
-def _train(rd, data) -> dict:
-    """Stage ``train``: the generated training queries ``mine`` kept are visible to it first (an adapter
-    until ``distill.stages.train.run`` does this itself, as ``score.run`` does)."""
-    mine.add_generated_queries(rd, data)
-    return train.run(rd, data)
-
-
 # stage -> run(rd, data) -> counts; the order is the pipeline's (distill.manifest.STAGES)
 RUNNERS: dict[str, Callable] = {
     "teacher": teacher.run,
     "mine": mine.run,
     "score": score.run,
-    "train": _train,
+    "train": train.run,
     "encode": encode.run,
     "index": index.run,
     "evaluate": evaluate.run,

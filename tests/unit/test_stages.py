@@ -26,8 +26,14 @@ def test_the_pipeline_dispatches_from_the_table(monkeypatch):
     assert pipeline.run_stage("RD", "DATA", "index") == {"vectors": 3} and seen == [("RD", "DATA")]
 
 
-def test_training_sees_the_generated_queries_first(monkeypatch):
+def test_score_and_train_see_the_generated_queries_first(monkeypatch):
+    """The stages that read mine's candidates make its generated queries visible themselves."""
+    from distill.stages import score
+
     calls = []
     monkeypatch.setattr(stages.mine, "add_generated_queries", lambda rd, data: calls.append("generated"))
-    monkeypatch.setattr(stages.train, "run", lambda rd, data: calls.append("train") or {"steps": 1})
-    assert stages.RUNNERS["train"]("rd", "data") == {"steps": 1} and calls == ["generated", "train"]
+    monkeypatch.setattr(score, "score_candidates", lambda rd, data, teacher: calls.append(teacher) or {})
+    monkeypatch.setattr("distill.layout.teacher_dir", lambda rd: "/teacher")
+    score.run("rd", "data")
+    assert calls == ["generated", "/teacher"]
+    assert "add_generated_queries" in inspect.getsource(stages.train.run)
