@@ -135,7 +135,9 @@ NASTY_JSON = [  # (body, expected status): never a 5xx
     (b'{"query": "\\u0000"}', 200),  # odd but real text: answered
     (b'{"query": "' + "\u202e\u200b\ufeff".encode() + b'"}', 200),
     (b'{"query": "a", "k": 5.0}', 200),  # JSON's integer 5
-    (b'{"query": ["' + b'", "'.join([b"x" * 900] * 64)  # the largest request: 64 x 200 pairs reranked
+    (b'{"query": ["' + b'", "'.join([b"x" * 900] * 64)  # 64 x 200 pairs: over max_rerank_pairs (1000)
+     + b'"], "k": 100, "rerank": true, "rerank_depth": 200}', 422),
+    (b'{"query": ["' + b'", "'.join([b"x" * 900] * 5)  # the largest rerank allowed: 5 x 200 = 1000 pairs
      + b'"], "k": 100, "rerank": true, "rerank_depth": 200}', 200),
 ]
 
