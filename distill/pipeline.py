@@ -6,6 +6,10 @@ inputs changed). The run holds ``run.lock`` in its directory throughout (distill
 ``rounds: N`` rounds 2..N repeat mine -> score -> train -> encode -> index -> evaluate under
 ``round-<r>/`` (distill.stages.rounds); an interrupted run resumes in the round it stopped in.
 
+The stages come from one table (``distill.stages.RUNNERS``: ``run(rd, data) -> counts`` each); this module
+walks it and knows no stage by name. A sweep (distill.sweep) drives this module from outside:
+:func:`holding`, :func:`load_logged` and :func:`run_stages` are what it and :func:`run_pipeline` share.
+
 Every line the driver logs is printed (``log``, default ``print``) and copied to the standard ``logging``
 logger ``distill.pipeline``; while a run holds its directory, a ``logging.FileHandler`` on the ``distill``
 logger appends those records (and any other ``distill.*`` logger's, INFO and up) to ``<run_dir>/run.log``.
