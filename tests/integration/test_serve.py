@@ -80,7 +80,11 @@ def served(runs):
     port = _free_port()
     try:
         # fp32: answers are checked against the offline fp32 encoder and teacher (bf16: tests/unit/test_precision.py)
-        url = deploy(runs["v1"]["run_dir"], rerank=True, port=port, retriever_replicas=2, precision="fp32")
+        # A 60 s deadline (default 10 s): the swap test counts every failed request, and on a loaded 2-core
+        # machine a request caught in the swap (new replicas loading their models) has taken over 10 s;
+        # deadlines are tested in tests/unit/test_serve_overload.py.
+        url = deploy(runs["v1"]["run_dir"], rerank=True, port=port, retriever_replicas=2, precision="fp32",
+                     request_timeout_s=60)
         yield {"url": url, "port": port}
     finally:
         try:
@@ -298,7 +302,8 @@ def test_swap_to_another_run_under_load(runs, served):
     with Load(served["url"], queries, threads=3, rerank_every=4) as load:
         time.sleep(1.0)
         t0 = time.monotonic()
-        deploy(runs["v2"]["run_dir"], rerank=True, port=served["port"], retriever_replicas=2, precision="fp32")
+        deploy(runs["v2"]["run_dir"], rerank=True, port=served["port"], retriever_replicas=2, precision="fp32",
+               request_timeout_s=60)
         deployed_at = time.monotonic()
         time.sleep(2.0)
     print(f"swap took {deployed_at - t0:.1f} s; {load.ok} requests ok, {len(load.failures)} failed")
