@@ -360,6 +360,10 @@ class RayConfig(_Section):
     actor_task_retries: int = Field(3, ge=0, description="Ray Data actors that die are restarted; a batch whose "
                                     "actor died is retried this many times, then the stage fails (a poison batch "
                                     "would otherwise be retried forever)")
+    pool_restarts: int = Field(2, ge=0, description="a Ray system failure that ends a Ray Data stage (a node lost: "
+                               "its actors' batch retries run out before Ray restarts them elsewhere) starts a new "
+                               "actor pool over the rows not yet back, at most this many times")
+    pool_restart_wait_s: float = Field(5.0, ge=0, description="seconds to wait before that new pool")
 
 
 class SweepConfig(_Section):

@@ -36,20 +36,68 @@ def check_rows(stage: str, expected: list, got: list) -> None:
                            f"({missing} missing, {dup} duplicated)")
 
 
+def _system_errors() -> tuple[type, ...]:
+    """Ray errors that say a node, an actor or an object went away (not that the model code failed)."""
+    import ray.exceptions as rex
+
+    return tuple(getattr(rex, n) for n in ("RayActorError", "NodeDiedError", "ObjectLostError",
+                                           "WorkerCrashedError") if hasattr(rex, n))
+
+
 def map_actor_pool(blocks: list[pa.Table], actor: type, actor_kwargs: dict, batch_size: int, actors: int, ray_cfg,
-                   stats: dict | None = None, started: float | None = None) -> Iterator[dict]:
+                   stats: dict | None = None, started: float | None = None,
+                   keys: tuple[str, ...] | None = None) -> Iterator[dict]:
     """Yield each output batch (numpy columns) of an actor pool of ``actors`` instances of
     ``actor(**actor_kwargs)`` mapped over ``blocks`` in batches of ``batch_size`` rows; each actor gets
     ``ray.actor_cpus`` CPUs (and ``ray.actor_gpus`` GPUs). A dead actor is restarted and its batch retried
     (``ray.actor_task_retries``). ``stats`` (optional) receives when the first output batch arrived,
-    counted from ``started`` (default: now), and its rows: the pool's start-up cost."""
-    t0 = time.perf_counter() if started is None else started
-    import ray.data
-    from ray.data import ActorPoolStrategy
+    counted from ``started`` (default: now), and its rows: the pool's start-up cost.
 
+    ``keys``: columns that identify an input row and come back in its output rows. With them, a Ray system
+    failure that ends the dataset (a node lost with its actors and object store: the actor's batch retries
+    run out before Ray has restarted it elsewhere) starts a new pool over the rows not yet yielded, at
+    most ``ray.pool_restarts`` times: no row is lost, and none is yielded twice."""
+    t0 = time.perf_counter() if started is None else started
     from distill.raycluster import ensure_ray
 
     ensure_ray(ray_cfg)
+    if not keys:
+        yield from _pool_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stats, t0)
+        return
+    done: set = set()
+    for attempt in range(ray_cfg.pool_restarts + 1):
+        try:
+            for batch in _pool_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stats, t0):
+                done.update(zip(*(batch[k].tolist() for k in keys)))
+                yield batch
+            return
+        except _system_errors() as err:
+            if attempt == ray_cfg.pool_restarts:
+                raise
+            blocks = _rows_not_in(blocks, keys, done)
+            print(f"[ray data] {type(err).__name__} ended the {actor.__name__} pool ({str(err)[:160]}); "
+                  f"a new pool takes the {sum(b.num_rows for b in blocks)} rows not yet back "
+                  f"(restart {attempt + 1} of {ray_cfg.pool_restarts})", flush=True)
+            if not blocks:
+                return
+            time.sleep(ray_cfg.pool_restart_wait_s)  # let Ray see the node gone before placing new actors
+
+
+def _rows_not_in(blocks: list[pa.Table], keys: tuple[str, ...], done: set) -> list[pa.Table]:
+    """The rows of ``blocks`` whose ``keys`` values are not in ``done``, in the same blocks (empty ones dropped)."""
+    out = []
+    for b in blocks:
+        cols = [b.column(k).to_pylist() for k in keys]
+        keep = [i for i, key in enumerate(zip(*cols)) if key not in done]
+        if keep:
+            out.append(b.take(pa.array(keep, pa.int64())) if len(keep) < b.num_rows else b)
+    return out
+
+
+def _pool_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stats, t0) -> Iterator[dict]:
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
     ds = ray.data.from_arrow(blocks)
     ds = ds.map_batches(
         actor, fn_constructor_kwargs=actor_kwargs, batch_size=batch_size, compute=ActorPoolStrategy(size=actors),

@@ -132,7 +132,10 @@ class FiDReader(nn.Module):
         path = resolve_model(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         if getattr(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), "is_encoder_decoder", False):
-            self.model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=trust_remote_code)
+            # eager attention from the start: the attention scores are what the reader is for, and switching
+            # an sdpa-loaded T5 later returns no cross-attentions under transformers 5.17 (seen on the H200 check)
+            self.model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                               attn_implementation="eager")
         else:
             self.model = warm_start_seq2seq(path, self.tokenizer, trust_remote_code)
         self.max_length = max_length
@@ -201,6 +204,10 @@ class FiDReader(nn.Module):
                                       max_new_tokens=self.answer_max_length, decoder_start_token_id=int(start))
             dec = gen[:, :-1] if gen.shape[1] > 1 else gen
         out = self.model(encoder_outputs=enc, attention_mask=flat_mask, decoder_input_ids=dec, output_attentions=True)
+        if not out.cross_attentions:
+            raise RuntimeError(f"the reader returned no cross-attentions (attention implementation "
+                               f"{getattr(self.model.config, '_attn_implementation', '?')!r}): load it with "
+                               "attn_implementation='eager'")
         attn = torch.stack(out.cross_attentions)  # [layers, 1, heads, T, P*L]
         attn = attn.view(*attn.shape[:4], ids.shape[1], ids.shape[2])
         qmask = answer_positions(dec, self.model.config.eos_token_id)
@@ -385,7 +392,7 @@ def score_pairs_reader(pairs, queries: dict[str, str], doc_text, teacher_dir: st
     frames = [pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str),
                             "teacher_score": np.asarray(b["teacher_score"], np.float32)})
               for b in map_actor_pool(blocks_of(table, max(1, min(scoring_cfg.actors * 4, len(groups)))), ReaderActor,
-                                      kwargs, q_batch, scoring_cfg.actors, ray_cfg, stats, started=t0)]
+                                      kwargs, q_batch, scoring_cfg.actors, ray_cfg, stats, started=t0, keys=("qid",))]
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["qid", "docid", "teacher_score"])
     check_rows("score", list(zip(pairs["qid"], pairs["docid"])), list(zip(out["qid"], out["docid"])))
     return pairs.merge(out, on=["qid", "docid"], how="left", validate="one_to_one")

@@ -100,7 +100,7 @@ def _embed_blocks(blocks: list[pa.Table], model_dir: str, ray_cfg, batch_size: i
     kwargs = {"model_dir": model_dir, "encoder_kwargs": encoder_kwargs or {},
               "threads": actor_threads(ray_cfg.actor_cpus), "batch_size": batch_size,
               "fault": faults.from_env("encode.batch"), "precision": precision or "fp32"}
-    for batch in map_actor_pool(blocks, EncoderActor, kwargs, batch_size, actors, ray_cfg, stats):
+    for batch in map_actor_pool(blocks, EncoderActor, kwargs, batch_size, actors, ray_cfg, stats, keys=("id",)):
         yield [str(x) for x in batch["id"]], np.asarray(batch["embedding"], dtype=np.float32)
 
 

@@ -158,7 +158,8 @@ def _scored_frames(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teach
     kwargs = {**actor_kwargs(teacher_dir, teacher_cfg, scoring_cfg, actor_threads(ray_cfg.actor_cpus), members,
                              "cuda" if ray_cfg.actor_gpus else "cpu"),
               "fault": faults.from_env("score.batch")}
-    for b in map_actor_pool(blocks, TeacherActor, kwargs, bs, scoring_cfg.actors, ray_cfg, stats, started=t0):
+    for b in map_actor_pool(blocks, TeacherActor, kwargs, bs, scoring_cfg.actors, ray_cfg, stats, started=t0,
+                            keys=("qid", "docid")):
         f = pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str)})
         for col in b:
             if col.startswith("teacher_"):

@@ -74,3 +74,16 @@ def test_shard_resume_keeps_saved_shards_of_the_same_fingerprint_only(tmp_path, 
     assert other_model.done == set()  # another model: the folder is dropped whole
     other_model.drop()
     assert not other_model.path(0).parent.exists()
+
+
+def test_rows_not_in_keeps_the_rows_not_yet_back_in_their_blocks():
+    import pyarrow as pa
+
+    from distill.raydata import _rows_not_in
+
+    blocks = [pa.table({"qid": ["a", "a", "b"], "docid": ["1", "2", "1"], "x": [0, 1, 2]}),
+              pa.table({"qid": ["c"], "docid": ["9"], "x": [3]})]
+    left = _rows_not_in(blocks, ("qid", "docid"), {("a", "2"), ("c", "9")})
+    assert [b.to_pydict() for b in left] == [{"qid": ["a", "b"], "docid": ["1", "1"], "x": [0, 2]}]
+    assert _rows_not_in(blocks, ("qid", "docid"), set())[0] is blocks[0]  # untouched blocks are reused
+    assert _rows_not_in(blocks, ("qid",), {("a",), ("b",), ("c",)}) == []
