@@ -11,7 +11,7 @@ import torch
 from distill.config import ConfigError, build_config
 from distill.reader import FiDReader, aggregate_attention, answer_positions, cross_encoder_attention_scores, \
     read_answers
-from distill.testing import make_tiny_bert, make_tiny_t5
+from builders import make_tiny_bert, make_tiny_t5
 
 # One question, 2 passages of 3 key slots each; passage 1's third slot is padding.
 # Rows (layer, head, output token) -> attention over the 6 slots [p0: 3 | p1: 3].
