@@ -49,3 +49,22 @@ def test_dev_split_metrics_through_an_index(tmp_path):
     assert dev_split(rd, data) is None
     assert dev_split(SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(test_split="test"))),
                      SimpleNamespace(qrels={"test": {}})) is None
+
+
+def test_the_stage_evaluates_every_system_or_only_a_later_round_or_sweep_runs_student(tmp_path, monkeypatch):
+    import types
+
+    from distill.config import build_config
+    from distill.manifest import RunDir
+    from distill.stages import evaluate
+
+    calls = []
+    monkeypatch.setattr(evaluate, "evaluate_student", lambda rd, data, label: calls.append(label) or {})
+    monkeypatch.setattr(evaluate, "evaluate_all", lambda rd, data, teacher: calls.append(("all", teacher)) or {})
+    rd = RunDir(build_config({"teacher": {"model": "/t", "finetune": False}, "student": {"model": "s"}},
+                             [f"runs_dir={tmp_path}", "rounds=2"]))
+    evaluate.run(rd, None)
+    evaluate.run(rd.for_round(2), None)
+    sweep_run = types.SimpleNamespace(round=1, shared_with=rd, config=types.SimpleNamespace(name="kl-seed1"))
+    evaluate.run(sweep_run, None)
+    assert calls == [("all", "/t"), "round 2", "sweep run kl-seed1"]
