@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = str(base / "sample-run")
         if not (Path(run_dir) / "index" / "meta.json").exists():
             make_sample_run(run_dir)
-    bodies = make_bodies(read_queries(ROOT / "data" / "sample" / "queries.jsonl"), a.k, False, 0)
+    bodies = make_bodies(read_queries(ROOT / "data" / "sample" / "queries.jsonl"), a.k, False, 1)
     for k, v in FAST_PATH_ENV.items():
         os.environ.setdefault(k, v)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,

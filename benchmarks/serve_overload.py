@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             make_sample_run(run_dir)
             print(f"built {run_dir} (MiniLM over data/sample) in {time.time() - t:.0f} s", flush=True)
     queries = read_queries(ROOT / "data" / "sample" / "queries.jsonl")
-    bodies = make_bodies(queries, a.k, False, 0)
+    bodies = make_bodies(queries, a.k, False, 1)  # no rerank: the depth is unused (but must be valid)
     # ServeServer's knobs: serve_load's defaults (fast path, proxy, no extra env).
     sargs = argparse.Namespace(fast_path=True, serve_env=None, serve_cpus=2, serve_replicas=a.serve_replicas,
                                serve_threads=1, max_batch_size=32, batch_wait_ms=2.0, serve_rerank_threads=1,
