@@ -35,6 +35,7 @@ ROUNDS_DIR = "rounds"  # every round's metrics (distill.stages.rounds)
 SWEEP_DIR = "sweep"  # the sweep's runs and table (distill.sweep)
 SWEEP_TABLE_MD = "table.md"
 SWEEP_TABLE_JSON = "table.json"
+CACHE = "cache"  # teacher scores of evaluation pairs, by teacher (distill.pair_cache)
 
 
 def stage_dir(stage: str) -> str:

@@ -55,29 +55,46 @@ def speed(student: DualEncoder, teacher: CrossEncoder | None, queries: list[str]
     return out
 
 
-def ensemble_rerank_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg, record: dict) -> pd.DataFrame:
-    """An ensemble teacher's fused score (``record``: the score stage's ensemble.json) for each (qid, docid)
-    of ``pairs``, with each member's raw score beside it (``teacher_member_<name>``); the fusion normalises
-    over each query's pairs here, as it did over each query's candidates in training."""
+def ensemble_member_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg, neural: list[dict]) -> pd.DataFrame:
+    """``pairs`` (qid, docid) with each neural member's raw score (``teacher_member_<name>``): on the Ray
+    Data actor pool for more than ``evaluation.inline_rerank_max_pairs`` pairs, else in this process."""
     import torch
 
     from distill import ensemble as ens
     from distill.stages.score import TeacherActor, actor_kwargs
 
-    out = pairs.reset_index(drop=True).copy()
-    neural = [m for m in record["members"] if m["kind"] != "bm25"]
+    out = pairs[["qid", "docid"]].reset_index(drop=True).copy()
     scoring = cfg.scoring.model_copy(update={"store_embeddings": False, "store_layer_scores": False})
-    if neural and len(pairs) > cfg.evaluation.inline_rerank_max_pairs:
-        scored = score_pairs(out[["qid", "docid"]], data.queries, data.doc_text, teacher_dir, cfg.teacher, scoring,
-                             cfg.ray, members=neural)
+    if len(out) > cfg.evaluation.inline_rerank_max_pairs:
+        scored = score_pairs(out, data.queries, data.doc_text, teacher_dir, cfg.teacher, scoring, cfg.ray,
+                             members=neural)
         for m in neural:
             out[ens.member_column(m["name"])] = scored[ens.member_column(m["name"])].to_numpy()
-    elif neural:
-        actor = TeacherActor(**actor_kwargs(teacher_dir, cfg.teacher, scoring, torch.get_num_threads(), neural))
-        res = actor({"qid": out["qid"].to_numpy(), "docid": out["docid"].to_numpy(),
-                     "query": [data.queries[q] for q in out["qid"]], "doc": [data.doc_text(d) for d in out["docid"]]})
-        for m in neural:
-            out[ens.member_column(m["name"])] = np.asarray(res[ens.member_column(m["name"])], np.float32)
+        return out
+    actor = TeacherActor(**actor_kwargs(teacher_dir, cfg.teacher, scoring, torch.get_num_threads(), neural))
+    res = actor({"qid": out["qid"].to_numpy(), "docid": out["docid"].to_numpy(),
+                 "query": [data.queries[q] for q in out["qid"]], "doc": [data.doc_text(d) for d in out["docid"]]})
+    for m in neural:
+        out[ens.member_column(m["name"])] = np.asarray(res[ens.member_column(m["name"])], np.float32)
+    return out
+
+
+def ensemble_rerank_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg, record: dict,
+                           cache=None) -> pd.DataFrame:
+    """An ensemble teacher's fused score (``record``: the score stage's ensemble.json) for each (qid, docid)
+    of ``pairs``, with each member's raw score beside it (``teacher_member_<name>``); the fusion normalises
+    over each query's pairs here, as it did over each query's candidates in training. The neural members'
+    scores come through ``cache`` (distill.pair_cache) when given; BM25's are computed (cheap)."""
+    from distill import ensemble as ens
+
+    out = pairs.reset_index(drop=True).copy()
+    neural = [m for m in record["members"] if m["kind"] != "bm25"]
+    if neural:
+        columns = [ens.member_column(m["name"]) for m in neural]
+        score = lambda todo: ensemble_member_scores(todo, data, teacher_dir, cfg, neural)  # noqa: E731
+        scored = cache.scores(out, columns, score) if cache is not None else score(out)
+        for c in columns:
+            out[c] = scored[c].to_numpy(np.float32)
     if any(m["kind"] == "bm25" for m in record["members"]):
         docids = list(data.corpus)
         scorer = ens.BM25PairScorer(docids, [data.doc_text(d) for d in docids])
@@ -89,28 +106,44 @@ def ensemble_rerank_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg, rec
     return out
 
 
-def rerank_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg, record: dict | None = None) -> pd.DataFrame:
+def rerank_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg, record: dict | None = None,
+                  cache=None) -> pd.DataFrame:
     """The teacher's score for each (qid, docid) of ``pairs``: on the Ray Data actor pool like training
     pairs, or, for at most ``evaluation.inline_rerank_max_pairs`` pairs, with the same TeacherActor in
     this process (an actor pool's start-up, ~20 s here, would cost more than scoring a few hundred pairs).
-    An ensemble teacher (``record``: its ensemble.json) goes through :func:`ensemble_rerank_scores`."""
+    An ensemble teacher (``record``: its ensemble.json) goes through :func:`ensemble_rerank_scores`.
+    With ``cache`` (a :class:`distill.pair_cache.PairScoreCache`), pairs it holds are not scored again
+    (a reader's scores are never cached: it reads a query's passages together)."""
     if cfg.teacher.kind == "ensemble":
-        return ensemble_rerank_scores(pairs, data, teacher_dir, cfg, record)
+        return ensemble_rerank_scores(pairs, data, teacher_dir, cfg, record, cache)
+    if cfg.teacher.kind == "reader":
+        return _reader_scores(pairs, data, teacher_dir, cfg)
+    score = lambda todo: _pair_scores(todo, data, teacher_dir, cfg)  # noqa: E731
+    scored = cache.scores(pairs, ["teacher_score"], score) if cache is not None else score(pairs)
+    return pairs.reset_index(drop=True).assign(teacher_score=scored["teacher_score"].to_numpy(np.float32))
+
+
+def _reader_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg) -> pd.DataFrame:
+    """A reader teacher's scores: the same reader code as the ReaderActor, each query's pairs together."""
     if len(pairs) > cfg.evaluation.inline_rerank_max_pairs:
         return score_pairs(pairs, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray)
-    if cfg.teacher.kind == "reader":  # the same reader code as the ReaderActor, each query's pairs together
-        from distill.reader import FiDReader, score_grouped
+    from distill.reader import FiDReader, score_grouped
 
-        t = cfg.teacher
-        reader = FiDReader(teacher_dir, t.max_length, t.answer_max_length, t.trust_remote_code)
-        return pairs.assign(teacher_score=score_grouped(
-            reader, [data.queries[q] for q in pairs["qid"]], [data.doc_text(d) for d in pairs["docid"]],
-            t.attention.model_dump(), cfg.scoring.batch_size, keys=list(pairs["qid"])))
+    t = cfg.teacher
+    reader = FiDReader(teacher_dir, t.max_length, t.answer_max_length, t.trust_remote_code)
+    return pairs.assign(teacher_score=score_grouped(
+        reader, [data.queries[q] for q in pairs["qid"]], [data.doc_text(d) for d in pairs["docid"]],
+        t.attention.model_dump(), cfg.scoring.batch_size, keys=list(pairs["qid"])))
+
+
+def _pair_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg) -> pd.DataFrame:
+    """A cross-encoder's or dual encoder's score per pair: the actor pool, or the TeacherActor inline."""
+    if len(pairs) > cfg.evaluation.inline_rerank_max_pairs:
+        return score_pairs(pairs, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray)
     import torch
 
-    from distill.stages.score import TeacherActor
-
     from distill.precision import for_stage
+    from distill.stages.score import TeacherActor
 
     t = cfg.teacher
     actor = TeacherActor(teacher_dir, t.kind, t.max_length, torch.get_num_threads(), cfg.scoring.batch_size,
@@ -191,17 +224,32 @@ def _teacher_rows(rd, data, teacher_dir: str, qids, qrels, bm25_ids, zs_ranked, 
         from distill.ensemble import read_ensemble
 
         record = read_ensemble(rd.stage_path("score"))
+    cache = teacher_pair_cache(rd)
     pairs = pd.DataFrame([(q, d) for q, ids in zip(qids, zs_ranked) for d in ids[:rerank]], columns=["qid", "docid"])
-    scored = rerank_scores(pairs, data, teacher_dir, cfg, record)
+    scored = rerank_scores(pairs, data, teacher_dir, cfg, record, cache)
     systems[f"teacher_rerank@{rerank}"] = evaluate_run(qrels, reranked_run(qids, zs_ranked, scored, rerank))
     if record is not None:  # the ensemble as a retriever: it ranks the union of BM25's and the zero-shot top k
         union = [list(dict.fromkeys(b[:rerank] + z[:rerank])) for b, z in zip(bm25_ids, zs_ranked)]
         upairs = pd.DataFrame([(q, d) for q, u in zip(qids, union) for d in u], columns=["qid", "docid"])
-        uscored = rerank_scores(upairs, data, teacher_dir, cfg, record)
+        uscored = rerank_scores(upairs, data, teacher_dir, cfg, record, cache)
         systems[f"teacher_ensemble_union@{rerank}"] = evaluate_run(
             qrels, {q: {} for q in qids} | {q: dict(zip(g["docid"], g["teacher_score"].astype(float)))
                                            for q, g in uscored.groupby("qid")})
+    if cache is not None:
+        print(f"[evaluate] teacher pair scores: {cache.hits} cached, {cache.misses} scored ({cache.path})",
+              flush=True)
     return scored, record
+
+
+def teacher_pair_cache(rd):
+    """The run's cache of teacher pair scores (distill.pair_cache; ``runs/<name>/cache/``, shared by every
+    round), or None for a reader teacher, whose scores are not per pair."""
+    if rd.config.teacher.kind == "reader":
+        return None
+    from distill import layout
+    from distill.pair_cache import PairScoreCache, pair_key
+
+    return PairScoreCache(rd.manifest_path.parent / layout.CACHE, pair_key(rd))
 
 
 def _student_rows(rd, data, teacher_dir: str, qids, qrels, qtexts, zero_shot, systems: dict):
