@@ -7,7 +7,7 @@
 #   docker build -t ghcr.io/YOUR-ORG/ray-distill:0.1.0-gpu \
 #       --build-arg BASE_IMAGE=rayproject/ray:2.60.0-py311-gpu \
 #       --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
-# BASE_IMAGE's Ray version must be rayVersion in the KubeRay manifests (python -m distill.cluster_check
+# BASE_IMAGE's Ray version must be rayVersion in the KubeRay manifests (python -m cluster.check
 # checks it); torch must satisfy pyproject.toml (>=2.4,<=2.14.1).
 ARG BASE_IMAGE=rayproject/ray:2.60.0-py311-cpu
 FROM ${BASE_IMAGE}

@@ -5,7 +5,7 @@ then throughput of a MiniLM-L6-shaped student and teacher, against the device's 
 
 Needs only torch + transformers (+ numpy, pandas, pyarrow): no Ray, DeepSpeed, faiss or pydantic, so it runs
 on a bare GPU image. It imports distill.precision, distill.models (DualEncoder, CrossEncoder),
-distill.losses, distill.small_encoders, distill.testing, distill.reader (FiDReader, cross-encoder attention)
+distill.losses, distill.small_encoders, tests/builders.py, distill.reader (FiDReader, cross-encoder attention)
 and the Ray Data actor classes distill.stages.encode.EncoderActor / distill.stages.score.TeacherActor, which
 are plain classes whose modules import no Ray at module level (their ``if torch.cuda.is_available():
 .to("cuda")`` branches are the product's GPU paths). distill.config (pydantic), distill.stages.train
@@ -36,6 +36,7 @@ from pathlib import Path
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))  # tests/builders.py, as `builders`
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -74,7 +75,7 @@ def run_check(name: str, fn, *args) -> dict:
 def models_dir(tmp: Path) -> dict[str, Path]:
     """Tiny random models, saved once: a BERT (dual encoder / dual-head cross-encoder), a BERT cross-encoder
     (linear head, init 0.1 so its logits spread), a T5 (FiD reader)."""
-    from distill.testing import make_tiny_bert, make_tiny_t5
+    from builders import make_tiny_bert, make_tiny_t5
 
     out = {"de": tmp / "de", "ce": tmp / "ce", "t5": tmp / "t5"}
     if not (out["de"] / "config.json").exists():
@@ -421,7 +422,7 @@ def save_minilm(tmp: Path, quick: bool, cross: bool = False) -> Path:
     """A MiniLM-L6-shaped random BERT saved with a whole-word tokenizer (token ids are fed directly)."""
     from transformers import BertForSequenceClassification, BertModel
 
-    from distill.testing import SPECIAL, word_tokenizer
+    from builders import SPECIAL, word_tokenizer
 
     d = tmp / ("minilm_ce" if cross else "minilm")
     if (d / "config.json").exists():

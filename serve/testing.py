@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,6 +19,17 @@ import pyarrow.parquet as pq
 from serve.core import doc_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TESTS_DIR = PROJECT_ROOT / "tests"
+
+
+def _builders():
+    """``tests/builders.py`` (tiny random models, generated BEIR data), imported as the tests import it
+    (``builders``, from the checkout's tests/): test builders are not part of the runtime package."""
+    if str(TESTS_DIR) not in sys.path:
+        sys.path.append(str(TESTS_DIR))
+    import builders
+
+    return builders
 
 
 def read_corpus(path: Path) -> list[dict]:
@@ -98,7 +110,8 @@ def make_serve_run(
     ``teacher_model/``). The student's ``max_length`` is small so long queries get truncated.
     Returns ``{"run_dir", "queries", "version", "max_length"}``."""
     from distill.models import DualEncoder
-    from distill.testing import make_beir, make_tiny_bert
+    builders = _builders()
+    make_beir, make_tiny_bert = builders.make_beir, builders.make_tiny_bert
 
     run_dir = Path(run_dir)
     src = run_dir.parent / f".{run_dir.name}-src"

@@ -36,7 +36,7 @@ import yaml
 from distill.config import build_config
 from distill.models import DualEncoder
 from distill.pipeline import load_data, run_pipeline
-from distill.testing import make_beir, make_tiny_bert
+from builders import make_beir, make_tiny_bert
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.testing import make_beir, make_bow_encoder, make_tiny_bert
+from builders import make_beir, make_bow_encoder, make_tiny_bert
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]

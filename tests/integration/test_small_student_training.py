@@ -15,7 +15,7 @@ import ray
 from distill.config import build_config
 from distill.manifest import RunDir
 from distill.pipeline import run_pipeline
-from distill.testing import make_beir, make_tiny_bert
+from builders import make_beir, make_tiny_bert
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ import torch
 
 from distill.config import ConfigError, build_config
 from distill.models import DENSE_DIR, DualEncoder
-from distill.testing import make_tiny_bert
+from builders import make_tiny_bert
 
 VOCAB = ["alpha", "beta", "gamma", "delta", "query", "passage", "about"]
 TEXTS = ["alpha beta query", "gamma delta passage about alpha", "beta"]

@@ -9,7 +9,7 @@ import pytest
 
 from distill.models import DualEncoder
 from distill.onnx_export import META, export_onnx, main
-from distill.testing import make_tiny_bert
+from builders import make_tiny_bert
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")

@@ -138,7 +138,7 @@ DOCS = ["cat", "dog loud bark animal", "car red", "house small tree", "river tre
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from distill.testing import make_tiny_bert
+    from builders import make_tiny_bert
 
     d = tmp_path_factory.mktemp("tiny")
     make_tiny_bert(d / "de", VOCAB, hidden=64, layers=2, heads=2, seed=1)

@@ -76,7 +76,7 @@ def test_outside_evaluation_agrees_with_the_projects(tmp_path):
     from distill.index import build_index
     from distill.metrics import evaluate_run, to_run
     from distill.models import DualEncoder
-    from distill.testing import make_beir, make_bow_encoder
+    from builders import make_beir, make_bow_encoder
 
     info = make_beir(tmp_path / "data", topics=6, docs_per_topic=5, train_queries=10, test_queries=20)
     DualEncoder(str(make_bow_encoder(tmp_path / "bow", info["vocab"], hidden=64)), max_length=32).save(

@@ -165,7 +165,7 @@ def test_trust_remote_code_defaults_off_everywhere():
 def _model_with_custom_code(root: Path, marker: Path, model_type: str = "bert") -> Path:
     """A tiny BERT whose config.json maps the Auto classes to code in the directory (which, when imported,
     writes ``marker``)."""
-    from distill.testing import make_tiny_bert
+    from builders import make_tiny_bert
 
     d = make_tiny_bert(root / f"remote{uuid.uuid4().hex[:10]}", ["alpha", "beta"])
     cfg = json.loads((d / "config.json").read_text())
@@ -308,7 +308,7 @@ def test_pickled_hf_weights_with_code_are_refused(tmp_path):
     from safetensors.torch import load_file
 
     from distill.models import DualEncoder
-    from distill.testing import make_tiny_bert
+    from builders import make_tiny_bert
 
     marker = tmp_path / "ran"
     d = make_tiny_bert(tmp_path / "binmodel", ["alpha"])
@@ -532,7 +532,7 @@ def test_binding_beyond_loopback_without_a_token_needs_insecure(serve_main, monk
 
 def test_cluster_serving_sets_the_token_from_a_secret():
     """The RayService binds 0.0.0.0: every pod gets DISTILL_SERVE_TOKEN from a Kubernetes Secret, and
-    cluster_check refuses a literal value or a missing variable."""
+    cluster.check refuses a literal value or a missing variable."""
     import copy
 
     import cluster.check as cc

@@ -14,7 +14,7 @@ import torch
 from distill.config import ConfigError, build_config, load_config
 from distill.models import ENCODER_META, CrossEncoder, DualEncoder, count_parameters
 from distill.small_encoders import SMALL_CONFIG, kept_layers, project_embeddings
-from distill.testing import make_beir, make_tiny_bert
+from builders import make_beir, make_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = ["the study of things", "a report", "note on the study and a report about it with more words"]

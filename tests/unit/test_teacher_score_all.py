@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from distill.models import CrossEncoder
-from distill.testing import make_tiny_bert
+from builders import make_tiny_bert
 
 VOCAB = "capital of france paris river stone london england what is the alpha beta gamma".split()
 Q = ["capital of france", "river", "what is the capital", "alpha"]
