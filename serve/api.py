@@ -870,50 +870,94 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI app over ``backend``; with ``token_sha256``, routes but health/readiness need the token.
     With ``allowed_hosts`` (a list of names; ``*`` in it: any), routes but health/readiness answer only
-    requests whose Host header names one of them (421 otherwise)."""
-    app = FastAPI(
-        title=title,
-        version="1",
-        description=(
-            "Dense retrieval with the distilled student (FAISS), optional reranking by the teacher. "
-            f"Request bodies are limited to {MAX_BODY_BYTES} bytes."
-            + (
-                " Every route but /healthz and /readyz needs `Authorization: Bearer <token>`."
-                if token_sha256
-                else ""
-            )
-        ),
-    )
+    requests whose Host header names one of them (421 otherwise).
+
+    The parts, in the order a request meets them: :func:`_add_middleware` (metrics, Host, token,
+    admission, body limit), the routes (:func:`_add_work_routes`: search, embeddings, rerank;
+    :func:`_add_probe_routes`: metrics, health, readiness), :func:`_add_error_handlers` (every error as
+    ``{"detail", "message"}``)."""
+    app = FastAPI(title=title, version="1", description=_description(token_sha256))
     limits = limits or Limits()
     app.state.backend = backend
     app.state.limits = limits
     app.state.metrics = metrics = Metrics()
-    ready_state: dict = {"at": float("-inf"), "answer": None, "lock": None}
+    check_hosts = allowed_hosts is not None and "*" not in allowed_hosts
+    errors = _error_responses(token=bool(token_sha256), hosts=check_hosts)
+    _add_error_handlers(app, limits)
+    _add_work_routes(app, limits, metrics, errors)
+    _add_probe_routes(app, metrics, ReadinessCheck(app, limits, metrics))
+    _add_middleware(app, limits, metrics, token_sha256, list(allowed_hosts) if check_hosts else None)
+    return app
 
-    async def check_ready() -> tuple[int, dict]:
-        """The backend's readiness, bounded by ``ready_timeout_s`` and reused for ``ready_cache_s`` (one
-        check at a time: concurrent probes share it)."""
-        if time.monotonic() - ready_state["at"] < limits.ready_cache_s:
-            return ready_state["answer"]
-        if ready_state["lock"] is None:
-            ready_state["lock"] = asyncio.Lock()
-        async with ready_state["lock"]:
-            if time.monotonic() - ready_state["at"] < limits.ready_cache_s:
-                return ready_state["answer"]
-            try:
-                info = await asyncio.wait_for(app.state.backend.ready(), limits.ready_timeout_s)
-                answer = (200, {"status": "ready", "version": info.get("version"),
-                                "reranker": info.get("reranker"), "replicas": info.get("replicas")})
-                metrics.version(info.get("version"))
-            except asyncio.TimeoutError:
-                answer = (503, {"status": "not ready", "reason": f"readiness check: no answer within "
-                                f"{limits.ready_timeout_s:g} s", "replicas": None})
-            except Exception as err:  # noqa: BLE001 - any failure means not ready
-                answer = (503, {"status": "not ready", "reason": f"{type(err).__name__}: {err}"[:500],
-                                "replicas": getattr(err, "replicas", None)})
-            metrics.readiness(answer[0] == 200, answer[1].get("replicas"))
-            ready_state.update(at=time.monotonic(), answer=answer)
+
+def _description(token_sha256: str | None) -> str:
+    """The OpenAPI description: what the API does, its body limit, and the token when one is needed."""
+    return (
+        "Dense retrieval with the distilled student (FAISS), optional reranking by the teacher. "
+        f"Request bodies are limited to {MAX_BODY_BYTES} bytes."
+        + (" Every route but /healthz and /readyz needs `Authorization: Bearer <token>`."
+           if token_sha256 else "")
+    )
+
+
+def _error_responses(token: bool, hosts: bool) -> dict:
+    """The error answers the work routes document (401 with a token, 421 with a Host allowlist)."""
+    errors = {code: {"model": ErrorResponse} for code in (400, 413, 422, 503)}
+    if token:
+        errors[401] = {"model": ErrorResponse}
+    if hosts:
+        errors[421] = {"model": ErrorResponse}
+    return errors
+
+
+class ReadinessCheck:
+    """The backend's readiness, bounded by ``ready_timeout_s`` and reused for ``ready_cache_s`` (one check
+    at a time: concurrent probes share it). Calling it returns ``(status code, body)`` and updates the
+    readiness, replica and version metrics."""
+
+    def __init__(self, app: FastAPI, limits: Limits, metrics: Metrics):
+        self.app = app  # the backend is read from app.state at each check
+        self.limits = limits
+        self.metrics = metrics
+        self.at = float("-inf")
+        self.answer: tuple[int, dict] | None = None
+        self._lock: asyncio.Lock | None = None
+
+    def _fresh(self) -> bool:
+        return time.monotonic() - self.at < self.limits.ready_cache_s
+
+    async def __call__(self) -> tuple[int, dict]:
+        if self._fresh():
+            return self.answer
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._fresh():
+                return self.answer
+            answer = await self._ask()
+            self.metrics.readiness(answer[0] == 200, answer[1].get("replicas"))
+            self.at, self.answer = time.monotonic(), answer
             return answer
+
+    async def _ask(self) -> tuple[int, dict]:
+        limits = self.limits
+        try:
+            info = await asyncio.wait_for(self.app.state.backend.ready(), limits.ready_timeout_s)
+            answer = (200, {"status": "ready", "version": info.get("version"),
+                            "reranker": info.get("reranker"), "replicas": info.get("replicas")})
+            self.metrics.version(info.get("version"))
+            return answer
+        except asyncio.TimeoutError:
+            return (503, {"status": "not ready", "reason": f"readiness check: no answer within "
+                          f"{limits.ready_timeout_s:g} s", "replicas": None})
+        except Exception as err:  # noqa: BLE001 - any failure means not ready
+            return (503, {"status": "not ready", "reason": f"{type(err).__name__}: {err}"[:500],
+                          "replicas": getattr(err, "replicas", None)})
+
+
+def _add_error_handlers(app: FastAPI, limits: Limits) -> None:
+    """Every error answer as ``{"detail", "message"}``: validation (422 naming the fields), HTTPException
+    (its code and headers), an unavailable backend (503 with ``Retry-After``)."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -940,17 +984,9 @@ def create_app(
             headers={"Retry-After": str(limits.retry_after_s)},
         )
 
-    errors = {
-        400: {"model": ErrorResponse},
-        413: {"model": ErrorResponse},
-        422: {"model": ErrorResponse},
-        503: {"model": ErrorResponse},
-    }
-    if token_sha256:
-        errors[401] = {"model": ErrorResponse}
-    check_hosts = allowed_hosts is not None and "*" not in allowed_hosts
-    if check_hosts:
-        errors[421] = {"model": ErrorResponse}
+
+def _add_work_routes(app: FastAPI, limits: Limits, metrics: Metrics, errors: dict) -> None:
+    """``/search``, ``/v1/embeddings`` and ``/rerank``: the routes that do model work (and are admitted)."""
 
     @app.post("/search", response_model=SearchResponse, responses=errors, summary="Search the index")
     async def search(req: SearchRequest) -> dict:
@@ -974,6 +1010,10 @@ def create_app(
     async def rerank(req: RerankRequest):
         metrics.batch.labels("/rerank").observe(len(req.items()))
         return await run_rerank(app.state.backend, req, limits.max_rerank_pairs)
+
+
+def _add_probe_routes(app: FastAPI, metrics: Metrics, check_ready: ReadinessCheck) -> None:
+    """``/metrics``, ``/healthz`` and ``/readyz``: answered without admission."""
 
     @app.get("/metrics", response_class=Response, summary="Prometheus metrics (text format)",
              responses={200: {"content": {"text/plain": {}}}})
@@ -1000,6 +1040,11 @@ def create_app(
         body = {k: v for k, v in body.items() if v is not None}
         return body if code == 200 else JSONResponse(body, status_code=code)
 
+
+def _add_middleware(app: FastAPI, limits: Limits, metrics: Metrics, token_sha256: str | None,
+                    allowed_hosts: list[str] | None) -> None:
+    """The middleware stack; a request meets it outermost first: metrics, Host allowlist (when
+    ``allowed_hosts``), bearer token (when ``token_sha256``), admission, body limit."""
     # Starlette runs the last-added middleware outermost: the token check comes before the body is read.
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     # Inside the token and Host checks (a refused request takes no slot), outside the body read (a slow body
@@ -1007,7 +1052,6 @@ def create_app(
     app.add_middleware(AdmissionMiddleware, limits=limits, metrics=metrics)
     if token_sha256:
         app.add_middleware(BearerTokenMiddleware, token_sha256=token_sha256)
-    if check_hosts:
-        app.add_middleware(HostAllowlistMiddleware, allowed_hosts=list(allowed_hosts))
+    if allowed_hosts is not None:
+        app.add_middleware(HostAllowlistMiddleware, allowed_hosts=allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refusals are counted too
-    return app
