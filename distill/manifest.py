@@ -15,6 +15,11 @@ longer exists on this host is taken over.
 Iterative runs (``rounds: N``): round 1 is the layout above; round r > 1 keeps its stages' outputs under
 ``round-<r>/`` (same names) and its entries under ``manifest["rounds"]["<r>"]["stages"]`` (see
 :class:`RoundDir`); ``final_round`` names the last round whose student and index are finished.
+
+The stages whose outputs serving reads record their content when they finish (:meth:`RunDir.mark_done`):
+``files`` ({path in the output: sha256}) and ``content_digest`` (:func:`content_digest` of them) for
+``teacher`` (``teacher_model/``), ``train`` (``student/``), ``index`` (``index/``) and, for an ensemble
+teacher, ``score``'s ``ensemble.json``. serve.snapshot checks a run against them before serving it.
 """
 
 from __future__ import annotations
@@ -148,6 +153,38 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+# stage -> the files of its output whose checksums mark_done records (None: every file but UNCHECKED): the
+# outputs serving reads (serve.snapshot).
+CHECKSUMMED: dict[str, tuple[str, ...] | None] = {"teacher": None, "score": ("ensemble.json",), "train": None,
+                                                  "index": None}
+# Top-level names written into an output after its stage finished, so not part of its content: the student's
+# model card (distill.export.write_model_card, refreshed by evaluate) and its ONNX export (distill.onnx_export).
+UNCHECKED = ("README.md", "onnx")
+
+
+def dir_checksums(path: Path, only: tuple[str, ...] | None = None) -> dict[str, str]:
+    """{path relative to ``path`` (posix): sha256} of every file under ``path`` (links followed), or of the
+    files named in ``only``; names in :data:`UNCHECKED` are left out. An absent directory: {}."""
+    path = Path(path)
+    if not path.is_dir():
+        return {}
+    if only is not None:
+        files = [path / name for name in only if (path / name).is_file()]
+    else:
+        files = [p for p in path.rglob("*") if p.is_file()
+                 and p.relative_to(path).parts[0] not in UNCHECKED]
+    return {p.relative_to(path).as_posix(): file_sha256(p) for p in sorted(files)}
+
+
+def content_digest(files: dict[str, str]) -> str:
+    """sha256 (hex) over the sorted ``{relative path: sha256}`` of a directory's files: equal exactly when
+    the same files hold the same bytes."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(f"{rel}\0{files[rel]}\n".encode())
+    return h.hexdigest()
+
+
 class RunDir:
     """A run's artifact directory and manifest (round 1 of an iterative run)."""
 
@@ -231,6 +268,13 @@ class RunDir:
         return bool(entry and entry.get("digest") == self.digest(stage) and self.stage_path(stage).exists())
 
     def mark_done(self, stage: str, counts: dict | None = None, **info) -> None:
+        """Record ``stage`` as finished; an output serving reads (:data:`CHECKSUMMED`) also records its
+        ``files`` ({relative path: sha256}) and their ``content_digest``."""
+        out = self.stage_path(stage)
+        if stage in CHECKSUMMED and out.is_dir():
+            files = dir_checksums(out, CHECKSUMMED[stage])
+            if files or CHECKSUMMED[stage] is None:
+                info = {"files": files, "content_digest": content_digest(files), **info}
         self.stages[stage] = {
             "digest": self.digest(stage),
             "inputs": self.input_checksums(stage),

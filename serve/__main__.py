@@ -6,7 +6,10 @@ then shuts Serve down: the app would otherwise outlive this process. A bearer to
 Binding beyond loopback without a token is refused unless ``--insecure`` is given. Without a token, only
 requests addressed (``Host``) to a loopback name, the bound address or an ``--allow-host`` name are
 answered (DNS-rebinding defence). The reranker loads the run's own ``teacher_model/`` or ``--teacher``,
-never a model name or ``trust_remote_code`` from the run's manifest.
+never a model name or ``trust_remote_code`` from the run's manifest. What is served is the run's verified
+snapshot (serve.snapshot, under ``RUN_DIR/snapshots/``; or RUN_DIR itself when it is a snapshot): a run
+whose files differ from what its stages recorded, or whose student and index do not belong together, is
+refused here (exit 2) with the file named.
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m serve") -> int:
     """``python -m serve`` (and ``ray-distill serve``, which passes its own ``prog`` for messages)."""
     args = parse_args(argv, prog)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from serve.app import deploy, resolve_run_dir, shutdown
+    from serve.app import deploy, serving_snapshot, shutdown
     from serve.core import RunArtifacts, ServeSetupError
 
     refused = check_auth(args.host, args.insecure)
@@ -114,7 +117,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m serve") -> int:
         print(f"error: {refused}", file=sys.stderr)
         return 2
     try:
-        art = RunArtifacts.load(resolve_run_dir(args.run_dir))
+        snapshot = serving_snapshot(args.run_dir)
+        art = RunArtifacts.load(snapshot, verify=())  # just verified
         if args.rerank:
             art.teacher(args.teacher, args.teacher_trust_remote_code)
     except ServeSetupError as err:
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m serve") -> int:
         extra["reranker_replicas"] = args.reranker_replicas
     try:
         url = deploy(
-            args.run_dir,
+            str(snapshot),
             rerank=args.rerank,
             name=args.name,
             host=args.host,
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m serve") -> int:
         )
         auth = " (bearer token required)" if os.environ.get(TOKEN_ENV, "").strip() else ""
         print(
-            f"serving {args.run_dir} at {url}{auth}: POST /search, GET /healthz, GET /readyz, docs at /docs; "
+            f"serving {args.run_dir} (snapshot {art.version}) at {url}{auth}: POST /search, GET /healthz, GET /readyz, docs at /docs; "
             "Ctrl-C to stop",
             flush=True,
         )

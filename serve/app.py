@@ -19,8 +19,13 @@
 - Model compute runs on one dedicated thread per replica (torch limited to the replica's threads), so
   replicas can run Serve's fast path (:data:`FAST_PATH_ENV`: user code on the replica's event loop).
 
-Each replica loads its run directory once, at start; deploying another run directory under the same
-application name rolls replicas over (new ones start, old ones drain their requests and stop).
+Replicas never read the live run directory: the driver (``build_app``) first makes the run's serving
+snapshot (serve.snapshot.create: every file checked against the checksums its stage recorded, student and
+index checked to belong together), and each replica re-hashes that snapshot's files before loading them
+once, at start. The snapshot's digest is the ``version`` of /readyz and of every response. Deploying
+another run directory under the same application name rolls replicas over (new ones start, old ones drain
+their requests and stop); a run that fails verification (a truncated or corrupt index) fails the deploy
+before any replica changes, so the old snapshot keeps serving.
 
 ``build_app(args)`` is the application builder for ``serve run configs/serve.yaml`` (import path
 ``serve.app:build_app``); ``deploy(run_dir, ...)`` starts Serve on 127.0.0.1 and deploys it from Python
@@ -75,7 +80,7 @@ def _compute_pool(name: str, threads: int) -> ThreadPoolExecutor:
     graceful_shutdown_timeout_s=20,
 )
 class Retriever:
-    """Student query encoder + FAISS index of one run directory."""
+    """Student query encoder + FAISS index of one snapshot (``run_dir``: its path, re-hashed at load)."""
 
     def __init__(
         self,
@@ -97,7 +102,7 @@ class Retriever:
         self.pool.submit(self.core.search, ["warm up"], 1).result()
         self.stats = {"calls": 0, "batches": 0, "queries": 0}
         log.info(
-            "Retriever ready: %s (index version %s, %d docs, %d threads, %s)",
+            "Retriever ready: %s (version %s, %d docs, %d threads, %s)",
             run_dir,
             self.core.version,
             len(self.core.index),
@@ -364,8 +369,12 @@ class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run_dir: str = Field(
-        description="run directory with student/ and index/ (relative: to cwd, else project root)"
+        description="run directory with student/ and index/ (relative: to cwd, else project root), served "
+        "through its verified snapshot; or a snapshot directory (serve.snapshot)"
     )
+    snapshots_dir: str | None = Field(
+        None, description="where the run's snapshot is made (default: <run_dir>/snapshots); every replica "
+        "must be able to read it")
     rerank: bool = Field(False, description="also deploy the teacher as a Reranker")
     teacher: str | None = Field(
         None, description="the reranker's model (local dir, hub id or python:<module>) when the run has no "
@@ -485,14 +494,27 @@ def resolve_run_dir(run_dir: str | Path) -> Path:
     return p.resolve()
 
 
+def serving_snapshot(run_dir: str | Path, snapshots_dir: str | Path | None = None) -> Path:
+    """The verified snapshot to serve: ``run_dir``'s (serve.snapshot.create: made or reused), or
+    ``run_dir`` itself when it is a snapshot that verifies. Raises serve.core.ServeSetupError."""
+    from serve import snapshot
+
+    run_dir = resolve_run_dir(run_dir)
+    if snapshot.is_snapshot(run_dir):
+        snapshot.verify(run_dir)
+        return run_dir
+    return snapshot.create(run_dir, snapshots_dir)
+
+
 def build_app(args: dict | AppArgs):
-    """Application builder (``serve.app:build_app``): checks the run directory here, before any
-    replica starts, so a bad path fails the deploy with a clear message."""
+    """Application builder (``serve.app:build_app``): makes and verifies the run's snapshot here, before
+    any replica starts, so a bad path or a corrupt run fails the deploy with a clear message (and a running
+    app keeps its replicas); the replicas get the snapshot's path, never the run directory."""
     from serve.core import RunArtifacts, ServeSetupError
 
     a = args if isinstance(args, AppArgs) else AppArgs.model_validate(dict(args or {}))
-    run_dir = resolve_run_dir(a.run_dir)
-    art = RunArtifacts.load(run_dir)
+    run_dir = serving_snapshot(a.run_dir, a.snapshots_dir)
+    art = RunArtifacts.load(run_dir, verify=())  # just verified
     token = os.environ.get(a.token_env, "").strip()
     if a.token_env in os.environ and not token:
         raise ServeSetupError(f"{a.token_env} is set but blank: set a token, or unset it to serve without one")
@@ -635,12 +657,16 @@ def deploy(
     direct_ingress: bool = False,
     **args,
 ) -> str:
-    """Deploy (or re-deploy) the app for ``run_dir`` under ``name``; returns its base URL.
+    """Deploy (or re-deploy) the app for ``run_dir`` (a run directory, served through its verified
+    snapshot, or a snapshot directory) under ``name``; returns its base URL.
 
     Calling it again with another run directory and the same name swaps the index: Serve starts replicas
-    on the new run, moves traffic to them and drains the old ones; requests in flight finish."""
+    on the new snapshot, moves traffic to them and drains the old ones; requests in flight finish. A run
+    that fails verification raises serve.core.ServeSetupError before Serve is touched: the app already
+    deployed keeps serving its snapshot."""
     import ray
 
+    snapshot = serving_snapshot(run_dir, args.pop("snapshots_dir", None))  # before Serve is touched
     if direct_ingress and ray.is_initialized():
         # Ray was started with direct_ingress_env(port) (by start_serve, or by the caller): a swap, or a
         # caller that sized Ray itself. The proxy (if Serve is not up yet) goes to some free port.
@@ -656,7 +682,7 @@ def deploy(
                     request_timeout_s=proxy_timeout)
     args["allowed_hosts"] = [*args.get("allowed_hosts", []), *bound_host_names(host)]
     rs.run(
-        build_app({"run_dir": str(run_dir), "rerank": rerank, **args}),
+        build_app({"run_dir": str(snapshot), "rerank": rerank, **args}),
         name=name,
         route_prefix="/",
         blocking=False,

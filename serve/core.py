@@ -13,6 +13,11 @@ A run directory (``runs/<name>/``) gives serving three things:
 An iterative run (``rounds: N``) is served from its final round: ``student/`` and ``index/`` under
 ``round-<r>/`` when ``manifest.json``'s ``final_round`` is r > 1.
 
+Deployed, serving reads a snapshot (serve.snapshot), not the run directory: the same layout as a
+one-round run, every file re-hashed against ``snapshot.json`` before it is loaded (:meth:`RunArtifacts.load`),
+and ``version`` is then the snapshot's digest (the index's own config version stays ``index_version``).
+A run directory loaded directly (tests, tools) is read unverified and reports the index's version.
+
 Everything is read once, at load time, into memory: a process serves one snapshot even if the run
 directory is rewritten underneath it.
 """
@@ -26,13 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from serve.snapshot import ServeSetupError, final_round_dir, is_snapshot, require_servable  # noqa: F401
+from serve.snapshot import verify as verify_snapshot
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SNIPPET_CHARS = 240
-
-
-class ServeSetupError(ValueError):
-    """A run directory that cannot be served as asked."""
 
 
 def doc_text(title: str | None, text: str | None) -> str:
@@ -55,15 +59,6 @@ def snippet(text: str | None, limit: int = SNIPPET_CHARS) -> str | None:
     return cut.rstrip(" ,.;:") + "..."
 
 
-def final_round_dir(run_dir: Path) -> Path:
-    """``run_dir`` itself, or ``run_dir/round-<r>`` when ``manifest.json`` names a final round r > 1."""
-    try:
-        r = int(json.loads((run_dir / "manifest.json").read_text()).get("final_round", 1))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return run_dir  # no or unreadable manifest: load() reports it
-    return run_dir / f"round-{r}" if r > 1 else run_dir
-
-
 @dataclass
 class TeacherSpec:
     path: str
@@ -75,9 +70,14 @@ class TeacherSpec:
     ensemble: dict | None = None  # an ensemble teacher: the score stage's ensemble.json (distill.ensemble)
 
 
+# the snapshot files each replica re-hashes before loading (serve.snapshot.verify)
+RETRIEVAL_FILES = ("manifest.json", "student", "index")
+RERANKING_FILES = ("manifest.json", "teacher_model", "teacher", "index/docs.parquet")
+
+
 @dataclass
 class RunArtifacts:
-    """Paths and metadata of a run directory, checked for what serving needs."""
+    """Paths and metadata of a run directory or a serving snapshot, checked for what serving needs."""
 
     run_dir: Path
     student: Path
@@ -85,25 +85,19 @@ class RunArtifacts:
     docs: Path | None
     index_meta: dict
     manifest: dict = field(default_factory=dict)
+    snapshot: dict | None = None  # snapshot.json, when loaded from a snapshot
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "RunArtifacts":
+    def load(cls, run_dir: str | Path, verify: tuple[str, ...] | None = None) -> "RunArtifacts":
+        """A run directory (its final round), or a snapshot (serve.snapshot) whose files under the
+        top-level names ``verify`` (None: all; (): none, just made) are re-hashed first."""
         run_dir = Path(run_dir).expanduser().resolve()
         if not run_dir.is_dir():
             raise ServeSetupError(f"run directory {run_dir} does not exist")
+        record = verify_snapshot(run_dir, verify) if is_snapshot(run_dir) else None
         last = final_round_dir(run_dir)  # an iterative run (rounds: N) serves its final round
         student, index = last / "student", last / "index"
-        if not ((student / "config.json").exists() or (student / "distill_encoder.json").exists()):
-            raise ServeSetupError(  # a CNN/LSTM student has no HF config.json, only distill_encoder.json
-                f"{run_dir} has no trained student (expected {student}/config.json); "
-                "run the pipeline's train stage first"
-            )
-        for name in ("index.faiss", "docids.parquet", "meta.json"):
-            if not (index / name).exists():
-                raise ServeSetupError(
-                    f"{run_dir} has no usable index (missing {index / name}); "
-                    "run the pipeline's index stage first"
-                )
+        require_servable(run_dir, student, index)
         try:
             meta = json.loads((index / "meta.json").read_text())
         except json.JSONDecodeError as err:
@@ -115,7 +109,7 @@ class RunArtifacts:
             except json.JSONDecodeError as err:
                 raise ServeSetupError(f"{run_dir / 'manifest.json'} is not valid JSON: {err}") from None
         docs = index / "docs.parquet"
-        return cls(run_dir, student, index, docs if docs.exists() else None, meta, manifest)
+        return cls(run_dir, student, index, docs if docs.exists() else None, meta, manifest, record)
 
     @property
     def name(self) -> str:
@@ -126,7 +120,15 @@ class RunArtifacts:
 
     @property
     def version(self) -> str:
-        """The index version every response reports (``meta.json``'s ``version``)."""
+        """The version every response reports: a snapshot's digest (first 16 hex digits), else the
+        index's :attr:`index_version`."""
+        if self.snapshot is not None:
+            return str(self.snapshot["digest"])[:16]
+        return self.index_version
+
+    @property
+    def index_version(self) -> str:
+        """``meta.json``'s ``version`` (a digest of the config that built the index, not of its content)."""
         v = self.index_meta.get("version")
         return str(v) if v is not None else f"unversioned:{self.run_dir.name}"
 
@@ -231,7 +233,7 @@ class Retrieval:
         from distill.precision import resolve
 
         set_threads(threads)
-        self.artifacts = art = RunArtifacts.load(run_dir)
+        self.artifacts = art = RunArtifacts.load(run_dir, RETRIEVAL_FILES)
         self.encoder = DualEncoder.load(art.student)
         self.encoder.eval()
         self.encode_batch_size = encode_batch_size
@@ -332,7 +334,7 @@ class Reranking:
                  **kwargs) -> "Reranking":
         """The run's teacher (:meth:`RunArtifacts.teacher`: ``teacher`` and ``trust_remote_code`` are the
         caller's, never the manifest's)."""
-        art = RunArtifacts.load(run_dir)
+        art = RunArtifacts.load(run_dir, RERANKING_FILES)
         return cls(art.teacher(teacher, trust_remote_code), docs_path=art.docs, **kwargs)
 
     def score(self, queries: list[str], docs: list[str]) -> np.ndarray:

@@ -150,6 +150,7 @@ def encode_corpus(rd, data, student_dir: Path, encoder_kwargs: dict | None = Non
     from distill.precision import for_stage
 
     cfg = rd.config
+    encoder = encoder_digest(rd, student_dir, encoder_kwargs)
     precision = for_stage(cfg, "encode", warn=True)  # in the stage digest too, so in the shards' fingerprint
     docids = list(data.corpus)
     if not docids:
@@ -173,8 +174,23 @@ def encode_corpus(rd, data, student_dir: Path, encoder_kwargs: dict | None = Non
     n_out = sum(pq.read_metadata(p).num_rows for p in final.glob("part-*.parquet"))
     counts = {"docs": len(docids), "embeddings": int(n_out), "dim": int(dim),
               "shards": len(shard_ids), "shards_reused": len(resume.done), "shards_encoded": len(resume.todo)}
-    rd.mark_done("encode", counts, encoded_by="teacher" if encoder_kwargs else "student", precision=precision)
+    rd.mark_done("encode", counts, encoded_by="teacher" if encoder_kwargs else "student", precision=precision,
+                 encoder_digest=encoder)
     return counts
+
+
+def encoder_digest(rd, model_dir, encoder_kwargs: dict | None = None) -> str | None:
+    """The content digest (distill.manifest.content_digest of its files) of the model that encodes the
+    documents, which the index records as ``encoder_digest`` so serving can check that the student it loads
+    is the one the index was built with (serve.snapshot). The student's; for an asymmetric run, the
+    teacher's when it is the run's own fine-tuned ``teacher_model/``, else None (a model named from
+    elsewhere is not hashed: serving skips the pairing check for an index the teacher encoded)."""
+    from distill.manifest import content_digest, dir_checksums
+
+    model_dir = Path(model_dir)
+    if encoder_kwargs and model_dir.resolve() != rd.stage_path("teacher").resolve():
+        return None
+    return content_digest(dir_checksums(model_dir)) if model_dir.is_dir() else None
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -61,3 +61,35 @@ def test_unwritable_run_dir_as_root(tmp_path):
     blocker.write_text("not a dir")
     with pytest.raises(RunDirError, match="cannot create run directory"):
         RunDir(build_config(BASE, [f"runs_dir={blocker}"]))
+
+
+def test_mark_done_records_the_checksums_of_what_serving_reads(tmp_path):
+    from distill.manifest import content_digest, file_sha256
+
+    rd = RunDir(build_config(BASE, [f"runs_dir={tmp_path}"]))
+    with rd.atomic_output("train") as tmp:
+        (tmp / "config.json").write_text("{}")
+        (tmp / "1_Pooling").mkdir()
+        (tmp / "1_Pooling" / "config.json").write_text('{"pooling": "mean"}')
+    (rd.stage_path("train") / "README.md").write_text("card")  # written after the stage: not content
+    (rd.stage_path("train") / "onnx").mkdir()
+    (rd.stage_path("train") / "onnx" / "model.onnx").write_bytes(b"x")
+    rd.mark_done("train", {"steps": 1})
+    entry = RunDir(rd.config).stages["train"]
+    student = rd.stage_path("train")
+    assert entry["files"] == {"1_Pooling/config.json": file_sha256(student / "1_Pooling" / "config.json"),
+                              "config.json": file_sha256(student / "config.json")}
+    assert entry["content_digest"] == content_digest(entry["files"]) and len(entry["content_digest"]) == 64
+    (student / "README.md").write_text("card with metrics")  # the evaluate stage refreshes the card
+    assert content_digest(entry["files"]) == content_digest({k: file_sha256(student / k) for k in entry["files"]})
+    with rd.atomic_output("encode") as tmp:
+        (tmp / "part-00000.parquet").write_text("x")
+    rd.mark_done("encode", {})
+    assert "files" not in rd.stages["encode"]  # not served: not hashed
+    with rd.atomic_output("score") as tmp:
+        (tmp / "scores.parquet").write_text("big")
+    rd.mark_done("score", {})
+    assert "files" not in rd.stages["score"]  # only an ensemble's ensemble.json is recorded
+    (rd.stage_path("score") / "ensemble.json").write_text("{}")
+    rd.mark_done("score", {})
+    assert rd.stages["score"]["files"] == {"ensemble.json": file_sha256(rd.stage_path("score") / "ensemble.json")}

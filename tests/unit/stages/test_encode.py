@@ -31,3 +31,25 @@ def test_the_stage_encodes_with_the_student_or_an_asymmetric_runs_teacher(tmp_pa
                                           "scoring.store_embeddings=true"]))
     encode.run(asym, None)
     assert calls == [(rd.stage_path("train"), None), ("/t", {"max_length": 64, "trust_remote_code": False})]
+
+
+def test_the_encoder_digest_is_the_students_content_or_the_runs_own_teachers(tmp_path):
+    from distill.manifest import content_digest, dir_checksums
+
+    rd = RunDir(build_config({"teacher": {"model": "/t"}, "student": {"model": "s"}}, [f"runs_dir={tmp_path}"]))
+    student = rd.stage_path("train")
+    student.mkdir()
+    (student / "config.json").write_text("{}")
+    (student / "model.safetensors").write_bytes(b"weights")
+    want = content_digest(dir_checksums(student))
+    assert encode.encoder_digest(rd, student) == want
+    (student / "README.md").write_text("the model card, refreshed later")
+    assert encode.encoder_digest(rd, student) == want  # not part of the content
+    (student / "model.safetensors").write_bytes(b"other weights")
+    assert encode.encoder_digest(rd, student) != want
+    kw = {"max_length": 64, "trust_remote_code": False}
+    assert encode.encoder_digest(rd, tmp_path / "elsewhere", kw) is None  # a teacher from outside the run
+    teacher = rd.stage_path("teacher")
+    teacher.mkdir()
+    (teacher / "config.json").write_text('{"t": 1}')
+    assert encode.encoder_digest(rd, teacher, kw) == content_digest(dir_checksums(teacher))

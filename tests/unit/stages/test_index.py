@@ -32,3 +32,18 @@ def test_the_index_holds_every_embedding_under_its_docid_and_the_texts(tmp_path)
     meta = json.loads((rd.stage_path("index") / "meta.json").read_text())
     assert meta["factory"] == "Flat" and meta["version"] == rd.stages["index"]["digest"] or meta["version"]
     assert rd.stages["index"]["version"] == meta["version"]
+
+
+def test_the_index_records_the_encoder_and_its_own_checksums(tmp_path):
+    from distill.manifest import content_digest, dir_checksums
+
+    rd = RunDir(build_config({"teacher": {"model": "t"}, "student": {"model": "s"}},
+                             [f"runs_dir={tmp_path}", "index.factory=Flat"]))
+    write_embeddings(rd.stage_path("encode"), ["d0", "d1"], np.eye(2, 4, dtype=np.float32))
+    rd.mark_done("encode", {}, encoded_by="student", encoder_digest="ab" * 32)
+    index_stage.run(rd)
+    meta = json.loads((rd.stage_path("index") / "meta.json").read_text())
+    assert meta["encoder_digest"] == "ab" * 32 and meta["documents_encoded_by"] == "student"
+    files = dir_checksums(rd.stage_path("index"))
+    assert sorted(files) == ["docids.parquet", "index.faiss", "meta.json"]
+    assert rd.stages["index"]["files"] == files and rd.stages["index"]["content_digest"] == content_digest(files)
