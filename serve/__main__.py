@@ -156,8 +156,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m serve") -> int:
         )
         auth = " (bearer token required)" if os.environ.get(TOKEN_ENV, "").strip() else ""
         print(
-            f"serving {args.run_dir} (snapshot {art.version}) at {url}{auth}: POST /search, GET /healthz, GET /readyz, docs at /docs; "
-            "Ctrl-C to stop",
+            f"serving {args.run_dir} (snapshot {art.version}) at {url}{auth}: POST /search, GET /healthz, "
+            "GET /readyz, docs at /docs; Ctrl-C to stop",
             flush=True,
         )
         while not stop.wait(0.5):

@@ -4,7 +4,9 @@ One deployment (2 Retriever replicas + Reranker, bearer token on) serves the mod
 swaps it to another run directory. Checks: rankings equal the offline index search (and the offline
 teacher rerank), bad input is 4xx, the token guards /search, a killed Retriever replica loses no request
 (the ingress retries idempotent calls on another replica), and a swap under load fails no request,
-moves to the new version, and never mixes snapshots within a response.
+moves to the new version, and never mixes snapshots within a response; a swap to a run whose index
+was truncated is refused and the old snapshot keeps serving. Served versions are snapshot digests
+(serve.snapshot): ``runs["version"]`` maps each run's label to its digest.
 """
 
 from __future__ import annotations
@@ -50,9 +52,13 @@ def runs(tmp_path_factory):
     from serve.testing import make_serve_run
 
     base = tmp_path_factory.mktemp("serve-runs")
+    from serve import snapshot
+
     r1 = make_serve_run(base / "run1", version="v1", seed=0)
     r2 = make_serve_run(base / "run2", version="v2", seed=1)
-    return {"v1": r1, "v2": r2, "offline": {"v1": Offline(r1["run_dir"]), "v2": Offline(r2["run_dir"])}}
+    version = {"v1": snapshot.create(r1["run_dir"]).name, "v2": snapshot.create(r2["run_dir"]).name}
+    return {"v1": r1, "v2": r2, "offline": {"v1": Offline(r1["run_dir"]), "v2": Offline(r2["run_dir"])},
+            "version": version, "label": {d: v for v, d in version.items()}}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +122,7 @@ def test_search_matches_offline_index(runs, client):
     qs = runs["v1"]["queries"][:5]
     ids, scores = runs["offline"]["v1"].search(qs, 5)
     body = client.post("/search", json={"query": qs, "k": 5}).json()
-    assert body["version"] == "v1" and body["reranked"] is False
+    assert body["version"] == runs["version"]["v1"] and body["reranked"] is False
     assert _ids(body["results"]) == ids
     np.testing.assert_allclose([[h["score"] for h in r] for r in body["results"]], scores, atol=1e-5)
     single = client.post("/search", json={"query": qs[0], "k": 5}).json()
@@ -139,7 +145,7 @@ def test_rerank_matches_offline_teacher(runs, client):
     run = runs["v1"]["run_dir"]
     qs = runs["v1"]["queries"][5:8]
     body = client.post("/search", json={"query": qs, "k": 4, "rerank": True, "rerank_depth": 12}).json()
-    assert body["reranked"] is True and body["version"] == "v1"
+    assert body["reranked"] is True and body["version"] == runs["version"]["v1"]
     cands, _ = runs["offline"]["v1"].search(qs, 12)
     docs = pq.read_table(run / "index" / "docs.parquet").to_pandas().set_index("docid")
     ce = CrossEncoder(str(run / "teacher_model"), 64)
@@ -175,11 +181,11 @@ def test_embeddings_rerank_and_metrics_through_serve(runs, served, client):
     key = ("distill_requests_total", (("code", "200"), ("method", "POST"), ("route", "{}")))
     assert samples[(key[0], tuple((k, v.format("/v1/embeddings")) for k, v in key[1]))] >= 1
     assert samples[(key[0], tuple((k, v.format("/rerank")) for k, v in key[1]))] >= 1
-    assert samples[("distill_index_version_info", (("version", "v1"),))] == 1
+    assert samples[("distill_index_version_info", (("version", runs["version"]["v1"]),))] == 1
 
 
 @pytest.mark.timeout(120)
-def test_bad_input_is_4xx_and_token_is_required(served, client):
+def test_bad_input_is_4xx_and_token_is_required(runs, served, client):
     import httpx
 
     cases = [
@@ -206,7 +212,8 @@ def test_bad_input_is_4xx_and_token_is_required(served, client):
         assert anon.get("/healthz").status_code == 200
         ready = anon.get("/readyz")
         assert (
-            ready.status_code == 200 and ready.json()["version"] == "v1" and ready.json()["reranker"] is True
+            ready.status_code == 200 and ready.json()["version"] == runs["version"]["v1"]
+            and ready.json()["reranker"] is True
         )
     assert client.get("/openapi.json").status_code == 200
 
@@ -291,6 +298,33 @@ def test_killing_a_replica_loses_no_request(runs, served):
 
 
 @pytest.mark.timeout(300)
+def test_a_swap_to_a_corrupt_run_is_refused_and_the_old_snapshot_keeps_serving(runs, served, client, tmp_path):
+    """A copy of run2 whose checksums are recorded (as the pipeline records them), then its index truncated:
+    deploy refuses it naming the file, before Serve is touched, and run1's snapshot still answers."""
+    import shutil
+
+    from distill.config import build_config
+    from distill.manifest import RunDir
+    from serve.app import deploy
+    from serve.core import ServeSetupError
+
+    bad = tmp_path / "bad"
+    shutil.copytree(runs["v2"]["run_dir"], bad, ignore=shutil.ignore_patterns("snapshots"))
+    rd = RunDir(build_config({"teacher": {"model": "t", "finetune": True}, "student": {"model": "s"}},
+                             [f"runs_dir={tmp_path}", "name=bad"]))
+    for stage in ("teacher", "train", "index"):
+        rd.mark_done(stage)
+    faiss = bad / "index" / "index.faiss"
+    faiss.write_bytes(faiss.read_bytes()[: faiss.stat().st_size // 2])
+    with pytest.raises(ServeSetupError, match="index/index.faiss has changed since its stage wrote it"):
+        deploy(bad, rerank=True, port=served["port"], retriever_replicas=2, precision="fp32", request_timeout_s=60)
+    assert not (bad / "snapshots").exists() or list((bad / "snapshots").iterdir()) == []
+    body = client.post("/search", json={"query": runs["v1"]["queries"][0], "k": 3}).json()
+    assert body["version"] == runs["version"]["v1"]
+    assert client.get("/readyz").json()["version"] == runs["version"]["v1"]
+
+
+@pytest.mark.timeout(300)
 def test_swap_to_another_run_under_load(runs, served):
     """Deploy run2 under the same app name while clients search: no request fails, the version moves
     from v1 to v2, and every response's ranking is the offline ranking of the version it reports
@@ -308,11 +342,11 @@ def test_swap_to_another_run_under_load(runs, served):
         time.sleep(2.0)
     print(f"swap took {deployed_at - t0:.1f} s; {load.ok} requests ok, {len(load.failures)} failed")
     assert load.failures == [], load.failures[:5]
-    versions = [v for _, v, *_ in load.seen]
+    versions = [runs["label"][v] for _, v, *_ in load.seen]
     assert set(versions) == {"v1", "v2"}, set(versions)
     assert versions[0] == "v1"
-    after = [v for t, v, *_ in load.seen if t > deployed_at + 0.5]
+    after = [runs["label"][v] for t, v, *_ in load.seen if t > deployed_at + 0.5]
     assert after and set(after) == {"v2"}
     for _, v, q, rerank, ids in load.seen:
         if not rerank:
-            assert ids == expected[v][q], (v, q)
+            assert ids == expected[runs["label"][v]][q], (v, q)

@@ -132,9 +132,11 @@ def test_proxy_queue_bound_answers_503_with_retry_after(cluster):
 def test_readyz_and_metrics_report_replica_counts(cluster):
     import httpx
 
+    from serve import snapshot
+
     url = _deploy(cluster, retriever_replicas=2)
     ready = _wait_ready(url)
-    assert ready["status"] == "ready" and ready["version"] == "v1"
+    assert ready["status"] == "ready" and ready["version"] == snapshot.create(cluster["run"]["run_dir"]).name
     deadline = time.monotonic() + 120
     while ready.get("replicas", {}).get("Retriever") != 2 and time.monotonic() < deadline:
         time.sleep(1)
