@@ -241,14 +241,27 @@ def create(run_dir: str | Path, root: str | Path | None = None) -> Path:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ServeSetupError(f"cannot create the snapshot directory {root}: {err.strerror or err}") from None
+    _drop_stale(root)
     tmp = root / f".tmp-{uuid.uuid4().hex[:12]}"
     try:
         tmp.mkdir()
         record = _build(run_dir, tmp)
         (tmp / SNAPSHOT_FILE).write_text(json.dumps(record, indent=2))
-        return _put(tmp, root / record["digest"][:16])
+        final = _put(tmp, root / record["digest"][:16])
+        log.info("serving snapshot %s of %s (round %d)", final, run_dir, record["source"]["round"])
+        return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _drop_stale(root: Path, age_s: float = 3600.0) -> None:
+    """Remove temporary snapshot directories a killed :func:`create` left (older than ``age_s``)."""
+    for p in [*root.glob(".tmp-*"), *root.glob(".bad-*")]:
+        try:
+            if time.time() - p.stat().st_mtime > age_s:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _put(tmp: Path, final: Path) -> Path:

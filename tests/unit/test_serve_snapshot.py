@@ -191,9 +191,14 @@ def test_a_broken_snapshot_is_made_again_from_a_sound_run(runs, tmp_path):
     snap = snapshot.create(run)
     (snap / "index" / "meta.json").unlink()
     (snap / "index" / "meta.json").write_text("{}")
+    import os
+
+    (run / "snapshots" / ".tmp-killed").mkdir()  # left by a create that was killed an hour ago
+    os.utime(run / "snapshots" / ".tmp-killed", (0, 0))
+    (run / "snapshots" / ".tmp-running").mkdir()  # another create's, still being built
     assert snapshot.create(run) == snap
     assert snapshot.verify(snap)["digest"][:16] == snap.name
-    assert [p.name for p in (run / "snapshots").iterdir()] == [snap.name]
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == [".tmp-running", snap.name]
 
 
 def test_a_run_rewritten_after_the_snapshot_leaves_the_snapshot_as_it_was(runs, tmp_path):
