@@ -5,8 +5,8 @@ then throughput of a MiniLM-L6-shaped student and teacher, against the device's 
 
 Needs only torch + transformers (+ numpy, pandas, pyarrow): no Ray, DeepSpeed, faiss or pydantic, so it runs
 on a bare GPU image. It imports distill.precision, distill.models (DualEncoder, CrossEncoder),
-distill.losses, distill.small_encoders, tests/builders.py, distill.reader (FiDReader, cross-encoder attention)
-and the Ray Data actor classes distill.stages.encode.EncoderActor / distill.stages.score.TeacherActor, which
+distill.losses, distill.small_encoders, tests/builders.py, distill.reader (FiDReader),
+distill.cross_encoder_attention and the Ray Data actor classes distill.stages.encode.EncoderActor / distill.stages.score.TeacherActor, which
 are plain classes whose modules import no Ray at module level (their ``if torch.cuda.is_available():
 .to("cuda")`` branches are the product's GPU paths). distill.config (pydantic), distill.stages.train
 (Ray Train / DeepSpeed) and distill.index (faiss) are not imported.
@@ -378,7 +378,8 @@ def check_attention_teachers(device: str, tmp: Path) -> dict:
     """Attention-signal teachers on the device vs CPU (fp32, 1e-4): the FiD reader's passage scores
     (first output token, and its own greedy answer) and a cross-encoder's query-to-passage attention."""
     from distill.models import CrossEncoder
-    from distill.reader import FiDReader, cross_encoder_attention_scores
+    from distill.cross_encoder_attention import cross_encoder_attention_scores
+    from distill.reader import FiDReader
 
     m = models_dir(tmp)
     out, ok = {}, True

@@ -90,7 +90,7 @@ class EncoderConfig(_Section):
 
 
 class AttentionConfig(_Section):
-    """How a teacher's attention becomes one score per passage (distill.reader.aggregate_attention).
+    """How a teacher's attention becomes one score per passage (distill.attention.aggregate_attention).
 
     Default (docs/METHODS.md, section 4.1): the attention *mass* on each passage (post-softmax weights summed
     over its tokens), averaged over layers, heads and the decoded answer's tokens. The FiD-KD code's

@@ -6,7 +6,8 @@ out, checked by (qid, docid). A warning is raised when the teacher's scores make
 one-hot or nearly uniform at the configured temperature (soft labels would then carry little). A reader
 teacher (``teacher.kind: reader``) reads each question's candidates together and returns its
 cross-attention per candidate; a cross-encoder with ``teacher.signal: attention`` returns its
-query->passage attention instead of its logit (both: distill.reader).
+query->passage attention instead of its logit (distill.reader_scoring and distill.cross_encoder_attention;
+the attention maths: distill.attention).
 
 Pairs are scored in shards of ``scoring.shard_rows`` (candidate order), each saved under
 ``.teacher.partial/`` when all its rows are back (distill/partial.py), so a re-run after a crash scores
@@ -65,7 +66,7 @@ class TeacherActor:
         self.batch_size = batch_size
         self.store_embeddings = store_embeddings
         self.store_layer_scores = store_layer_scores
-        self.signal, self.attention = signal, attention  # signal "attention": distill.reader (cross-encoder)
+        self.signal, self.attention = signal, attention  # signal "attention": distill.cross_encoder_attention
         self.fault = Fault(fault)  # tests only: DISTILL_FAULT=score.batch@n (distill/faults.py)
         if kind == "cross-encoder":
             self.model = CrossEncoder(model_dir, max_length, trust_remote_code, head)
@@ -90,7 +91,7 @@ class TeacherActor:
         q, d = list(batch["query"]), list(batch["doc"])
         out = {"qid": batch["qid"], "docid": batch["docid"]}
         if self.signal == "attention":
-            from distill.reader import cross_encoder_attention_scores
+            from distill.cross_encoder_attention import cross_encoder_attention_scores
 
             if self.store_layer_scores:
                 out["teacher_layer_scores"] = self.model.layer_scores(q, d, self.batch_size)
@@ -173,7 +174,7 @@ def score_pairs(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_
     """Teacher logits for each (qid, docid) row of ``pairs``; same rows out, checked.
     ``stats`` (optional) receives when the first output batch arrived and its rows (start-up cost)."""
     if teacher_cfg.kind == "reader":  # a FiD reader reads each question's candidates together
-        from distill.reader import score_pairs_reader
+        from distill.reader_scoring import score_pairs_reader
 
         return score_pairs_reader(pairs, queries, doc_text, teacher_dir, teacher_cfg, scoring_cfg, ray_cfg, stats)
     frames = list(_scored_frames(pairs, queries, doc_text, teacher_dir, teacher_cfg, scoring_cfg, ray_cfg, stats,

@@ -231,7 +231,7 @@ def run_reader(rd, data) -> dict:
     from distill.data import DataError
     from distill.models import resolve_model
     from distill.raycluster import ensure_ray
-    from distill.reader import read_answers
+    from distill.answers import read_answers
 
     cfg = rd.config
     t = cfg.teacher
