@@ -1,20 +1,18 @@
-"""The HTTP API without Ray: FastAPI's TestClient over a fake backend (validation, limits, auth, the
-search flow) and over the real models in-process (same rankings as the offline index search)."""
+"""serve/api.py, the HTTP API without Ray: FastAPI's TestClient over a fake backend (validation, limits, auth,
+the search flow) and over the real models in-process (same rankings as the offline index search).
+serve/core.py's helpers: test_core.py; serve/app.py (build_app, serve.yaml): test_app.py; overload:
+test_overload.py."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 
 from serve.api import MAX_BODY_BYTES, BackendUnavailable, LocalBackend, create_app, token_digest
-from serve.core import RunArtifacts, ServeSetupError, doc_text, rerank_order, snippet
-
-ROOT = Path(__file__).resolve().parents[2]
+from serve.core import doc_text, rerank_order
 
 
 class FakeBackend:
@@ -244,53 +242,7 @@ def test_openapi_documents_the_api(client):
     assert set(spec["components"]["schemas"]["Hit"]["properties"]) == {"docid", "score", "title", "snippet"}
 
 
-# ---- core helpers -------------------------------------------------------------------------------------
-def test_snippet_and_doc_text():
-    assert snippet(None) is None
-    assert snippet("short  text\n here") == "short text here"
-    long = " ".join(["word"] * 100)
-    s = snippet(long, 50)
-    assert s.endswith("...") and len(s) <= 53 and not s[:-3].endswith(" ")
-    assert doc_text("Title", "body") == "Title. body" and doc_text("", "body") == "body"
-    assert rerank_order([0.1, 0.5, 0.5, -1]) == [1, 2, 0, 3]
-
-
-def test_run_artifacts_errors(tmp_path):
-    with pytest.raises(ServeSetupError, match="does not exist"):
-        RunArtifacts.load(tmp_path / "missing")
-    with pytest.raises(ServeSetupError, match="student"):
-        RunArtifacts.load(tmp_path)
-    (tmp_path / "student").mkdir()
-    (tmp_path / "student" / "config.json").write_text("{}")
-    with pytest.raises(ServeSetupError, match="index"):
-        RunArtifacts.load(tmp_path)
-
-
-def test_serve_yaml_is_valid_for_build_app():
-    from serve.app import AppArgs
-
-    cfg = yaml.safe_load((ROOT / "configs" / "serve.yaml").read_text())
-    assert cfg["http_options"]["host"] == "127.0.0.1"
-    apps = cfg["applications"]
-    assert apps and all(a["import_path"] == "serve.app:build_app" for a in apps)
-    for a in apps:
-        AppArgs.model_validate(a["args"])
-        for d in a.get("deployments", []):
-            auto = d.get("autoscaling_config")
-            if auto:
-                assert (
-                    1 <= auto["min_replicas"] <= auto["max_replicas"] and auto["target_ongoing_requests"] > 0
-                )
-
-
 # ---- the real models, in-process -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from serve.testing import make_serve_run
-
-    return make_serve_run(tmp_path_factory.mktemp("serve") / "run", version="unit-v1")
-
-
 @pytest.fixture(scope="module")
 def local_client(tiny_run):
     from serve.core import Reranking, Retrieval
@@ -353,23 +305,6 @@ def test_index_without_docs_serves_ids_only(tiny_run, tmp_path):
         body = c.post("/search", json={"query": tiny_run["queries"][0], "k": 2}).json()
         assert body["results"][0][0]["title"] is None and body["results"][0][0]["snippet"] is None
         assert c.post("/search", json={"query": "a", "rerank": True}).status_code == 400
-
-
-def test_build_app_checks_the_run_dir(tiny_run, tmp_path):
-    import shutil
-
-    from serve.app import build_app
-
-    with pytest.raises(ServeSetupError):
-        build_app({"run_dir": str(tmp_path / "missing")})
-    with pytest.raises(ValueError):
-        build_app({"run_dir": str(tiny_run["run_dir"]), "no_such_arg": 1})
-    run = tmp_path / "nodocs"
-    shutil.copytree(tiny_run["run_dir"], run)
-    (run / "index" / "docs.parquet").unlink()
-    with pytest.raises(ServeSetupError, match="docs.parquet"):
-        build_app({"run_dir": str(run), "rerank": True})
-    build_app({"run_dir": str(run)})  # binds (no Ray needed) without the reranker
 
 
 # ---- /v1/embeddings, /rerank, /metrics over the fake backend --------------------------------------------

@@ -1,8 +1,8 @@
 """Overload behaviour of the HTTP API (serve/api.py) without Ray: admission (bounded in-flight work and
 a bounded wait, then 503 + Retry-After at once), the server-side deadline that cancels the work, the
 per-request rerank cost bound, health and readiness that never wait behind searches, readiness that is
-bounded and cached, replica counts in /readyz and /metrics; and serve.app's readiness rules from Serve's
-status and the Serve options build_app sets (queue bounds, backpressure, autoscaling).
+bounded and cached, replica counts in /readyz and /metrics. serve.app's readiness rules from Serve's
+status and the Serve options build_app sets (queue bounds, backpressure, autoscaling): test_app.py.
 
 Concurrency is driven on one event loop through httpx's ASGI transport; nothing asserts a duration:
 ordering (an answer arrives while the backend is still blocked) shows "at once"."""
@@ -10,7 +10,6 @@ ordering (an answer arrives while the backend is still blocked) shows "at once".
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -233,34 +232,7 @@ def test_limits_are_checked():
         Limits(max_inflight=0)
 
 
-# ---- serve.app: readiness from Serve's status, and the options build_app sets ------------------------------
-def _dep(status, running=1, message=""):
-    return SimpleNamespace(status=status, replica_states={"RUNNING": running} if running else {}, message=message)
-
-
-def _app(status="RUNNING", **deps):
-    return SimpleNamespace(status=status, message="", deployments=deps)
-
-
-def test_readiness_from_status():
-    from serve.app import NotReady, readiness_from_status
-
-    ok = _app(SearchIngress=_dep("HEALTHY"), Retriever=_dep("UPSCALING", 2), Reranker=_dep("HEALTHY"))
-    assert readiness_from_status(ok, ("Retriever", "Reranker")) == {"SearchIngress": 1, "Retriever": 2,
-                                                                    "Reranker": 1}
-    # A swap or an autoscaling step with replicas running is ready.
-    assert readiness_from_status(_app("DEPLOYING", Retriever=_dep("UPDATING", 1)))["Retriever"] == 1
-    # A replica that cannot start: the deployment is UNHEALTHY (Serve retries it) -> not ready, even with
-    # another replica running.
-    with pytest.raises(NotReady, match="Retriever is UNHEALTHY: replica failed to start") as err:
-        readiness_from_status(_app("UNHEALTHY", Retriever=_dep("UNHEALTHY", 1, "replica failed to start")))
-    assert err.value.replicas == {"Retriever": 1}
-    with pytest.raises(NotReady, match="DEPLOY_FAILED"):
-        readiness_from_status(_app("DEPLOY_FAILED", Retriever=_dep("DEPLOY_FAILED", 0)))
-    with pytest.raises(NotReady, match="no running replica of Reranker"):
-        readiness_from_status(_app(Retriever=_dep("HEALTHY"), Reranker=_dep("UPDATING", 0)), ("Retriever", "Reranker"))
-    with pytest.raises(NotReady, match="not found"):
-        readiness_from_status(None)
+# ---- serve.app's NotReady through /readyz, and python -m serve's defaults ----------------------------------
 
 
 def test_not_ready_answer_names_the_replicas():
@@ -277,37 +249,6 @@ def test_not_ready_answer_names_the_replicas():
             assert r.json()["replicas"] == {"Retriever": 0} and "UNHEALTHY" in r.json()["reason"]
 
     _run(go())
-
-
-def test_build_app_sets_queue_bounds_timeouts_and_autoscaling(tmp_path):
-    from serve.app import AppArgs, build_app
-    from serve.testing import make_serve_run
-
-    run = make_serve_run(tmp_path / "run", version="v1", seed=0)["run_dir"]
-
-    def configs(app):
-        out, todo = {}, [app]
-        while todo:
-            d = todo.pop()._bound_deployment
-            out[d.name] = d._deployment_config
-            todo += [a for a in d.init_args if hasattr(a, "_bound_deployment")]
-        return out
-
-    cfg = configs(build_app({"run_dir": str(run), "rerank": True}))
-    assert set(cfg) == {"SearchIngress", "Retriever", "Reranker"}
-    for name, c in cfg.items():
-        assert c.max_queued_requests >= 1, name
-        assert c.backpressure_config.status_code == 503 and c.backpressure_config.retry_after_s == 1
-    for name in ("Retriever", "Reranker"):
-        auto = cfg[name].autoscaling_config
-        assert auto is not None and (auto.min_replicas, auto.max_replicas) == (1, 2), name
-    fixed = configs(build_app({"run_dir": str(run), "retriever_replicas": 3, "upscale_delay_s": 1,
-                               "retriever_max_replicas": 4}))
-    assert fixed["Retriever"].autoscaling_config is None and fixed["Retriever"].num_replicas == 3
-    with pytest.raises(ValueError, match="retriever_min_replicas"):
-        AppArgs(run_dir=str(run), retriever_min_replicas=3, retriever_max_replicas=2)
-    a = AppArgs(run_dir=str(run), request_timeout_s=4, max_queued_requests=0)
-    assert Limits(**a.limits()).request_timeout_s == 4
 
 
 def test_python_m_serve_defaults_to_autoscaling_and_a_10s_deadline():
