@@ -1,7 +1,7 @@
-"""The cluster manifests (cluster/, configs/) against the code, without a cluster: every YAML parses; the
-RayJob's entrypoint, config and resources, the RayService's Serve config, the launcher and the runtime_env
-pass cluster/check.py; and each check catches the rot it exists for (mutated copies fail with a
-message naming the field). Ray's own parsers (launcher schema, KubeRay resource reading, runtime_env
+"""cluster/check.py: the cluster manifests (cluster/, configs/) against the code, without a cluster: every
+YAML parses; the RayJob's entrypoint, config and resources, the RayService's Serve config, the launcher and
+the runtime_env pass cluster/check.py; and each check catches the rot it exists for (mutated copies fail
+with a message naming the field). Ray's own parsers (launcher schema, KubeRay resource reading, runtime_env
 merge) are used as the reference where Ray has one."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import yaml
 import cluster.check as cc
 from distill.raycluster import driver_runtime_env
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RAYJOB = "cluster/kuberay/rayjob-distill.yaml"
 RAYSERVICE = "cluster/kuberay/rayservice-serve.yaml"
 LAUNCHER = "cluster/launcher-gpu.yaml"
