@@ -115,8 +115,8 @@ def stubbed(monkeypatch):
 def test_main_deploys_queries_and_shuts_down(tiny_run, stubbed, capsys):
     run = str(tiny_run["run_dir"])
     assert demo.main(run, queries=["a", "b"], port=8123, k=2) == 0
-    assert stubbed == [("deploy", run, True, "127.0.0.1", 8123), ("query", "http://127.0.0.1:8123", ["a", "b"], 2, True),
-                       ("shutdown",)]
+    assert stubbed == [("deploy", run, True, "127.0.0.1", 8123),
+                       ("query", "http://127.0.0.1:8123", ["a", "b"], 2, True), ("shutdown",)]
     assert "no docs.parquet" not in capsys.readouterr().out
     stubbed.clear()
     with pytest.raises(RuntimeError, match="query failed"):

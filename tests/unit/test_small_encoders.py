@@ -1,5 +1,6 @@
-"""Small students without Ray: a truncated transformer (first n / evenly spaced layers) and CNN/BiLSTM
-encoders over token embeddings; their export, reload, SentenceTransformer compatibility (truncated only),
+"""distill/small_encoders.py, small students without Ray: a truncated transformer (first n / evenly spaced
+layers) and CNN/BiLSTM encoders over token embeddings, on their own (SmallEncoder, its config and files) and
+behind distill.models.DualEncoder; their export, reload, SentenceTransformer compatibility (truncated only),
 serving through serve.core, the config fields that reach them, and the size/speed report's ratios."""
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import torch
 
 from distill.config import ConfigError, build_config, load_config
 from distill.models import ENCODER_META, CrossEncoder, DualEncoder, count_parameters
-from distill.small_encoders import SMALL_CONFIG, kept_layers, project_embeddings
+from distill.small_encoders import (SMALL_CONFIG, SMALL_WEIGHTS, SmallEncoder, SmallEncoderConfig,
+                                    is_small_encoder_dir, kept_layers, project_embeddings, truncate_layers)
 from builders import make_beir, make_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,6 +158,56 @@ def test_small_encoder_is_much_smaller_and_embeddings_come_from_the_base(assets)
     torch.testing.assert_close(torch.linalg.svdvals(P), sv, rtol=1e-4, atol=1e-4)  # the top-8 spectrum
     with pytest.raises(ValueError, match="exceeds"):
         project_embeddings(E, 65)
+
+
+# ---- SmallEncoder on its own ------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad,msg", [({"arch": "gru"}, "arch must be one of"),
+                                     ({"num_layers": 0}, "num_layers must be >= 1"),
+                                     ({"kernel_size": 4}, "kernel_size must be odd"),
+                                     ({"arch": "lstm", "hidden_size": 7}, "hidden_size must be even")])
+def test_small_encoder_config_refuses_bad_sizes(bad, msg):
+    fields = {"arch": "cnn", "vocab_size": 10, "embed_dim": 4, "hidden_size": 6, "num_layers": 2, "output_dim": 3}
+    assert SmallEncoderConfig(**fields).num_hidden_layers == 2
+    with pytest.raises(ValueError, match=msg):
+        SmallEncoderConfig(**{**fields, **bad})
+
+
+@pytest.mark.parametrize("arch", ["cnn", "lstm"])
+def test_small_encoder_from_base_shapes_defaults_and_files(tmp_path, arch):
+    base = torch.randn(30, 6, generator=torch.Generator().manual_seed(0))
+    enc = SmallEncoder.from_base(base, arch, hidden_size=8, embed_dim=4)
+    c = enc.config
+    assert (c.vocab_size, c.embed_dim, c.hidden_size, c.num_layers, c.output_dim, c.kernel_size) == (30, 4, 8, 2, 6, 3)
+    torch.testing.assert_close(enc.embeddings.weight, project_embeddings(base, 4))
+    ids = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    out = enc(ids, mask, output_hidden_states=True)
+    assert out.last_hidden_state.shape == (2, 4, 6)
+    assert [tuple(h.shape) for h in out.hidden_states] == [(2, 4, 4), (2, 4, 8), (2, 4, 8)]
+    assert enc(ids).hidden_states is None and enc(ids).last_hidden_state.shape == (2, 4, 6)  # no mask: all real
+    assert torch.equal(out.hidden_states[0][0, 3], torch.zeros(4))  # padding is zeroed from the start
+    with pytest.raises(ValueError, match="expected"):
+        SmallEncoder(SmallEncoderConfig(arch, 30, 4, 8, 2, 6), torch.zeros(30, 5))
+    assert not is_small_encoder_dir(tmp_path)
+    enc.save(tmp_path)
+    assert is_small_encoder_dir(tmp_path) and {p.name for p in tmp_path.iterdir()} == {SMALL_CONFIG, SMALL_WEIGHTS}
+    again = SmallEncoder.load(tmp_path)
+    assert again.config == c
+    torch.testing.assert_close(again(ids, mask).last_hidden_state, out.last_hidden_state)
+    (tmp_path / SMALL_CONFIG).write_text('{"arch": "cnn"}')
+    with pytest.raises(ValueError, match="not a usable small-encoder config"):
+        SmallEncoder.load(tmp_path)
+
+
+def test_truncate_layers_in_place(assets):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(assets / "base")  # 4 layers
+    same = model.encoder.layer
+    assert truncate_layers(model, 4) == [0, 1, 2, 3] and model.encoder.layer is same  # nothing to cut
+    kept = [model.encoder.layer[i] for i in (1, 3)]
+    assert truncate_layers(model, 2, "every_other") == [1, 3]
+    assert model.config.num_hidden_layers == 2 and list(model.encoder.layer) == kept
 
 
 # ---- config and wiring ----------------------------------------------------------------------------------
