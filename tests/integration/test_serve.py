@@ -321,7 +321,11 @@ def test_a_swap_to_a_corrupt_run_is_refused_and_the_old_snapshot_keeps_serving(r
     assert not (bad / "snapshots").exists() or list((bad / "snapshots").iterdir()) == []
     body = client.post("/search", json={"query": runs["v1"]["queries"][0], "k": 3}).json()
     assert body["version"] == runs["version"]["v1"]
-    assert client.get("/readyz").json()["version"] == runs["version"]["v1"]
+    deadline = time.monotonic() + 60  # the test before this one killed a replica: wait until Serve is healthy
+    while (ready := client.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(1.0)
+    assert ready.status_code == 200, ready.json()
+    assert ready.json()["version"] == runs["version"]["v1"]
 
 
 @pytest.mark.timeout(300)
