@@ -14,8 +14,10 @@
 - ``SearchIngress`` owns HTTP (validation, body limit, token) and orchestrates the calls. It coalesces
   retrieval: requests that arrive while its retriever calls are in flight go together in the next
   handle call (a Ray call costs milliseconds of CPU here; paying it per batch is what lets Serve beat
-  a single process on 2 cores). Calls that fail because a replica died are retried (both are
-  idempotent reads), so a killed replica loses no request.
+  a single process on 2 cores). A call whose replica died is sent once more to another replica (both are
+  idempotent reads), so a killed replica loses no request; a request whose second replica dies too is
+  answered 503 and refused for a while after (serve.retries), so a request that kills replicas is not
+  passed from one to the next.
 - Model compute runs on one dedicated thread per replica (torch limited to the replica's threads), so
   replicas can run Serve's fast path (:data:`FAST_PATH_ENV`: user code on the replica's event loop).
 
@@ -45,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve as rs
 
 from serve.api import LOOPBACK_HOSTS, TOKEN_ENV, BackendUnavailable, Limits, create_app, token_digest
+from serve.retries import RetryPolicy, RetryRefused, fingerprint
 
 log = logging.getLogger("ray.serve")
 
@@ -209,11 +212,19 @@ class Reranker:
         return out
 
 
-def _retryable_errors() -> tuple:
-    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+def _died_errors() -> tuple:
+    """The replica died while it had the call (the call may have been its cause)."""
+    from ray.exceptions import ActorDiedError, RayActorError
+
+    return (ActorDiedError, RayActorError)
+
+
+def _replica_unavailable_errors() -> tuple:
+    """The replica could not take the call (starting, draining): the call did not run."""
+    from ray.exceptions import ActorUnavailableError
     from ray.serve.exceptions import ReplicaUnavailableError
 
-    return (ActorDiedError, ActorUnavailableError, RayActorError, ReplicaUnavailableError)
+    return (ActorUnavailableError, ReplicaUnavailableError)
 
 
 def _unavailable_errors() -> tuple:
@@ -269,8 +280,9 @@ class ServeBackend:
     Retrieval calls are coalesced: requests that arrive while earlier retriever calls are in flight
     (at most ``max_inflight`` per ingress replica) go to the Retriever together in one handle call, so
     the cost of a Ray call is paid per batch, not per request; at low load a request goes at once
-    (no added wait). Idempotent calls whose replica died are retried (up to ``attempts`` times) on
-    another replica."""
+    (no added wait). Calls whose replica died or was unavailable are sent again as serve.retries says:
+    a request whose replica died under it twice in a row is answered 503 and not sent again (a request that
+    kills replicas takes down at most two), and the same request is refused for a while after."""
 
     def __init__(
         self, retriever, reranker=None, attempts: int = 3, max_inflight: int = 4, max_coalesce: int = 8,
@@ -280,24 +292,34 @@ class ServeBackend:
         self.reranker = reranker
         self.has_reranker = reranker is not None
         self.app_name = app_name
-        self.attempts = attempts
-        self.retryable = _retryable_errors()
+        self.retry = RetryPolicy(_died_errors(), _replica_unavailable_errors(), attempts=attempts)
         self.unavailable = _unavailable_errors()
         self._coalesced = rs.batch(
             max_batch_size=max_coalesce, batch_wait_timeout_s=0.0, max_concurrent_batches=max_inflight
         )(self._search_many)
 
-    async def _call(self, what: str, make):
-        for attempt in range(self.attempts):
+    async def _call(self, what: str, make, fp: str | None = None):
+        """``make()``'s answer, sent again after a replica death or unavailability as ``self.retry`` allows
+        (``fp``: the request's :func:`serve.retries.fingerprint`); 503 (:class:`BackendUnavailable`) when
+        it refuses, or when Serve sheds the call."""
+        try:
+            self.retry.check(fp)
+        except RetryRefused as err:
+            raise BackendUnavailable(f"{what}: {err}") from None
+        deaths = 0
+        for attempt in range(self.retry.attempts):
             try:
                 return await make()
-            except self.retryable as err:
-                if attempt == self.attempts - 1:
-                    raise BackendUnavailable(f"{what}: replicas unavailable ({type(err).__name__})") from err
-                log.warning(
-                    "%s: %s, retrying (%d/%d)", what, type(err).__name__, attempt + 1, self.attempts - 1
-                )
-                await asyncio.sleep(0.05 * (attempt + 1))
+            except self.retry.retryable as err:
+                deaths += self.retry.is_death(err)
+                try:
+                    wait = self.retry.after_failure(err, attempt, deaths, fp)
+                except RetryRefused as refused:
+                    log.warning("%s: %s", what, refused)
+                    raise BackendUnavailable(f"{what}: {refused}") from err
+                log.warning("%s: %s, retrying (%d/%d)", what, type(err).__name__, attempt + 1,
+                            self.retry.attempts - 1)
+                await asyncio.sleep(wait)
             except self.unavailable as err:
                 raise BackendUnavailable(f"{what}: {type(err).__name__}: {err}") from err
 
@@ -305,13 +327,16 @@ class ServeBackend:
         return await self.retriever.search_many.remote(requests)
 
     async def retrieve(self, queries: list[str], depth: int, with_text: bool) -> dict:
-        return await self._call("retriever", lambda: self._coalesced((list(queries), depth, with_text)))
+        return await self._call("retriever", lambda: self._coalesced((list(queries), depth, with_text)),
+                                fingerprint("search", list(queries), depth, with_text))
 
     async def rerank(self, queries: list[str], texts: list[list[str]]) -> list[list[float]]:
-        return await self._call("reranker", lambda: self.reranker.rerank.remote(queries, texts))
+        return await self._call("reranker", lambda: self.reranker.rerank.remote(queries, texts),
+                                fingerprint("rerank", list(queries), texts))
 
     async def embed(self, texts: list[str]) -> dict:
-        return await self._call("retriever", lambda: self.retriever.embed.remote(texts))
+        return await self._call("retriever", lambda: self.retriever.embed.remote(texts),
+                                fingerprint("embed", list(texts)))
 
     async def ready(self) -> dict:
         """The Retriever answers, and Serve reports the application healthy (serve.status(), read from the
