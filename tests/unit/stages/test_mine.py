@@ -25,6 +25,14 @@ def test_sources_merge_in_order_without_duplicates_and_positives_are_kept():
     assert list(c[c.qid == "q2"].docid) == ["d5", "d6"]
 
 
+def test_merge_candidates_dedups_and_keeps_every_positive():
+    ranked = {"bm25": ([["d1", "d2"]], [[5.0, 4.0]]), "student": ([["d2", "d3"]], [[0.9, 0.8]])}
+    c = merge_candidates(["q"], ranked, {"q": {"d3": 1, "d9": 1, "d1": 0}})
+    assert c["docid"].tolist() == ["d1", "d2", "d3", "d9"]
+    assert c["source"].tolist() == ["bm25", "bm25", "student", "qrels"]
+    assert c["label"].tolist() == [0, 0, 1, 1] and c["rank"].tolist() == [0, 1, 2, 3]
+
+
 def test_generated_queries_become_visible_to_later_stages(tmp_path):
     rd = RunDir(build_config({"teacher": {"model": "t"}, "student": {"model": "s"}}, [f"runs_dir={tmp_path}"]))
     data = types.SimpleNamespace(queries={"q1": "real"})

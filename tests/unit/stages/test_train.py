@@ -1,9 +1,9 @@
-"""Training batches: groups, sampling and the step -> rows map that makes resume exact."""
+"""distill.stages.train without Ray: training groups, sampling and the step -> rows map that makes resume
+exact, and one training step (_train_step) against the step as train_loop spelled it inline."""
 
 import numpy as np
 import pandas as pd
 
-from distill.stages.mine import merge_candidates
 from distill.stages.train import build_groups, sample_group, step_indices
 
 
@@ -34,14 +34,6 @@ def test_build_groups_skips_queries_without_positive_or_negative():
     g = build_groups(scores, {"a": "qa", "b": "qb", "c": "qc"}, lambda d: f"doc{d}")
     assert g["qid"].tolist() == ["a"]
     assert g.iloc[0]["docs"] == ["doc1", "doc2"] and g.iloc[0]["labels"] == [1, 0]
-
-
-def test_merge_candidates_dedups_and_keeps_every_positive():
-    ranked = {"bm25": ([["d1", "d2"]], [[5.0, 4.0]]), "student": ([["d2", "d3"]], [[0.9, 0.8]])}
-    c = merge_candidates(["q"], ranked, {"q": {"d3": 1, "d9": 1, "d1": 0}})
-    assert c["docid"].tolist() == ["d1", "d2", "d3", "d9"]
-    assert c["source"].tolist() == ["bm25", "bm25", "student", "qrels"]
-    assert c["label"].tolist() == [0, 0, 1, 1] and c["rank"].tolist() == [0, 1, 2, 3]
 
 
 # ---- one training step, against the step as train_loop spelled it inline before the collator/losses split ----
