@@ -1,7 +1,9 @@
 """The package's shape (issue 17): no import cycle between the modules of ``distill/`` and ``serve/``,
-imports inside functions included, and no function longer than ``MAX_LINES``.
+imports inside functions included, no function longer than ``MAX_LINES``, and every module of
+``TESTED_PACKAGES`` has a test file named after it where a newcomer looks (``TEST_FILE_RULE``).
 
-Also a script: ``python tests/unit/test_architecture.py`` prints every cycle and every long function.
+Also a script: ``python tests/unit/test_architecture.py`` prints every cycle, every long function and
+every module without a test file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ MAX_LINES = 80
 # functions still being split (issue 17); remove an entry once it is short. Empty since serve/api.py's
 # create_app was split (distill/stages/train.py:train_loop was here until 06cf16e split it)
 LONG_FUNCTION_ALLOWLIST: set[str] = set()
+
+
+# Where a module's tests live: the tests mirror the package tree. distill/X.py -> tests/unit/test_X.py,
+# distill/<sub>/X.py -> tests/unit/<sub>/test_X.py, serve/X.py -> tests/unit/serve/test_X.py, cluster/X.py ->
+# tests/unit/cluster/test_X.py; or, for a module whose tests need Ray, tests/integration/test_X.py (or the
+# same mirrored path under tests/integration/). Package markers (__init__, __main__) need none.
+TESTED_PACKAGES = ("distill", "serve", "cluster")
+TEST_FILE_RULE = "tests/unit/<package path below distill/>/test_<module>.py or tests/integration/test_<module>.py"
+# modules that may go without a test file named after them, each with the reason. Empty: every module has one.
+UNTESTED_ALLOWLIST: dict[str, str] = {}
 
 
 def module_name(path: Path) -> str:
@@ -125,6 +137,29 @@ def long_functions() -> dict[str, int]:
     return {k: n for k, n in function_lengths().items() if n > MAX_LINES and k not in LONG_FUNCTION_ALLOWLIST}
 
 
+def candidate_test_files(module: Path, root: Path = ROOT) -> list[Path]:
+    """The test files that count as ``module``'s (``TEST_FILE_RULE``): tests/unit mirrors the package tree
+    below distill/ (serve/ and cluster/ keep their folder); tests/integration is flat or mirrored."""
+    parts = module.relative_to(root).with_suffix("").parts
+    sub = parts[1:-1] if parts[0] == "distill" else parts[:-1]
+    name = f"test_{parts[-1]}.py"
+    return [root.joinpath("tests", "unit", *sub, name), root / "tests" / "integration" / name,
+            root.joinpath("tests", "integration", *sub, name)]
+
+
+def modules_without_test_file(root: Path = ROOT) -> list[str]:
+    """The modules of ``TESTED_PACKAGES`` (not package markers, not allowlisted) with no test file."""
+    out = []
+    for pkg in TESTED_PACKAGES:
+        for path in sorted((root / pkg).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if path.stem in ("__init__", "__main__") or "__pycache__" in path.parts or rel in UNTESTED_ALLOWLIST:
+                continue
+            if not any(c.is_file() for c in candidate_test_files(path, root)):
+                out.append(rel)
+    return out
+
+
 # ---- tests --------------------------------------------------------------------------------------------
 def test_no_import_cycle_between_modules():
     assert cycles(import_graph()) == []
@@ -157,6 +192,36 @@ def test_the_allowlist_names_functions_that_exist():
     assert set(LONG_FUNCTION_ALLOWLIST) <= set(lengths)
 
 
+def test_every_module_has_a_test_file_named_after_it():
+    missing = modules_without_test_file()
+    assert missing == [], f"no test file by the rule {TEST_FILE_RULE} for: {missing}"
+
+
+def test_the_test_file_rule_mirrors_the_package_tree(tmp_path):
+    def touch(rel: str) -> None:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+
+    for rel in ("distill/__init__.py", "distill/__main__.py", "distill/models.py", "distill/pipeline.py",
+                "distill/losses/__init__.py", "distill/losses/kl.py", "distill/stages/train.py",
+                "serve/api.py", "serve/demo.py", "cluster/check.py", "tests/unit/test_models.py",
+                "tests/integration/test_pipeline.py", "tests/unit/losses/test_kl.py",
+                "tests/unit/test_train.py", "tests/unit/test_api.py", "tests/unit/serve/test_demo.py",
+                "tests/unit/cluster/test_check.py"):
+        touch(rel)
+    # stages/train.py's test is not tests/unit/test_train.py, serve/api.py's not tests/unit/test_api.py
+    assert modules_without_test_file(tmp_path) == ["distill/stages/train.py", "serve/api.py"]
+    touch("tests/unit/stages/test_train.py")
+    touch("tests/integration/serve/test_api.py")
+    assert modules_without_test_file(tmp_path) == []
+    assert candidate_test_files(tmp_path / "distill/losses/kl.py", tmp_path)[0] == \
+        tmp_path / "tests/unit/losses/test_kl.py"
+
+
+def test_the_untested_allowlist_names_modules_that_exist():
+    assert all((ROOT / rel).is_file() and reason for rel, reason in UNTESTED_ALLOWLIST.items())
+
+
 if __name__ == "__main__":
     found = cycles(import_graph())
     for c in found:
@@ -164,4 +229,7 @@ if __name__ == "__main__":
     lengths = function_lengths()
     for k, n in sorted(lengths.items(), key=lambda kv: -kv[1])[:15]:
         print(f"{n:4d} {k}" + ("  (allowlisted)" if k in LONG_FUNCTION_ALLOWLIST else ""))
-    sys.exit(1 if found or long_functions() else 0)
+    missing = modules_without_test_file()
+    for rel in missing:
+        print("no test file:", rel)
+    sys.exit(1 if found or long_functions() or missing else 0)

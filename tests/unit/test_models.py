@@ -1,7 +1,8 @@
 """distill/models.py on tiny random BERTs (no download, no Ray): model resolution, pooling, the length
 order batches follow, the optional projection, DualEncoder (shapes, normalisation, input order, layers,
 projection, save/load) and CrossEncoder (linear and dual heads, scores in input order, save/load).
-Truncated and CNN/BiLSTM students: test_small_encoders.py; export formats: test_export.py."""
+Truncated and CNN/BiLSTM students: test_small_encoders.py; export formats: test_export.py; CrossEncoder.score_all
+against score and score_with_vectors: test_teacher_score_all.py."""
 
 from __future__ import annotations
 
