@@ -247,7 +247,7 @@ def test_openapi_documents_the_api(client):
 def local_client(tiny_run):
     from serve.core import Reranking, Retrieval
 
-    # fp32: answers are checked against the offline fp32 encoder and teacher (bf16: test_precision.py)
+    # fp32: answers are checked against the offline fp32 encoder and teacher (bf16: tests/unit/test_precision.py)
     backend = LocalBackend(Retrieval(tiny_run["run_dir"], precision="fp32"),
                            Reranking.from_run(tiny_run["run_dir"], precision="fp32"))
     with TestClient(create_app(backend)) as c:
