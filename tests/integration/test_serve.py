@@ -88,7 +88,7 @@ def served(runs):
         # fp32: answers are checked against the offline fp32 encoder and teacher (bf16: tests/unit/test_precision.py)
         # A 60 s deadline (default 10 s): the swap test counts every failed request, and on a loaded 2-core
         # machine a request caught in the swap (new replicas loading their models) has taken over 10 s;
-        # deadlines are tested in tests/unit/test_serve_overload.py.
+        # deadlines are tested in tests/unit/serve/test_overload.py.
         url = deploy(runs["v1"]["run_dir"], rerank=True, port=port, retriever_replicas=2, precision="fp32",
                      request_timeout_s=60)
         yield {"url": url, "port": port}
