@@ -16,7 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from serve.core import doc_text
+from distill.data import doc_text
+from distill.manifest import content_digest, dir_checksums
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TESTS_DIR = PROJECT_ROOT / "tests"
@@ -51,6 +52,11 @@ def _write_run(
     with_docs: bool = True,
     name: str | None = None,
 ) -> None:
+    """Write ``student/``, ``index/`` (with ``docs.parquet``) and ``manifest.json`` as the pipeline leaves
+    them: the index's ``meta.json`` records the student's content digest (``encoder_digest``, as the
+    encode and index stages do) and the manifest records, for ``teacher`` (when ``teacher_model/`` exists),
+    ``train`` and ``index``, the ``files`` and ``content_digest`` that distill.manifest.RunDir.mark_done
+    records, so serve.snapshot verifies the run like a real one (``source_verified``, ``pairing_checked``)."""
     from distill.index import build_index, save_index
 
     encoder.save(run_dir / "student")
@@ -64,6 +70,7 @@ def _write_run(
         metric="ip",
         version=version,
         run=name or run_dir.name,
+        encoder_digest=content_digest(dir_checksums(run_dir / "student")),
     )
     if with_docs:
         pq.write_table(
@@ -76,15 +83,26 @@ def _write_run(
             ),
             run_dir / "index" / "docs.parquet",
         )
+    stages = {"teacher": {"model": teacher_cfg["model"]}, "train": {"output": "student"},
+              "index": {"version": version, "output": "index"}}
+    if (run_dir / "teacher_model").is_dir():
+        stages["teacher"]["output"] = "teacher_model"
+    for entry in stages.values():
+        if "output" in entry:
+            entry.update(_recorded(run_dir / entry["output"]))
     manifest = {
         "config": {"name": name or run_dir.name, "teacher": teacher_cfg},
         "config_hash": f"test-{version}",
-        "stages": {
-            "teacher": {"model": teacher_cfg["model"]},
-            "index": {"version": version, "output": "index"},
-        },
+        "stages": stages,
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def _recorded(output: Path) -> dict:
+    """What distill.manifest.RunDir.mark_done records of a stage output serving reads: its ``files``
+    ({path: sha256}, distill.manifest.dir_checksums) and their ``content_digest``."""
+    files = dir_checksums(output)
+    return {"files": files, "content_digest": content_digest(files)}
 
 
 def _spread_teacher(path: Path, scale: float = 100.0) -> None:

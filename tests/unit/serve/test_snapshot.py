@@ -29,26 +29,15 @@ def _record(run: Path, *stages: str, r: int = 1) -> RunDir:
     return rd
 
 
-def _pair(run: Path) -> None:
-    """Write the student's content digest into the index's meta.json (the index stage's encoder_digest)."""
-    meta = json.loads((run / "index" / "meta.json").read_text())
-    meta["encoder_digest"] = content_digest(dir_checksums(run / "student"))
-    (run / "index" / "meta.json").write_text(json.dumps(meta))
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two verified runs (different students and indices) built once; tests work on copies."""
+    """Two verified runs (different students and indices) built once; tests work on copies. make_serve_run
+    records the checksums and the pairing as the pipeline does."""
     from serve.testing import make_serve_run
 
     root = tmp_path_factory.mktemp("snap")
-    out = {}
-    for name, seed in (("a", 0), ("b", 1)):
-        run = make_serve_run(root / name, version=f"v-{name}", seed=seed)["run_dir"]
-        _pair(run)
-        _record(run, "teacher", "train", "index")
-        out[name] = run
-    return out
+    return {name: make_serve_run(root / name, version=f"v-{name}", seed=seed)["run_dir"]
+            for name, seed in (("a", 0), ("b", 1))}
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -92,8 +81,10 @@ def test_a_snapshot_holds_the_checked_files_and_its_digest_is_stable(runs, tmp_p
     for rel, f in record["files"].items():
         assert f == {"sha256": file_sha256(snap / rel), "size": (snap / rel).stat().st_size}, rel
     assert (snap / "index" / "index.faiss").samefile(run / "index" / "index.faiss")  # a hard link
-    assert json.loads((snap / "manifest.json").read_text()) == {
-        "config": {"name": "a", "teacher": json.loads((run / "manifest.json").read_text())["config"]["teacher"]}}
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert json.loads((snap / "manifest.json").read_text()) == {  # the name, the teacher's settings and model
+        "config": {"name": "a", "teacher": manifest["config"]["teacher"]},
+        "stages": {"teacher": {"model": manifest["stages"]["teacher"]["model"]}}}
     # the same content: the same snapshot, reused; nothing else left under snapshots/
     assert snapshot.create(run) == snap and [p.name for p in (run / "snapshots").iterdir()] == [snap.name]
     assert snapshot.create(_copy(runs["a"], tmp_path / "a2")).name == snap.name  # content, not path

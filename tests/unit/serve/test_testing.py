@@ -4,8 +4,10 @@ MiniLM package and is exercised by the benchmarks) and its JSONL readers."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pyarrow.parquet as pq
+import pytest
 
 from serve import testing
 
@@ -33,7 +35,16 @@ def test_make_serve_run_writes_a_servable_run(tiny_run):
     assert manifest["config"]["name"] == "run" and manifest["config_hash"] == "test-unit-v1"
     assert manifest["config"]["teacher"] == {"kind": "cross-encoder", "model": str(run / "teacher_model"),
                                              "max_length": 64, "finetune": True}
-    assert manifest["stages"]["index"] == {"version": "unit-v1", "output": "index"}
+    from distill.manifest import content_digest, dir_checksums
+
+    for stage, out in (("teacher", "teacher_model"), ("train", "student"), ("index", "index")):
+        files = dir_checksums(run / out)  # what distill.manifest.RunDir.mark_done records
+        assert manifest["stages"][stage]["output"] == out and manifest["stages"][stage]["files"] == files
+        assert manifest["stages"][stage]["content_digest"] == content_digest(files)
+    assert manifest["stages"]["index"]["version"] == "unit-v1"
+    assert manifest["stages"]["teacher"]["model"] == str(run / "teacher_model")
+    meta = json.loads((run / "index" / "meta.json").read_text())
+    assert meta["encoder_digest"] == content_digest(dir_checksums(run / "student"))  # the encode stage's pairing
     art = RunArtifacts.load(run)
     assert art.student == run / "student" and art.docs is not None
     assert (run / "teacher_model" / "model.safetensors").is_file()
@@ -50,3 +61,20 @@ def test_make_serve_run_without_teacher_or_docs(tmp_path):
     assert not (run / "teacher_model").exists() and not (run / "index" / "docs.parquet").exists()
     assert json.loads((run / "student" / "distill_encoder.json").read_text())["max_length"] == 8
     assert json.loads((run / "index" / "meta.json").read_text())["version"] == "v2"
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_a_built_run_verifies_like_a_real_one(tmp_path, caplog, full):
+    """serve.snapshot checks a built run against its recorded checksums and pairs student and index: no
+    "no checksums recorded" warning, nor any other."""
+    from serve import snapshot
+
+    run = testing.make_serve_run(tmp_path / "run", teacher=full, with_docs=full)["run_dir"]
+    with caplog.at_level(logging.WARNING):
+        snap = snapshot.create(run)
+    record = snapshot.verify(snap)
+    assert record["source_verified"] is True and record["unverified_parts"] == []
+    assert record["pairing_checked"] is True
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert ("teacher_model/model.safetensors" in record["files"]) is full
+    assert ("index/docs.parquet" in record["files"]) is full
