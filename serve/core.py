@@ -31,18 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from distill.data import doc_text  # the text every model reads (re-exported: serve.core.doc_text)
 from serve.snapshot import ServeSetupError, final_round_dir, is_snapshot, require_servable  # noqa: F401
 from serve.snapshot import verify as verify_snapshot
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SNIPPET_CHARS = 240
-
-
-def doc_text(title: str | None, text: str | None) -> str:
-    """The text the teacher scores: the same composition as :meth:`distill.data.Corpus.doc_text`."""
-    title, text = title or "", text or ""
-    return f"{title}. {text}" if title else text
 
 
 def snippet(text: str | None, limit: int = SNIPPET_CHARS) -> str | None:
