@@ -26,6 +26,15 @@ files with the same bytes give the same digest), the source run, round and confi
 checked. The directory's name, the digest's first 16 hex digits, is the ``version`` serving reports.
 :func:`verify` re-hashes a snapshot's files against ``snapshot.json`` (every replica does before loading):
 any difference is a :class:`ServeSetupError`.
+
+Retention: ``snapshots/`` keeps at most ``keep`` snapshots (default :data:`KEEP`, 3). Each :func:`create`
+(a new snapshot or one reused) marks its snapshot as the most recently used (the directory's mtime) and
+then removes the least recently used beyond ``keep`` (each renamed aside to ``.old-*`` first, so no reader
+sees half a snapshot); the one just made or reused is never removed, so after a swap the previous
+snapshot (still served by the draining replicas, and the one to swap back to) is the second newest and
+kept. Which snapshot a running app serves is not known here: one that has fallen out of the newest
+``keep`` is removed even if an app still serves it (its replicas hold everything in memory, but one that
+restarts then finds no snapshot); ``keep=None`` keeps every snapshot.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ log = logging.getLogger(__name__)
 SNAPSHOTS_DIR = "snapshots"  # under the run directory
 SNAPSHOT_FILE = "snapshot.json"
 MANIFEST = "manifest.json"
+KEEP = 3  # snapshots kept under <run>/snapshots/ (the least recently used beyond that are removed)
 
 
 class ServeSetupError(ValueError):
@@ -227,10 +237,14 @@ def _build(run_dir: Path, tmp: Path) -> dict:
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def create(run_dir: str | Path, root: str | Path | None = None) -> Path:
+def create(run_dir: str | Path, root: str | Path | None = None, keep: int | None = KEEP) -> Path:
     """The verified snapshot of ``run_dir``'s final round under ``root`` (default ``run_dir/snapshots``):
-    ``root/<digest16>``, built now or reused. Raises :class:`ServeSetupError` when a file differs from
-    what its stage recorded, or student and index do not belong together (nothing is placed then)."""
+    ``root/<digest16>``, built now or reused, then the most recently used; snapshots beyond the ``keep``
+    most recently used are removed (:func:`prune`; None: none). Raises :class:`ServeSetupError` when a
+    file differs from what its stage recorded, or student and index do not belong together (nothing is
+    placed or removed then)."""
+    if keep is not None and keep < 1:
+        raise ValueError(f"keep must be at least 1 (the snapshot being made), got {keep}")
     run_dir = Path(run_dir).expanduser().resolve()
     if not run_dir.is_dir():
         raise ServeSetupError(f"run directory {run_dir} does not exist")
@@ -248,15 +262,61 @@ def create(run_dir: str | Path, root: str | Path | None = None) -> Path:
         record = _build(run_dir, tmp)
         (tmp / SNAPSHOT_FILE).write_text(json.dumps(record, indent=2))
         final = _put(tmp, root / record["digest"][:16])
+        os.utime(final)  # the most recently used, made or reused
         log.info("serving snapshot %s of %s (round %d)", final, run_dir, record["source"]["round"])
+        if keep is not None:
+            prune(root, keep, final)
         return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def snapshots(root: str | Path) -> list[Path]:
+    """The snapshot directories under ``root`` (named by 16 hex digits, with a ``snapshot.json``), the
+    most recently used (directory mtime) first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        if len(p.name) == 16 and all(c in "0123456789abcdef" for c in p.name) and is_snapshot(p):
+            try:
+                found.append((p.stat().st_mtime_ns, p.name, p))
+            except OSError:  # removed meanwhile
+                pass
+    return [p for _, _, p in sorted(found, reverse=True)]
+
+
+def prune(root: str | Path, keep: int = KEEP, current: str | Path | None = None) -> list[Path]:
+    """Remove the snapshots under ``root`` beyond the ``keep`` most recently used, never ``current``;
+    returns those removed. Each is renamed aside (``.old-*``) before it is deleted."""
+    current = Path(current).resolve() if current is not None else None
+    ordered = snapshots(root)
+    kept = [p for p in ordered if p.resolve() == current][:1]
+    removed = []
+    for p in ordered:
+        if p.resolve() == current:
+            continue
+        if len(kept) < keep:
+            kept.append(p)
+            continue
+        aside = p.with_name(f".old-{p.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            p.rename(aside)
+        except OSError:  # removed by another create meanwhile
+            continue
+        shutil.rmtree(aside, ignore_errors=True)
+        removed.append(p)
+    if removed:
+        log.info("removed %d snapshot(s) under %s beyond the %d most recently used: %s", len(removed), root,
+                 keep, ", ".join(p.name for p in removed))
+    return removed
+
+
 def _drop_stale(root: Path, age_s: float = 3600.0) -> None:
-    """Remove temporary snapshot directories a killed :func:`create` left (older than ``age_s``)."""
-    for p in [*root.glob(".tmp-*"), *root.glob(".bad-*")]:
+    """Remove temporary snapshot directories a killed :func:`create` or :func:`prune` left (older than
+    ``age_s``)."""
+    for p in [*root.glob(".tmp-*"), *root.glob(".bad-*"), *root.glob(".old-*")]:
         try:
             if time.time() - p.stat().st_mtime > age_s:
                 shutil.rmtree(p, ignore_errors=True)

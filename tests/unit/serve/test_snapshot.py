@@ -285,3 +285,58 @@ def test_python_m_serve_refuses_a_corrupt_run(runs, tmp_path, monkeypatch, capsy
     _flip(run / "index" / "index.faiss")
     assert main([str(run)]) == 2 and len(calls) == 1
     assert "index/index.faiss has changed since its stage wrote it" in capsys.readouterr().err
+
+
+def _renamed(run: Path, name: str) -> None:
+    """Give the run another name in its manifest: the serving manifest, so the snapshot digest, changes."""
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"]["name"] = name
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_snapshots_beyond_the_most_recently_used_are_removed(runs, tmp_path):
+    run = _copy(runs["a"], tmp_path / "a")
+    made = []
+    for i in range(5):
+        _renamed(run, f"n{i}")
+        made.append(snapshot.create(run, keep=3))
+        listed = sorted(p.name for p in (run / "snapshots").iterdir())
+        assert len(set(p.name for p in made)) == i + 1 and listed == sorted(p.name for p in made[-3:]), i
+    assert snapshot.snapshots(run / "snapshots") == made[:-4:-1]  # the most recently used first
+    assert not made[0].exists() and not made[1].exists()
+    # reusing a snapshot makes it the most recently used: the next create removes the oldest other one
+    _renamed(run, "n2")
+    assert snapshot.create(run, keep=3) == made[2]
+    _renamed(run, "n5")
+    newest = snapshot.create(run, keep=3)
+    assert snapshot.snapshots(run / "snapshots") == [newest, made[2], made[4]] and not made[3].exists()
+    # keep=1: only the one just made; keep=None: nothing removed; temporary and aside folders are not snapshots
+    (run / "snapshots" / ".tmp-running").mkdir()
+    _renamed(run, "n6")
+    only = snapshot.create(run, keep=1)
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == [".tmp-running", only.name]
+    for i in (7, 8):
+        _renamed(run, f"n{i}")
+        snapshot.create(run, keep=None)
+    assert len(snapshot.snapshots(run / "snapshots")) == 3
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        snapshot.create(run, keep=0)
+
+
+def test_prune_never_removes_the_current_snapshot_and_create_keeps_three_by_default(runs, tmp_path):
+    import os
+
+    run = _copy(runs["a"], tmp_path / "a")
+    made = []
+    for i in range(4):
+        _renamed(run, f"n{i}")
+        made.append(snapshot.create(run, keep=None))
+    assert snapshot.KEEP == 3
+    os.utime(made[0], (1, 1))  # the current one is the least recently used: kept all the same
+    removed = snapshot.prune(run / "snapshots", keep=2, current=made[0])
+    assert sorted(removed) == sorted(made[1:3]) and snapshot.snapshots(run / "snapshots") == [made[3], made[0]]
+    for i in range(4, 7):
+        _renamed(run, f"n{i}")
+        last = snapshot.create(run)  # the default: 3 kept
+    assert len(snapshot.snapshots(run / "snapshots")) == 3 and snapshot.snapshots(run / "snapshots")[0] == last
+    assert not list((run / "snapshots").glob(".old-*"))  # renamed aside, then deleted
