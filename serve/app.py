@@ -30,8 +30,10 @@ their requests and stop); a run that fails verification (a truncated or corrupt 
 before any replica changes, so the old snapshot keeps serving.
 
 ``build_app(args)`` is the application builder for ``serve run configs/serve.yaml`` (import path
-``serve.app:build_app``); ``deploy(run_dir, ...)`` starts Serve on 127.0.0.1 and deploys it from Python
-(``direct_ingress=True``: the ingress replica serves HTTP itself, skipping the proxy actor).
+``serve.app:build_app``); ``deploy(run_dir, ...)`` starts Serve on 127.0.0.1 and deploys it from Python.
+Where ``deploy`` starts the local Ray itself, the ingress replica serves HTTP itself by default (Serve's direct
+ingress, :func:`direct_ingress_env`: no proxy hop); ``direct_ingress=False`` (``python -m serve --proxy``) keeps
+Serve's HTTP proxy in front, and joining a cluster (``RAY_ADDRESS``) falls back to it (:func:`choose_ingress`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -50,6 +53,7 @@ from serve.api import LOOPBACK_HOSTS, TOKEN_ENV, BackendUnavailable, Limits, cre
 from serve.retries import RetryPolicy, RetryRefused, fingerprint
 
 log = logging.getLogger("ray.serve")
+driver_log = logging.getLogger("serve.app")  # the deploying process's messages (not a replica's)
 
 APP_NAME = "distill"
 DEFAULT_HOST = "127.0.0.1"
@@ -95,7 +99,8 @@ class Retriever:
         batch_wait_timeout_s: float = 0.002,
         precision: str = "auto",
     ):
-        from serve.core import Retrieval
+        started = time.perf_counter()
+        from serve.core import Retrieval  # torch and transformers: most of a new replica's start (issue 18)
 
         self.core = Retrieval(run_dir, nprobe=nprobe, ef_search=ef_search, threads=threads, precision=precision)
         self._batched.set_max_batch_size(max_batch_size)
@@ -104,14 +109,9 @@ class Retriever:
         # The first forward pass allocates; keep it off the first request.
         self.pool.submit(self.core.search, ["warm up"], 1).result()
         self.stats = {"calls": 0, "batches": 0, "queries": 0}
-        log.info(
-            "Retriever ready: %s (version %s, %d docs, %d threads, %s)",
-            run_dir,
-            self.core.version,
-            len(self.core.index),
-            threads,
-            self.core.precision,
-        )
+        self.init_s = round(time.perf_counter() - started, 2)
+        log.info("Retriever ready in %.1f s: %s (version %s, %d docs, %d threads, %s)", self.init_s, run_dir,
+                 self.core.version, len(self.core.index), threads, self.core.precision)
 
     @rs.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def _batched(self, items: list[tuple[str, int]]) -> list[tuple[list[str], list[float], bool]]:
@@ -142,7 +142,8 @@ class Retriever:
         return await asyncio.get_running_loop().run_in_executor(self.pool, self.core.embed, list(texts))
 
     async def info(self) -> dict:
-        """Version and size of the loaded index, and batching counters (handle calls received, encoder
+        """Version and size of the loaded index, the seconds the replica's constructor took (imports, model and
+        index load, snapshot re-hash, warm-up), and batching counters (handle calls received, encoder
         batches run, queries encoded) since the replica started."""
         return {
             "version": self.core.version,
@@ -150,6 +151,7 @@ class Retriever:
             "has_text": self.core.has_text,
             "max_length": self.core.max_length,
             "precision": self.core.precision,
+            "init_s": self.init_s,
             **self.stats,
         }
 
@@ -463,8 +465,9 @@ class AppArgs(BaseModel):
     retry_after_s: int = Field(1, ge=0, description="Retry-After of a 503")
     ingress_max_ongoing_requests: int = Field(256, ge=1, description="Serve: requests at once per ingress "
                                               "replica (above max_inflight + max_queued: refusals are cheap)")
-    ingress_max_queued_requests: int = Field(256, ge=1, description="Serve: requests the proxy holds for the "
-                                             "ingress; past that the proxy answers 503 with Retry-After")
+    ingress_max_queued_requests: int = Field(256, ge=1, description="Serve: requests held waiting for the "
+                                             "ingress (by the ingress replica itself under direct ingress, by the "
+                                             "proxy otherwise); past that: 503 with Retry-After")
     retriever_max_ongoing_requests: int = Field(128, ge=1)
     retriever_max_queued_requests: int = Field(64, ge=1, description="handle calls queued for the Retriever "
                                                "at each caller; past that: 503")
@@ -479,10 +482,14 @@ class AppArgs(BaseModel):
     reranker_min_replicas: int = Field(1, ge=1)
     reranker_max_replicas: int = Field(2, ge=1)
     reranker_target_ongoing_requests: float = Field(2.0, gt=0)
-    upscale_delay_s: float = Field(5.0, ge=0, description="load above target this long before adding a replica")
+    upscale_delay_s: float = Field(3.0, ge=0, description="load above target this long before adding a replica")
     downscale_delay_s: float = Field(60.0, ge=0, description="load below target this long before removing one")
-    autoscaling_metrics_interval_s: float | None = Field(None, gt=0, description="Serve's default if unset")
-    autoscaling_look_back_period_s: float | None = Field(None, gt=0, description="Serve's default if unset")
+    autoscaling_metrics_interval_s: float | None = Field(
+        1.0, gt=0, description="how often replicas and handles push their ongoing-request counts to Serve's "
+        "controller (Serve's default, used when None: 10 s, which alone can delay a scale-up by 10 s)")
+    autoscaling_look_back_period_s: float | None = Field(
+        5.0, gt=0, description="the window Serve averages those counts over (Serve's default, used when None: "
+        "30 s: the average then takes about 10 s to show a load that doubled)")
 
     @model_validator(mode="after")
     def _bounds(self) -> "AppArgs":
@@ -618,7 +625,9 @@ def direct_ingress_env(port: int) -> dict[str, str]:
     (measured here on a bare two-hop app: about 23 -> 7.5 ms CPU per request). The controller hands
     ingress replicas ports from [port, port+100); one replica gets ``port``. Serve still starts its
     proxy, on another port. An ingress replaced by a redeploy may come up on port+1 while the old
-    one drains: keep the ingress arguments fixed across swaps (a run-dir swap does)."""
+    one drains: keep the ingress arguments fixed across swaps (a run-dir swap does). The replica enforces
+    the ingress's ``max_ongoing_requests`` / ``max_queued_requests`` (503 + Retry-After past them) and the
+    HTTP request timeout itself, as the proxy does otherwise."""
     return {
         "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
         "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
@@ -627,30 +636,70 @@ def direct_ingress_env(port: int) -> dict[str, str]:
     }
 
 
+def choose_ingress(direct_ingress: bool | None, port: int, ingress_replicas: int | None = None,
+                   ray_started: bool | None = None, environ=os.environ) -> tuple[bool, str | None]:
+    """Whether HTTP is served by the ingress replica itself (direct ingress) or through Serve's proxy, and
+    why the proxy when direct ingress was wanted (None: no fallback).
+
+    ``direct_ingress`` None (the default): direct unless it cannot work here: this process joins a cluster
+    (``RAY_ADDRESS``: the cluster's processes were started with their own environment), Ray is already
+    running without :func:`direct_ingress_env` for ``port``, or more than one ingress replica (each would
+    serve its own port). ``True``: direct, a ValueError naming the reason where it cannot work; ``False``:
+    the proxy (``python -m serve --proxy``). ``ray_started``: whether Ray is up in this process (default:
+    ``ray.is_initialized()``)."""
+    if direct_ingress is False:
+        return False, None
+    if ray_started is None:
+        import ray
+
+        ray_started = ray.is_initialized()
+    why = None
+    if ingress_replicas is not None and ingress_replicas > 1:
+        why = f"{ingress_replicas} ingress replicas (direct ingress would give each its own port)"
+    elif ray_started:
+        want = direct_ingress_env(port)
+        if any(environ.get(k) != want[k] for k in ("RAY_SERVE_ENABLE_DIRECT_INGRESS",
+                                                   "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT")):
+            why = f"Ray was started in this process without serve.app.direct_ingress_env({port})"
+    elif environ.get("RAY_ADDRESS", "") not in ("", "local"):
+        why = (f"joining the Ray cluster at RAY_ADDRESS={environ['RAY_ADDRESS']} (direct ingress is set where "
+               "the cluster starts)")
+    if why and direct_ingress:
+        raise ValueError(f"direct ingress cannot work here: {why}")
+    return why is None, why
+
+
+_ENV_SAVED: dict[str, str | None] = {}  # what start_serve changed in os.environ (shutdown puts it back)
+
+
+def _set_env(values: dict[str, str]) -> None:
+    for k, v in values.items():
+        _ENV_SAVED.setdefault(k, os.environ.get(k))
+        os.environ[k] = v
+
+
 PROXY_TIMEOUT_MARGIN_S = 2.0  # the proxy's request_timeout_s: the app's deadline plus this
 
 
 def start_serve(
-    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, fast_path: bool = True, direct_ingress: bool = False,
-    request_timeout_s: float | None = 10.0 + PROXY_TIMEOUT_MARGIN_S,
-) -> None:
-    """Start Serve (and a local Ray if none is connected) with HTTP on ``host:port``.
+    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, fast_path: bool = True, direct_ingress: bool | None = None,
+    request_timeout_s: float | None = 10.0 + PROXY_TIMEOUT_MARGIN_S, ingress_replicas: int | None = None,
+) -> bool:
+    """Start Serve (and a local Ray if none is connected) with HTTP on ``host:port``; returns whether the
+    ingress replica serves it directly (:func:`choose_ingress` decides; ``direct_ingress`` as there).
 
     A local Ray started here inherits :data:`FAST_PATH_ENV` (unless already set), so the HTTP proxy
     takes the fast path too; on a cluster started elsewhere only the replicas get it (build_app).
-    ``direct_ingress`` (local Ray only) serves HTTP from the ingress replica itself on ``port``, see
-    :func:`direct_ingress_env`."""
+    Direct ingress (:func:`direct_ingress_env`) moves the proxy to a free port; the proxy path turns
+    direct ingress off in the Ray started here."""
     import ray
 
-    proxy_port = port
-    if direct_ingress:
-        if ray.is_initialized():
-            raise ValueError(
-                "direct_ingress must be set before Ray starts (Serve's controller reads it at start)"
-            )
-        os.environ.update(direct_ingress_env(port))
-        proxy_port = _free_port(host)
-    if not ray.is_initialized():
+    direct, why = choose_ingress(direct_ingress, port, ingress_replicas)
+    if why:
+        driver_log.warning("serving through Serve's HTTP proxy, not direct ingress: %s", why)
+    started = ray.is_initialized()
+    if not started:
+        _set_env(direct_ingress_env(port) if direct else {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"})
         if fast_path:
             for k, v in FAST_PATH_ENV.items():
                 os.environ.setdefault(k, v)
@@ -662,7 +711,8 @@ def start_serve(
             runtime_env={"env_vars": env} if env else None,
             log_to_driver=False,
         )
-    rs.start(http_options=http_options(host, proxy_port, request_timeout_s))
+    rs.start(http_options=http_options(host, _free_port(host) if direct else port, request_timeout_s))
+    return direct
 
 
 def http_options(host: str, port: int, request_timeout_s: float | None) -> dict:
@@ -679,32 +729,21 @@ def deploy(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     logging_config: dict | None = None,
-    direct_ingress: bool = False,
+    direct_ingress: bool | None = None,
     **args,
 ) -> str:
     """Deploy (or re-deploy) the app for ``run_dir`` (a run directory, served through its verified
-    snapshot, or a snapshot directory) under ``name``; returns its base URL.
+    snapshot, or a snapshot directory) under ``name``; returns its base URL (``host:port``, served by the
+    ingress replica itself unless :func:`choose_ingress` picks the proxy; ``direct_ingress`` as there).
 
     Calling it again with another run directory and the same name swaps the index: Serve starts replicas
     on the new snapshot, moves traffic to them and drains the old ones; requests in flight finish. A run
     that fails verification raises serve.core.ServeSetupError before Serve is touched: the app already
     deployed keeps serving its snapshot."""
-    import ray
-
     snapshot = serving_snapshot(run_dir, args.pop("snapshots_dir", None))  # before Serve is touched
-    if direct_ingress and ray.is_initialized():
-        # Ray was started with direct_ingress_env(port) (by start_serve, or by the caller): a swap, or a
-        # caller that sized Ray itself. The proxy (if Serve is not up yet) goes to some free port.
-        if os.environ.get("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT") != str(port):
-            raise ValueError(
-                f"direct_ingress on port {port} needs Ray started with direct_ingress_env({port})"
-            )
     proxy_timeout = float(args.get("request_timeout_s", 10.0)) + PROXY_TIMEOUT_MARGIN_S
-    if direct_ingress and ray.is_initialized():
-        rs.start(http_options=http_options(host, _free_port(host), proxy_timeout))
-    else:
-        start_serve(host, port, fast_path=args.get("fast_path", True), direct_ingress=direct_ingress,
-                    request_timeout_s=proxy_timeout)
+    start_serve(host, port, fast_path=args.get("fast_path", True), direct_ingress=direct_ingress,
+                request_timeout_s=proxy_timeout, ingress_replicas=args.get("ingress_replicas"))
     args["allowed_hosts"] = [*args.get("allowed_hosts", []), *bound_host_names(host)]
     rs.run(
         build_app({"run_dir": str(snapshot), "rerank": rerank, **args}),
@@ -717,7 +756,7 @@ def deploy(
 
 
 def shutdown() -> None:
-    """Stop Serve and, if this process started it, the local Ray."""
+    """Stop Serve and, if this process started it, the local Ray; the env start_serve set is put back."""
     import ray
 
     try:
@@ -726,3 +765,9 @@ def shutdown() -> None:
     finally:
         if ray.is_initialized():
             ray.shutdown()
+        while _ENV_SAVED:
+            k, v = _ENV_SAVED.popitem()
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -64,13 +64,16 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def served(runs):
     """The app on run1 (2 Retriever replicas + Reranker, token on), on a fresh local 2-CPU Ray whose
-    processes (the HTTP proxy included) take Serve's fast path, as ``python -m serve`` sets it up."""
+    processes take Serve's fast path and whose ingress replica serves HTTP itself (direct ingress), as
+    ``python -m serve`` sets it up."""
     import ray
     from ray import serve as rs
 
-    from serve.app import FAST_PATH_ENV, deploy
+    from serve.app import FAST_PATH_ENV, deploy, direct_ingress_env
 
-    env = {"HF_HUB_OFFLINE": "1", "DISTILL_SERVE_TOKEN": TOKEN, **FAST_PATH_ENV}  # token: read by build_app
+    port = _free_port()
+    env = {"HF_HUB_OFFLINE": "1", "DISTILL_SERVE_TOKEN": TOKEN, **FAST_PATH_ENV,  # token: read by build_app
+           **direct_ingress_env(port)}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     started = not ray.is_initialized()
@@ -83,14 +86,13 @@ def served(runs):
             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
             log_to_driver=False,
         )
-    port = _free_port()
     try:
         # fp32: answers are checked against the offline fp32 encoder and teacher (bf16: tests/unit/test_precision.py)
         # A 60 s deadline (default 10 s): the swap test counts every failed request, and on a loaded 2-core
         # machine a request caught in the swap (new replicas loading their models) has taken over 10 s;
         # deadlines are tested in tests/unit/serve/test_overload.py.
         url = deploy(runs["v1"]["run_dir"], rerank=True, port=port, retriever_replicas=2, precision="fp32",
-                     request_timeout_s=60)
+                     request_timeout_s=60, direct_ingress=True)
         yield {"url": url, "port": port}
     finally:
         try:

@@ -1,7 +1,9 @@
-"""Overload and autoscaling through real Ray Serve on 127.0.0.1 (a local 2-CPU Ray, tiny random models).
+"""Overload and autoscaling through real Ray Serve on 127.0.0.1 (a local 2-CPU Ray, tiny random models), on
+the default HTTP path of ``python -m serve``: direct ingress (the ingress replica serves HTTP itself).
 
-- Serve's own back-pressure: with a tiny ``max_queued_requests`` at the proxy, a burst is answered 200 or
-  503 with ``Retry-After`` (no request waits for a slot without bound, none fails otherwise).
+- Serve's own back-pressure: with a tiny ``max_queued_requests`` at the ingress (held by the ingress replica
+  itself under direct ingress, by the proxy on the ``--proxy`` path), a burst is answered 200 or 503 with
+  ``Retry-After`` (no request waits for a slot without bound, none fails otherwise).
 - ``/readyz`` and ``/metrics`` name the running replicas per deployment (serve.status() read by the ingress).
 - Autoscaling as ``python -m serve`` deploys it by default: load takes the Retriever from 1 to 2 replicas,
   and it returns to 1 once the load stops (short delays through the app's arguments, not by patching Ray).
@@ -28,23 +30,26 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A fresh local 2-CPU Ray with Serve's fast path in every process, and a tiny run directory."""
+    """A fresh local 2-CPU Ray with Serve's fast path and direct ingress on ``port`` in every process (as
+    ``python -m serve`` starts it), and a tiny run directory."""
     import ray
     from ray import serve as rs
 
-    from serve.app import FAST_PATH_ENV
+    from serve.app import FAST_PATH_ENV, choose_ingress, direct_ingress_env
     from serve.testing import make_serve_run
 
     run = make_serve_run(tmp_path_factory.mktemp("overload") / "run", version="v1", seed=0)
-    env = {"HF_HUB_OFFLINE": "1", **FAST_PATH_ENV}
+    port = _free_port()
+    env = {"HF_HUB_OFFLINE": "1", **FAST_PATH_ENV, **direct_ingress_env(port)}
     saved = {k: os.environ.get(k) for k in [*env, "DISTILL_SERVE_TOKEN"]}
     os.environ.update(env)
     os.environ.pop("DISTILL_SERVE_TOKEN", None)
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
              log_to_driver=False)
+    assert choose_ingress(None, port) == (True, None)  # deploy() serves HTTP from the ingress replica
     try:
-        yield {"run": run, "port": _free_port()}
+        yield {"run": run, "port": port}
     finally:
         try:
             rs.shutdown()
@@ -88,9 +93,10 @@ def _replicas(url: str) -> dict:
 
 
 @pytest.mark.timeout(400)
-def test_proxy_queue_bound_answers_503_with_retry_after(cluster):
-    """A tiny ``max_queued_requests`` at the proxy (and one request at a time in the ingress): a burst of
-    48 clients gets 200s and 503s with Retry-After, nothing else."""
+def test_ingress_queue_bound_answers_503_with_retry_after(cluster):
+    """A tiny ``max_queued_requests`` for the ingress (and one request at a time in it), enforced by the
+    ingress replica itself (direct ingress): a burst of 48 clients gets 200s and 503s with Retry-After,
+    nothing else."""
     import httpx
 
     url = _deploy(cluster, retriever_replicas=1, ingress_max_ongoing_requests=1, ingress_max_queued_requests=1,
@@ -189,6 +195,7 @@ def test_retriever_autoscales_up_under_load_and_back_down(cluster):
                 break
             time.sleep(1)
         assert max(seen) == 2, f"the Retriever never scaled up: {seen}, {len(codes)} requests answered"
+        assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200  # not queued behind the searches
     finally:
         stop.set()
         for t in threads:

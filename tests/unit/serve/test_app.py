@@ -37,17 +37,21 @@ def test_build_app_checks_the_run_dir(tiny_run, tmp_path):
     import shutil
 
     from serve.app import build_app
+    from serve.testing import make_serve_run
 
     with pytest.raises(ServeSetupError):
         build_app({"run_dir": str(tmp_path / "missing")})
     with pytest.raises(ValueError):
         build_app({"run_dir": str(tiny_run["run_dir"]), "no_such_arg": 1})
-    run = tmp_path / "nodocs"
-    shutil.copytree(tiny_run["run_dir"], run)
-    (run / "index" / "docs.parquet").unlink()
+    run = make_serve_run(tmp_path / "nodocs", with_docs=False)["run_dir"]  # an index built without the corpus
     with pytest.raises(ServeSetupError, match="docs.parquet"):
         build_app({"run_dir": str(run), "rerank": True})
     build_app({"run_dir": str(run)})  # binds (no Ray needed) without the reranker
+    lost = tmp_path / "lost"
+    shutil.copytree(tiny_run["run_dir"], lost)
+    (lost / "index" / "docs.parquet").unlink()  # recorded by its stage, then lost: refused, named
+    with pytest.raises(ServeSetupError, match="docs.parquet is missing"):
+        build_app({"run_dir": str(lost)})
 
 
 def _dep(status, running=1, message=""):
@@ -101,6 +105,8 @@ def test_build_app_sets_queue_bounds_timeouts_and_autoscaling(tmp_path):
     for name in ("Retriever", "Reranker"):
         auto = cfg[name].autoscaling_config
         assert auto is not None and (auto.min_replicas, auto.max_replicas) == (1, 2), name
+        # Serve's defaults (push every 10 s, average over 30 s) took the scale-up past 30 s (issue 18)
+        assert (auto.metrics_interval_s, auto.look_back_period_s, auto.upscale_delay_s) == (1.0, 5.0, 3.0), name
     fixed = configs(build_app({"run_dir": str(run), "retriever_replicas": 3, "upscale_delay_s": 1,
                                "retriever_max_replicas": 4}))
     assert fixed["Retriever"].autoscaling_config is None and fixed["Retriever"].num_replicas == 3
@@ -109,3 +115,35 @@ def test_build_app_sets_queue_bounds_timeouts_and_autoscaling(tmp_path):
     a = AppArgs(run_dir=str(run), request_timeout_s=4, max_queued_requests=0)
     assert Limits(**a.limits()).request_timeout_s == 4
 
+
+
+def test_serve_yaml_autoscaling_matches_the_python_m_serve_defaults():
+    """``serve run configs/serve.yaml`` scales as fast as ``python -m serve`` (its deployments' autoscaling_config
+    replaces the one build_app sets)."""
+    from serve.__main__ import parse_args
+    from serve.app import AppArgs
+
+    a, cli = AppArgs(run_dir="x"), parse_args(["x"])
+    cfg = yaml.safe_load((ROOT / "configs" / "serve.yaml").read_text())
+    for d in cfg["applications"][0]["deployments"]:
+        auto = d.get("autoscaling_config")
+        if auto:
+            assert auto["metrics_interval_s"] == a.autoscaling_metrics_interval_s == cli.metrics_interval_s
+            assert auto["look_back_period_s"] == a.autoscaling_look_back_period_s == cli.look_back_period_s
+            assert auto["upscale_delay_s"] == a.upscale_delay_s == cli.upscale_delay_s
+            assert auto["look_back_period_s"] > auto["metrics_interval_s"]  # Serve warns otherwise
+
+
+def test_replicas_encode_queries_at_precision_auto_by_default(tmp_path):
+    """The default deployment hands its replicas precision ``auto``, which is bf16 on a CPU with native bf16
+    (AMX / AVX512-BF16) and fp32 elsewhere (the encodings themselves: tests/unit/test_precision.py)."""
+    from distill import precision as P
+    from serve.app import build_app
+    from serve.testing import make_serve_run
+
+    run = make_serve_run(tmp_path / "run", version="v1", seed=0)["run_dir"]
+    ingress = build_app({"run_dir": str(run), "rerank": True})._bound_deployment
+    retriever, reranker = (a._bound_deployment for a in ingress.init_args[:2])
+    assert retriever.init_args[-1] == "auto" and reranker.init_args[-1] == "auto"
+    assert P.resolve("auto", flags={"avx2", "avx512f", "amx_bf16"}) == "bf16"
+    assert P.resolve("auto", flags={"avx2", "fma"}) == "fp32"
