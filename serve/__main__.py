@@ -52,8 +52,14 @@ def check_auth(host: str, insecure: bool, environ=os.environ) -> str | None:
     return None
 
 
+EPILOG = ("HTTP is served on --port by the ingress replica itself (Serve's direct ingress: no proxy hop) where this "
+          "command starts Ray; --proxy, or joining a cluster through RAY_ADDRESS, serves it through Serve's HTTP "
+          "proxy (said at start). Overload bounds (--max-inflight, --max-queued: 503 + Retry-After; "
+          "--request-timeout-s) hold on both paths.")
+
+
 def parse_args(argv: list[str] | None = None, prog: str = "python -m serve") -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], epilog=EPILOG)
     p.add_argument("run_dir", help="run directory with student/ and index/ (e.g. runs/demo)")
     p.add_argument("--rerank", action="store_true", help="also deploy the teacher as a reranker")
     p.add_argument("--teacher", default=None, metavar="MODEL",
