@@ -27,10 +27,11 @@ checked. The directory's name, the digest's first 16 hex digits, is the ``versio
 :func:`verify` re-hashes a snapshot's files against ``snapshot.json`` (every replica does before loading):
 any difference is a :class:`ServeSetupError`.
 
-Retention: ``snapshots/`` keeps at most ``keep`` snapshots (default :data:`KEEP`, 3). Each :func:`create`
-(a new snapshot or one reused) marks its snapshot as the most recently used (the directory's mtime) and
-then removes the least recently used beyond ``keep`` (each renamed aside to ``.old-*`` first, so no reader
-sees half a snapshot); the one just made or reused is never removed, so after a swap the previous
+Retention: a run keeps at most ``keep`` snapshots (default :data:`KEEP`, 3). Each :func:`create` (a new
+snapshot or one reused) marks its snapshot as the most recently used (the directory's mtime) and then
+removes, of the snapshots under its root made from the same run directory (``source.run_dir``: a root
+shared by several runs is pruned per run), the least recently used beyond ``keep`` (each renamed aside to
+``.old-*`` first, so no reader sees half a snapshot); the one just made or reused is never removed, so after a swap the previous
 snapshot (still served by the draining replicas, and the one to swap back to) is the second newest and
 kept. Which snapshot a running app serves is not known here: one that has fallen out of the newest
 ``keep`` is removed even if an app still serves it (its replicas hold everything in memory, but one that
@@ -265,7 +266,7 @@ def create(run_dir: str | Path, root: str | Path | None = None, keep: int | None
         os.utime(final)  # the most recently used, made or reused
         log.info("serving snapshot %s of %s (round %d)", final, run_dir, record["source"]["round"])
         if keep is not None:
-            prune(root, keep, final)
+            prune(root, keep, final, source=run_dir)
         return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -287,11 +288,22 @@ def snapshots(root: str | Path) -> list[Path]:
     return [p for _, _, p in sorted(found, reverse=True)]
 
 
-def prune(root: str | Path, keep: int = KEEP, current: str | Path | None = None) -> list[Path]:
-    """Remove the snapshots under ``root`` beyond the ``keep`` most recently used, never ``current``;
-    returns those removed. Each is renamed aside (``.old-*``) before it is deleted."""
+def _source(snapshot_dir: Path) -> str | None:
+    try:
+        return json.loads((snapshot_dir / SNAPSHOT_FILE).read_text())["source"]["run_dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def prune(root: str | Path, keep: int = KEEP, current: str | Path | None = None,
+          source: str | Path | None = None) -> list[Path]:
+    """Remove the snapshots under ``root`` (those made from the run directory ``source`` when given)
+    beyond the ``keep`` most recently used, never ``current``; returns those removed. Each is renamed
+    aside (``.old-*``) before it is deleted."""
     current = Path(current).resolve() if current is not None else None
     ordered = snapshots(root)
+    if source is not None:
+        ordered = [p for p in ordered if _source(p) == str(source)]
     kept = [p for p in ordered if p.resolve() == current][:1]
     removed = []
     for p in ordered:

@@ -340,3 +340,16 @@ def test_prune_never_removes_the_current_snapshot_and_create_keeps_three_by_defa
         last = snapshot.create(run)  # the default: 3 kept
     assert len(snapshot.snapshots(run / "snapshots")) == 3 and snapshot.snapshots(run / "snapshots")[0] == last
     assert not list((run / "snapshots").glob(".old-*"))  # renamed aside, then deleted
+
+
+def test_a_snapshot_root_shared_by_runs_is_pruned_per_run(runs, tmp_path):
+    a, b = _copy(runs["a"], tmp_path / "a"), _copy(runs["b"], tmp_path / "b")
+    root = tmp_path / "shared"
+    made = {"a": [], "b": []}
+    for i in range(3):
+        for name, run in (("a", a), ("b", b)):
+            _renamed(run, f"{name}{i}")
+            made[name].append(snapshot.create(run, root, keep=2))
+    assert snapshot.snapshots(root) == [made["b"][2], made["a"][2], made["b"][1], made["a"][1]]
+    assert {json.loads((p / "snapshot.json").read_text())["source"]["run_dir"] for p in snapshot.snapshots(root)} \
+        == {str(a), str(b)}
