@@ -98,7 +98,9 @@ def _pool_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stat
     import ray.data
     from ray.data import ActorPoolStrategy
 
-    ds = ray.data.from_arrow(blocks)
+    # from_blocks: the blocks as they are, metadata computed here (from_arrow runs a Ray task per block for it,
+    # which needs worker processes of its own before the pool can start)
+    ds = ray.data.from_blocks(blocks)
     ds = ds.map_batches(
         actor, fn_constructor_kwargs=actor_kwargs, batch_size=batch_size, compute=ActorPoolStrategy(size=actors),
         num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy",
