@@ -625,14 +625,18 @@ def direct_ingress_env(port: int) -> dict[str, str]:
     (measured here on a bare two-hop app: about 23 -> 7.5 ms CPU per request). The controller hands
     ingress replicas ports from [port, port+100); one replica gets ``port``. Serve still starts its
     proxy, on another port. An ingress replaced by a redeploy may come up on port+1 while the old
-    one drains: keep the ingress arguments fixed across swaps (a run-dir swap does). The replica enforces
-    the ingress's ``max_ongoing_requests`` / ``max_queued_requests`` (503 + Retry-After past them) and the
-    HTTP request timeout itself, as the proxy does otherwise."""
+    one drains: a run-dir swap keeps the ingress (its arguments do not change), and :func:`deploy` deletes
+    the application first when they do. A port freed by a stopped ingress replica is free again at once
+    (``RAY_SERVE_PORT_QUARANTINE_S`` 0: the quarantine is for HAProxy, not used here), so an ingress replica
+    that Serve restarts after a crash comes back on ``port``. The replica enforces the ingress's
+    ``max_ongoing_requests`` / ``max_queued_requests`` (503 + Retry-After past them) and the HTTP request
+    timeout itself, as the proxy does otherwise."""
     return {
         "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
         "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
         "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 100),
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+        "RAY_SERVE_PORT_QUARANTINE_S": "0",
     }
 
 
@@ -742,17 +746,28 @@ def deploy(
     deployed keeps serving its snapshot."""
     snapshot = serving_snapshot(run_dir, args.pop("snapshots_dir", None))  # before Serve is touched
     proxy_timeout = float(args.get("request_timeout_s", 10.0)) + PROXY_TIMEOUT_MARGIN_S
-    start_serve(host, port, fast_path=args.get("fast_path", True), direct_ingress=direct_ingress,
-                request_timeout_s=proxy_timeout, ingress_replicas=args.get("ingress_replicas"))
+    direct = start_serve(host, port, fast_path=args.get("fast_path", True), direct_ingress=direct_ingress,
+                         request_timeout_s=proxy_timeout, ingress_replicas=args.get("ingress_replicas"))
     args["allowed_hosts"] = [*args.get("allowed_hosts", []), *bound_host_names(host)]
-    rs.run(
-        build_app({"run_dir": str(snapshot), "rerank": rerank, **args}),
-        name=name,
-        route_prefix="/",
-        blocking=False,
-        logging_config=logging_config,
-    )
+    app = build_app({"run_dir": str(snapshot), "rerank": rerank, **args})
+    key = _ingress_key(app)
+    if direct and _DEPLOYED_INGRESS.get(name, key) != key:
+        driver_log.warning("the ingress's arguments changed: deleting application %r before deploying it again "
+                           "(a new ingress replica would take the next port while the old one drains)", name)
+        rs.delete(name)
+    rs.run(app, name=name, route_prefix="/", blocking=False, logging_config=logging_config)
+    _DEPLOYED_INGRESS[name] = key
     return f"http://{host}:{port}"
+
+
+_DEPLOYED_INGRESS: dict[str, str] = {}  # application name -> _ingress_key of what deploy() last deployed
+
+
+def _ingress_key(app) -> str:
+    """What replaces the ingress replica when it changes: its init arguments (the Retriever/Reranker by
+    presence) and actor options."""
+    d = app._bound_deployment
+    return repr(([a is None for a in d.init_args[:2]], d.init_args[2:], d.init_kwargs, d.ray_actor_options))
 
 
 def shutdown() -> None:
@@ -765,6 +780,7 @@ def shutdown() -> None:
     finally:
         if ray.is_initialized():
             ray.shutdown()
+        _DEPLOYED_INGRESS.clear()
         while _ENV_SAVED:
             k, v = _ENV_SAVED.popitem()
             if v is None:

@@ -12,7 +12,8 @@ import os
 import pytest
 
 DIRECT_KEYS = ("RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT",
-               "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S")
+               "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S",
+               "RAY_SERVE_PORT_QUARANTINE_S")
 
 
 def test_choose_ingress():
@@ -79,6 +80,28 @@ def test_start_serve_proxy_opt_out_and_cluster_fallback(fake_ray, monkeypatch, c
     assert fake_ray["init"][-1]["address"] == "10.0.0.1:6379"
     assert fake_ray["start"][-1]["http_options"]["port"] == 18124
     assert "not direct ingress: joining the Ray cluster at RAY_ADDRESS" in caplog.text
+    shutdown()
+
+
+def test_deploy_deletes_first_when_the_ingress_would_move(fake_ray, monkeypatch, tmp_path):
+    """Under direct ingress a replaced ingress replica would take the next port while the old one drains: a
+    redeploy whose ingress arguments changed deletes the application first; a run-dir swap (same ingress
+    arguments) rolls over without it."""
+    from ray import serve as rs
+
+    from serve.app import deploy, shutdown
+    from serve.testing import make_serve_run
+
+    run1 = make_serve_run(tmp_path / "run1", version="v1", seed=0)["run_dir"]
+    run2 = make_serve_run(tmp_path / "run2", version="v2", seed=1)["run_dir"]
+    calls = []
+    monkeypatch.setattr(rs, "run", lambda app, **kw: calls.append("run"))
+    monkeypatch.setattr(rs, "delete", lambda name, **kw: calls.append(f"delete {name}"))
+    deploy(run1, port=18125)
+    deploy(run2, port=18125)  # a swap: the ingress stays
+    assert calls == ["run", "run"]
+    deploy(run2, port=18125, max_inflight_requests=1)  # the ingress's limits change
+    assert calls[2:] == ["delete distill", "run"]
     shutdown()
 
 
