@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,18 @@ from builders import make_beir, make_bow_encoder, make_tiny_bert
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_ports(n: int) -> list[str]:
+    """``n`` distinct TCP ports free on this machine now (bound to port 0, then released)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [str(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _ray(*args, env, timeout=180):
@@ -42,9 +55,16 @@ def test_ray_job_submit_runs_the_pipeline(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
-    port, dash = "6390", "8277"
+    # every port the head listens on is a free one: a fixed default (the dashboard agent's 52365, the client
+    # server's 10001) held by another Ray on the machine leaves the job server without an agent, and every
+    # submit is refused until the retries run out
+    port, dash, agent, client = _free_ports(4)
     started = _ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", port, "--num-cpus", "2",
-                   "--dashboard-host", "127.0.0.1", "--dashboard-port", dash, "--disable-usage-stats", env=env)
+                   "--dashboard-host", "127.0.0.1", "--dashboard-port", dash, "--dashboard-agent-listen-port", agent,
+                   "--ray-client-server-port", client, "--disable-usage-stats",
+                   # no idle workers started ahead of use (each is a Python process that takes CPU from the job)
+                   "--system-config", json.dumps({"prestart_worker_first_driver": False,
+                                                  "enable_worker_prestart": False}), env=env)
     assert started.returncode == 0, started.stderr[-2000:]
     session = os.path.basename(os.path.realpath("/tmp/ray/session_latest"))
     try:
