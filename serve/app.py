@@ -625,8 +625,8 @@ def direct_ingress_env(port: int) -> dict[str, str]:
     (measured here on a bare two-hop app: about 23 -> 7.5 ms CPU per request). The controller hands
     ingress replicas ports from [port, port+100); one replica gets ``port``. Serve still starts its
     proxy, on another port. An ingress replaced by a redeploy may come up on port+1 while the old
-    one drains: a run-dir swap keeps the ingress (its arguments do not change), and :func:`deploy` deletes
-    the application first when they do. A port freed by a stopped ingress replica is free again at once
+    one drains: :func:`deploy` keeps the ingress replica across a run-dir swap (its arguments do not change:
+    same code version), and deletes the application first when they do. A port freed by a stopped ingress replica is free again at once
     (``RAY_SERVE_PORT_QUARANTINE_S`` 0: the quarantine is for HAProxy, not used here), so an ingress replica
     that Serve restarts after a crash comes back on ``port``. The replica enforces the ingress's
     ``max_ongoing_requests`` / ``max_queued_requests`` (503 + Retry-After past them) and the HTTP request
@@ -751,6 +751,7 @@ def deploy(
     args["allowed_hosts"] = [*args.get("allowed_hosts", []), *bound_host_names(host)]
     app = build_app({"run_dir": str(snapshot), "rerank": rerank, **args})
     key = _ingress_key(app)
+    app = _versioned_ingress(app, key)
     if direct and _DEPLOYED_INGRESS.get(name, key) != key:
         driver_log.warning("the ingress's arguments changed: deleting application %r before deploying it again "
                            "(a new ingress replica would take the next port while the old one drains)", name)
@@ -768,6 +769,18 @@ def _ingress_key(app) -> str:
     presence) and actor options."""
     d = app._bound_deployment
     return repr(([a is None for a in d.init_args[:2]], d.init_args[2:], d.init_kwargs, d.ray_actor_options))
+
+
+def _versioned_ingress(app, key: str):
+    """``app`` with its ingress's code version derived from ``key``: ``serve.run`` otherwise gives every
+    deployment a random version, so each redeploy (a run-dir swap too) replaced the ingress replica, which
+    under direct ingress drops the connections it holds and may move it to the next port. Retriever and
+    Reranker keep random versions: a swap replaces them (new replicas on the new snapshot, the old drain)."""
+    import hashlib
+
+    d = app._bound_deployment
+    version = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return d.options(version=version, _internal=True).bind(*d.init_args, **d.init_kwargs)
 
 
 def shutdown() -> None:

@@ -94,14 +94,15 @@ def test_deploy_deletes_first_when_the_ingress_would_move(fake_ray, monkeypatch,
 
     run1 = make_serve_run(tmp_path / "run1", version="v1", seed=0)["run_dir"]
     run2 = make_serve_run(tmp_path / "run2", version="v2", seed=1)["run_dir"]
-    calls = []
-    monkeypatch.setattr(rs, "run", lambda app, **kw: calls.append("run"))
+    calls, versions = [], []
+    monkeypatch.setattr(rs, "run", lambda app, **kw: (calls.append("run"),
+                                                     versions.append(app._bound_deployment.version)))
     monkeypatch.setattr(rs, "delete", lambda name, **kw: calls.append(f"delete {name}"))
     deploy(run1, port=18125)
-    deploy(run2, port=18125)  # a swap: the ingress stays
-    assert calls == ["run", "run"]
+    deploy(run2, port=18125)  # a swap: the ingress stays (same code version; Serve would give it a random one)
+    assert calls == ["run", "run"] and versions[0] == versions[1] is not None
     deploy(run2, port=18125, max_inflight_requests=1)  # the ingress's limits change
-    assert calls[2:] == ["delete distill", "run"]
+    assert calls[2:] == ["delete distill", "run"] and versions[2] != versions[1]
     shutdown()
 
 
