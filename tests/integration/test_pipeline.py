@@ -20,11 +20,17 @@ from builders import make_beir, make_bow_encoder, make_tiny_bert
 pytestmark = pytest.mark.ray
 
 
+# No idle workers started ahead of use: every task and actor here gets a worker of its own as it starts, so
+# prestarted ones (a Python process each, Ray imported) would only take CPU from the run on a 2-core machine.
+NO_PRESTART = {"prestart_worker_first_driver": False, "enable_worker_prestart": False}
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024 * 1024,
-                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
+                 _system_config=NO_PRESTART)
     yield
     ray.shutdown()
 
@@ -135,13 +141,16 @@ def test_pipeline_resumes_after_kill_and_distils(ray_session, assets, monkeypatc
 @pytest.mark.timeout(600)
 def test_sweep_shares_the_teacher_work_and_tables_every_system(ray_session, assets, capsys):
     """A sweep over the finished run above: the variant (a 1-layer student on hard labels) shares teacher,
-    candidates and scores with the base run (mined by the base's student), trains and evaluates its own."""
+    candidates and scores with the base run (mined by the base's student), trains and evaluates its own.
+    (The variant trains on one worker and encodes with one actor: the run above covers two of each, and
+    every worker or actor is a process that imports torch.)"""
     base_cfg = _main(assets)
     if not (base_cfg.run_dir / "eval").exists():
         pytest.skip("needs the pipeline run above")
     before = json.loads((base_cfg.run_dir / "manifest.json").read_text())["stages"]
     cfg = _main(assets, sweep={"variants": {"small_hard": {
-        "student.num_layers": 1, "training.losses": {"infonce": 1.0}, "training.max_steps": 10}}})
+        "student.num_layers": 1, "training.losses": {"infonce": 1.0}, "training.max_steps": 10,
+        "training.num_workers": 1, "encoding.actors": 1}}})
     run_with_sweep(cfg)
     out = capsys.readouterr().out
     assert all(f"[{s}] already finished, skipped" in out for s in STAGES)  # the sweep leaves the base run alone
