@@ -130,7 +130,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--phases", default="1:20,16:60,1:60", help="clients:seconds, comma separated")
     p.add_argument("--min-replicas", type=int, default=1)
     p.add_argument("--max-replicas", type=int, default=2)
-    p.add_argument("--target-ongoing", type=float, default=2.0)
+    p.add_argument("--target-ongoing", type=float, default=None, help="default: python -m serve's (1)")
     p.add_argument("--upscale-delay-s", type=float, default=None, help="default: python -m serve's (3)")
     p.add_argument("--downscale-delay-s", type=float, default=20.0,
                    help="python -m serve's default is 60; shorter here to see the way down in a short run")
@@ -147,7 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     d = serve_args(["x"])  # python -m serve's autoscaling defaults
     for ours, theirs in (("upscale_delay_s", "upscale_delay_s"), ("look_back_period_s", "look_back_period_s"),
-                         ("metrics_interval_s", "metrics_interval_s")):
+                         ("metrics_interval_s", "metrics_interval_s"),
+                         ("target_ongoing", "retriever_target_ongoing")):
         if getattr(a, ours) is None:
             setattr(a, ours, getattr(d, theirs))
     return a

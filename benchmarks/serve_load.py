@@ -470,11 +470,13 @@ def summary(results: dict) -> list[dict]:
     return rows
 
 
-def write_json(path: str, a: argparse.Namespace, results: dict, table: str, paths: dict) -> None:
-    """The results with their date (UTC), machine, precision and command (see the module doc)."""
+def write_json(path: str, a: argparse.Namespace, results: dict, table: str, paths: dict,
+               mach: dict | None = None) -> None:
+    """The results with their date (UTC), machine (``mach``: :func:`machine` taken at the start; default: now),
+    precision and command (see the module doc)."""
     import datetime
 
-    prec = machine(a.precision)
+    prec = mach or machine(a.precision)
     out = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join(sys.argv), "machine": prec, "precision": prec["precision"],
@@ -547,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     table = print_table(results, modes, conc)
     if a.json:
-        write_json(a.json, a, results, table, paths)
+        write_json(a.json, a, results, table, paths, m)
     if tmp:
         import shutil
 

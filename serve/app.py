@@ -477,8 +477,10 @@ class AppArgs(BaseModel):
     retriever_min_replicas: int = Field(1, ge=1)
     retriever_max_replicas: int = Field(2, ge=1)
     retriever_target_ongoing_requests: float = Field(
-        2.0, gt=0, description="ongoing handle calls per Retriever replica Serve aims at (the ingress "
-        "coalesces: at most ingress_max_inflight calls per ingress replica)")
+        1.0, gt=0, description="ongoing handle calls per Retriever replica Serve aims at (the ingress "
+        "coalesces up to ingress_max_coalesce requests per call, at most ingress_max_inflight calls per "
+        "ingress replica; a replica computes one call at a time, so a second one waits: with 2, 16 clients "
+        "made about 2 calls of 8 and sat at the target without scaling)")
     reranker_min_replicas: int = Field(1, ge=1)
     reranker_max_replicas: int = Field(2, ge=1)
     reranker_target_ongoing_requests: float = Field(2.0, gt=0)
@@ -625,10 +627,10 @@ def direct_ingress_env(port: int) -> dict[str, str]:
     (measured here on a bare two-hop app: about 23 -> 7.5 ms CPU per request). The controller hands
     ingress replicas ports from [port, port+100); one replica gets ``port``. Serve still starts its
     proxy, on another port. An ingress replaced by a redeploy may come up on port+1 while the old
-    one drains: :func:`deploy` keeps the ingress replica across a run-dir swap (its arguments do not change:
-    same code version), and deletes the application first when they do. A port freed by a stopped ingress replica is free again at once
-    (``RAY_SERVE_PORT_QUARANTINE_S`` 0: the quarantine is for HAProxy, not used here), so an ingress replica
-    that Serve restarts after a crash comes back on ``port``. The replica enforces the ingress's
+    one drains: :func:`deploy` keeps the ingress replica across a run-dir swap (its arguments do not
+    change: same code version), and deletes the application first when they do. A port freed by a stopped
+    ingress replica is free again at once (``RAY_SERVE_PORT_QUARANTINE_S`` 0: the quarantine is for
+    HAProxy, not used here), so an ingress replica that Serve restarts after a crash comes back on ``port``. The replica enforces the ingress's
     ``max_ongoing_requests`` / ``max_queued_requests`` (503 + Retry-After past them) and the HTTP request
     timeout itself, as the proxy does otherwise."""
     return {
