@@ -130,7 +130,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--phases", default="1:20,16:60,1:60", help="clients:seconds, comma separated")
     p.add_argument("--min-replicas", type=int, default=1)
     p.add_argument("--max-replicas", type=int, default=2)
-    p.add_argument("--target-ongoing", type=float, default=None, help="default: python -m serve's (1)")
+    p.add_argument("--target-ongoing", type=float, default=None, help="default: python -m serve's (1.5)")
     p.add_argument("--upscale-delay-s", type=float, default=None, help="default: python -m serve's (3)")
     p.add_argument("--downscale-delay-s", type=float, default=20.0,
                    help="python -m serve's default is 60; shorter here to see the way down in a short run")

@@ -84,9 +84,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m serve") -> 
                    "and --retriever-max-replicas)")
     p.add_argument("--retriever-min-replicas", type=int, default=1)
     p.add_argument("--retriever-max-replicas", type=int, default=2)
-    p.add_argument("--retriever-target-ongoing", type=float, default=1.0, metavar="N",
-                   help="ongoing (coalesced) calls per Retriever replica autoscaling aims at (default 1: a "
-                   "replica computes one call at a time)")
+    p.add_argument("--retriever-target-ongoing", type=float, default=1.5, metavar="N",
+                   help="ongoing (coalesced) calls per Retriever replica autoscaling aims at (default 1.5: a "
+                   "replica computes one call at a time; a second in flight waits)")
     p.add_argument("--reranker-replicas", type=int, default=None,
                    help="a fixed Reranker replica count (default: autoscaling, 1 to --reranker-max-replicas)")
     p.add_argument("--reranker-min-replicas", type=int, default=1)

@@ -477,10 +477,11 @@ class AppArgs(BaseModel):
     retriever_min_replicas: int = Field(1, ge=1)
     retriever_max_replicas: int = Field(2, ge=1)
     retriever_target_ongoing_requests: float = Field(
-        1.0, gt=0, description="ongoing handle calls per Retriever replica Serve aims at (the ingress "
+        1.5, gt=0, description="ongoing handle calls per Retriever replica Serve aims at (the ingress "
         "coalesces up to ingress_max_coalesce requests per call, at most ingress_max_inflight calls per "
         "ingress replica; a replica computes one call at a time, so a second one waits: with 2, 16 clients "
-        "made about 2 calls of 8 and sat at the target without scaling)")
+        "made about 2 calls of 8 and sat at the target without scaling; with 1, one client's single call "
+        "hovered at the target and could add a replica)")
     reranker_min_replicas: int = Field(1, ge=1)
     reranker_max_replicas: int = Field(2, ge=1)
     reranker_target_ongoing_requests: float = Field(2.0, gt=0)

@@ -133,7 +133,7 @@ def test_serve_yaml_autoscaling_matches_the_python_m_serve_defaults():
             assert auto["upscale_delay_s"] == a.upscale_delay_s == cli.upscale_delay_s
             if d["name"] == "Retriever":
                 assert auto["target_ongoing_requests"] == a.retriever_target_ongoing_requests == \
-                    cli.retriever_target_ongoing == 1
+                    cli.retriever_target_ongoing == 1.5
             assert auto["look_back_period_s"] > auto["metrics_interval_s"]  # Serve warns otherwise
 
 

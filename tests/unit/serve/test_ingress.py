@@ -146,7 +146,7 @@ def test_python_m_serve_deploys_direct_ingress_with_fast_autoscaling_and_auto_pr
     assert kw["direct_ingress"] is True and kw["precision"] == "auto"
     assert (kw["autoscaling_look_back_period_s"], kw["autoscaling_metrics_interval_s"], kw["upscale_delay_s"]) == (
         5.0, 1.0, 3.0)
-    assert kw["retriever_target_ongoing_requests"] == 1.0
+    assert kw["retriever_target_ongoing_requests"] == 1.5
     assert _main_deploys(monkeypatch, tmp_path, ["--proxy"])["direct_ingress"] is False
     capsys.readouterr()
     kw = _main_deploys(monkeypatch, tmp_path, [], {"RAY_ADDRESS": "10.0.0.1:6379"})
