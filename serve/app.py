@@ -434,6 +434,11 @@ class AppArgs(BaseModel):
     rerank_batch_wait_timeout_s: float = Field(0.005, ge=0)
     ingress_replicas: int | None = Field(None, ge=1)
     ingress_cpus: float = Field(0.1, ge=0)
+    retriever_resources: dict[str, float] = Field(
+        default_factory=dict, description="Ray custom resources per Retriever replica (placement on a cluster, "
+        "e.g. {\"retriever_node\": 1} with nodes started with --resources)")
+    reranker_resources: dict[str, float] = Field(default_factory=dict, description="the same for each Reranker")
+    ingress_resources: dict[str, float] = Field(default_factory=dict, description="the same for each ingress")
     ingress_max_inflight: int = Field(
         4,
         ge=1,
@@ -557,8 +562,9 @@ def build_app(args: dict | AppArgs):
 
     backpressure = {"status_code": 503, "retry_after_s": a.retry_after_s}
 
-    def opts(replicas, cpus, ongoing, queued, autoscaling=None):
-        o = {"ray_actor_options": {"num_cpus": cpus, **({"runtime_env": {"env_vars": env}} if env else {})},
+    def opts(replicas, cpus, ongoing, queued, autoscaling=None, resources=None):
+        o = {"ray_actor_options": {"num_cpus": cpus, **({"runtime_env": {"env_vars": env}} if env else {}),
+                                   **({"resources": dict(resources)} if resources else {})},
              "max_ongoing_requests": ongoing, "max_queued_requests": queued,
              "backpressure_config": backpressure}
         if replicas is not None:
@@ -569,7 +575,7 @@ def build_app(args: dict | AppArgs):
 
     retriever = Retriever.options(**opts(
         a.retriever_replicas, a.retriever_cpus, a.retriever_max_ongoing_requests, a.retriever_max_queued_requests,
-        a.autoscaling("retriever"))).bind(
+        a.autoscaling("retriever"), a.retriever_resources)).bind(
         str(run_dir), a.retriever_threads, a.nprobe, a.ef_search, a.max_batch_size, a.batch_wait_timeout_s,
         a.precision,
     )
@@ -583,7 +589,7 @@ def build_app(args: dict | AppArgs):
         art.teacher(a.teacher, a.teacher_trust_remote_code)  # fails here when there is no teacher to load
         reranker = Reranker.options(**opts(
             a.reranker_replicas, a.reranker_cpus, a.reranker_max_ongoing_requests, a.reranker_max_queued_requests,
-            a.autoscaling("reranker"))).bind(
+            a.autoscaling("reranker"), a.reranker_resources)).bind(
             str(run_dir),
             a.reranker_threads,
             a.rerank_batch_size,
@@ -594,7 +600,8 @@ def build_app(args: dict | AppArgs):
             a.precision,
         )
     return SearchIngress.options(**opts(
-        a.ingress_replicas, a.ingress_cpus, a.ingress_max_ongoing_requests, a.ingress_max_queued_requests)).bind(
+        a.ingress_replicas, a.ingress_cpus, a.ingress_max_ongoing_requests, a.ingress_max_queued_requests,
+        resources=a.ingress_resources)).bind(
         retriever,
         reranker,
         token_digest(token) if token else None,

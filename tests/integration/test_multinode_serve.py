@@ -4,8 +4,7 @@
 Layout: the head node holds Serve's controller, the HTTP proxy (``proxy_location="HeadOnly"``), the ingress
 and one Retriever replica; a worker node holds the other Retriever replica. Placement uses custom node
 resources: ``retriever_slot`` (one on each node, one per Retriever replica) and ``ingress_node`` (only on the
-head), added to the deployments' ``ray_actor_options`` after serve.app.build_app builds the app
-(build_app exposes no resources option).
+head), given through serve.app.AppArgs' ``retriever_resources`` / ``ingress_resources``.
 
 Closed-loop clients POST /search over real HTTP; the worker node is removed mid-load with no graceful
 drain (its raylet and every process on it killed at once, as when a machine dies), a replacement node joins,
@@ -75,22 +74,13 @@ def cluster():
     c.shutdown()
 
 
-def _with_resources(dep, resources: dict):
-    opts = dict(dep.ray_actor_options or {})
-    opts["resources"] = {**opts.get("resources", {}), **resources}
-    return dep.options(ray_actor_options=opts)
-
-
 def placed_app(args: dict):
     """serve.app.build_app(args) with the ingress pinned to the head (``ingress_node``) and one Retriever
-    replica per ``retriever_slot``."""
+    replica per ``retriever_slot`` (AppArgs' custom-resource fields)."""
     from serve.app import build_app
 
-    ingress = build_app(args)._bound_deployment
-    retriever = ingress.init_args[0]._bound_deployment
-    retriever = _with_resources(retriever, {"retriever_slot": 1}).bind(*retriever.init_args, **retriever.init_kwargs)
-    return _with_resources(ingress, {"ingress_node": 0.01}).bind(retriever, *ingress.init_args[1:],
-                                                                **ingress.init_kwargs)
+    return build_app({**args, "retriever_resources": {"retriever_slot": 1},
+                      "ingress_resources": {"ingress_node": 0.01}})
 
 
 class Load:

@@ -116,6 +116,23 @@ def test_build_app_sets_queue_bounds_timeouts_and_autoscaling(tmp_path):
     assert Limits(**a.limits()).request_timeout_s == 4
 
 
+def test_custom_resources_place_each_deployment(tmp_path):
+    from serve.app import build_app
+    from serve.testing import make_serve_run
+
+    run = make_serve_run(tmp_path / "run", version="v1", seed=0)["run_dir"]
+    ingress = build_app({"run_dir": str(run), "rerank": True, "retriever_resources": {"gpu_node": 1},
+                         "reranker_resources": {"big_node": 0.5}, "ingress_resources": {"head": 0.01}})
+    ingress = ingress._bound_deployment
+    retriever, reranker = (a._bound_deployment for a in ingress.init_args[:2])
+    assert ingress.ray_actor_options["resources"] == {"head": 0.01}
+    assert retriever.ray_actor_options["resources"] == {"gpu_node": 1}
+    assert reranker.ray_actor_options["resources"] == {"big_node": 0.5}
+    plain = build_app({"run_dir": str(run)})._bound_deployment
+    assert "resources" not in plain.ray_actor_options
+    assert "resources" not in plain.init_args[0]._bound_deployment.ray_actor_options
+
+
 
 def test_serve_yaml_autoscaling_matches_the_python_m_serve_defaults():
     """``serve run configs/serve.yaml`` scales as fast as ``python -m serve`` (its deployments' autoscaling_config
