@@ -6,8 +6,9 @@ measured window), how many answers took longer than the server's deadline + 1 s,
 prober sending ``GET /healthz`` every 100 ms during the cell, the health check's p50/p99/max. The 400-client
 cell's successful throughput is compared with the 16-client cell's (no collapse: ratio >= 1).
 
-The app is deployed as ``python -m serve`` would (through Serve's HTTP proxy, default limits: 10 s
-deadline, 32 in flight + 64 waiting per ingress replica, proxy timeout 12 s) with the Retriever fixed at
+The app is deployed as ``python -m serve`` would (direct ingress: the ingress replica serves HTTP itself;
+``--proxy``: through Serve's HTTP proxy; default limits: 10 s deadline, 32 in flight + 64 waiting per
+ingress replica, proxy timeout 12 s) with the Retriever fixed at
 ``--serve-replicas`` (default 2) so cells are comparable; without ``--run-dir`` it builds all-MiniLM-L6-v2
 over data/sample as benchmarks/serve_load.py does.
 
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--serve-replicas", type=int, default=2)
     p.add_argument("--request-timeout-s", type=float, default=10.0, help="the app's deadline (default 10)")
+    p.add_argument("--proxy", action="store_true", help="through Serve's HTTP proxy (python -m serve --proxy)")
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "serve_overload.json"))
     a = p.parse_args(argv)
 
@@ -157,14 +159,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"built {run_dir} (MiniLM over data/sample) in {time.time() - t:.0f} s", flush=True)
     queries = read_queries(ROOT / "data" / "sample" / "queries.jsonl")
     bodies = make_bodies(queries, a.k, False, 1)  # no rerank: the depth is unused (but must be valid)
-    # ServeServer's knobs: serve_load's defaults (fast path, proxy, no extra env).
+    # ServeServer's knobs: serve_load's defaults (fast path, direct ingress unless --proxy, no extra env).
     sargs = argparse.Namespace(fast_path=True, serve_env=None, serve_cpus=2, serve_replicas=a.serve_replicas,
                                serve_threads=1, max_batch_size=32, batch_wait_ms=2.0, serve_rerank_threads=1,
                                ingress_replicas=1, ingress_inflight=4, ingress_coalesce=8)
     load0 = os.getloadavg()
     cells = []
     t0 = time.time()
-    with ServeServer(run_dir, False, sargs) as s:
+    with ServeServer(run_dir, False, sargs, proxy=a.proxy) as s:
+        path = "direct ingress" if s.direct else "Serve HTTP proxy"
+        print(f"HTTP path: {path}", flush=True)
         asyncio.run(overload_cell(s.port, bodies, 2, 2.0, 1.0, a.client_timeout, a.request_timeout_s))  # warm
         for c in (int(x) for x in a.clients.split(",")):
             la = os.getloadavg()[0]
@@ -185,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "machine": {"cpu": cpu, "cpus": os.cpu_count(), "load_1_5_15_at_start": [round(x, 2) for x in load0]},
         "command": "benchmarks/serve_overload.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "setup": {"path": "Serve HTTP proxy -> SearchIngress -> Retriever", "retriever_replicas": a.serve_replicas,
+        "setup": {"path": f"{path} -> SearchIngress -> Retriever", "retriever_replicas": a.serve_replicas,
                   "request_timeout_s": a.request_timeout_s, "max_inflight": 32, "max_queued": 64,
                   "proxy_request_timeout_s": a.request_timeout_s + 2, "k": a.k, "rerank": False,
                   "duration_s": a.duration, "warmup_s": a.warmup, "client_timeout_s": a.client_timeout},
