@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     # ServeServer's knobs: serve_load's defaults (fast path, direct ingress unless --proxy, no extra env).
     sargs = argparse.Namespace(fast_path=True, serve_env=None, serve_cpus=2, serve_replicas=a.serve_replicas,
                                serve_threads=1, max_batch_size=32, batch_wait_ms=2.0, serve_rerank_threads=1,
-                               ingress_replicas=1, ingress_inflight=4, ingress_coalesce=8)
+                               ingress_replicas=1, ingress_inflight=4, ingress_coalesce=8, precision="auto")
     load0 = os.getloadavg()
     cells = []
     t0 = time.time()
