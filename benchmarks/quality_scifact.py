@@ -244,13 +244,32 @@ def soft_vs_hard(table: dict, skip: str | None = None) -> list[str]:
     return out
 
 
-def section(cfg, command: str, wall_s: float | None) -> str:
+def partial_table(cfg) -> Path:
+    """The table of the sweep's finished runs (distill.sweep.finished_runs), written to <run>/sweep/partial/
+    with the unfinished ones under ``missing``; returns that directory."""
+    from distill.manifest import RunDir
+    from distill.sweep import collect, finished_runs, write_table
+
+    base = RunDir(cfg)
+    runs, missing = finished_runs(cfg, base)
+    if not runs:
+        raise SystemExit(f"no run of the sweep of {cfg.run_dir} has finished evaluate yet")
+    table = {**collect(cfg, base, runs), "missing": missing}
+    out = cfg.run_dir / "sweep" / "partial"
+    write_table(table, out)
+    return out
+
+
+def section(cfg, command: str, wall_s: float | None, sweep_dir: Path | None = None) -> str:
     run_dir = cfg.run_dir
-    table = json.loads((run_dir / "sweep" / "table.json").read_text())
+    sweep_dir = sweep_dir or run_dir / "sweep"
+    table = json.loads((sweep_dir / "table.json").read_text())
     lines = [f"<!-- quality_scifact:{cfg.name} -->", f"### SciFact: `{cfg.name}`", "",
              f"{time.strftime('%Y-%m-%d')}, {machine()}. Command: `{command}`"
              + (f"; wall time {wall_s / 60:.1f} min." if wall_s else "."), "",
-             (run_dir / "sweep" / "table.md").read_text().strip(), "", "Targets (test split):", *targets(table), "",
+             (sweep_dir / "table.md").read_text().strip(), "",
+             *([f"Partial: not yet evaluated: {', '.join(table['missing'])}.", ""] if table.get("missing") else []),
+             "Targets (test split):", *targets(table), "",
              "Seconds per stage:", "", *stage_table(run_dir, table), "", f"<!-- /quality_scifact:{cfg.name} -->"]
     return "\n".join(lines) + "\n"
 
@@ -268,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="configs/scifact_cpu.yaml")
     p.add_argument("--data-dir", required=True, help="SciFact in BEIR layout")
     p.add_argument("--collect-only", action="store_true", help="do not run; collect a finished run")
+    p.add_argument("--partial", action="store_true",
+                   help="do not run; table the sweep's runs whose evaluate is finished (a sweep over several sittings), "
+                   "in <run>/sweep/partial/, naming the others")
     p.add_argument("--write", type=Path, help="replace this run's section in this Markdown file")
     p.add_argument("--no-export-check", action="store_true",
                    help="skip evaluating the selected student with SentenceTransformer outside the project")
@@ -279,18 +301,21 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, overrides)
     command = " ".join(["python -m distill run", args.config, *overrides])
     wall = None
-    if not args.collect_only:
+    sweep_dir = cfg.run_dir / "sweep"
+    if args.partial:
+        sweep_dir = partial_table(cfg)
+    elif not args.collect_only:
         t0 = time.perf_counter()
         rc = subprocess.call([sys.executable, "-m", "distill", "run", args.config, *overrides], cwd=ROOT)
         wall = time.perf_counter() - t0
         if rc != 0:
             print(f"the run failed (exit {rc})", file=sys.stderr)
             return rc
-    text = section(cfg, command, wall)
+    text = section(cfg, command, wall, sweep_dir)
     print(text)
     if args.write:
         write_section(args.write, cfg.name, text)
-    table = json.loads((cfg.run_dir / "sweep" / "table.json").read_text())
+    table = json.loads((sweep_dir / "table.json").read_text())
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     res = results(table, command)

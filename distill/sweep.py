@@ -151,6 +151,16 @@ def run_sweep(cfg: RunConfig, base: RunDir, data, force: bool = False, log=print
     return table
 
 
+def finished_runs(cfg: RunConfig, base: RunDir) -> tuple[list[tuple[str, int, RunDir]], list[str]]:
+    """The runs of ``cfg``'s sweep whose ``evaluate`` is finished (with the digest it has now), in plan order,
+    and the ``system-seed<s>`` names of the others: a table of a sweep that takes several sittings."""
+    done, missing = [], []
+    for label, seed, vcfg in plan(cfg):
+        rd = base if vcfg is None else RunDir(vcfg)
+        (done.append((label, seed, rd)) if rd.is_done("evaluate") else missing.append(f"{label}-seed{seed}"))
+    return done, missing
+
+
 def _mean_sd(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 

@@ -8,7 +8,7 @@ import pytest
 from distill.config import ConfigError, build_config
 from distill.data import BeirData, DataError, Rejects, carve_dev
 from distill.manifest import RunDir
-from distill.sweep import collect, log_table, plan, render_markdown, share_stages, variant_config
+from distill.sweep import collect, finished_runs, log_table, plan, render_markdown, share_stages, variant_config
 
 BASE = {"teacher": {"model": "t"}, "student": {"model": "s", "max_length": 64},
         "training": {"seed": 0, "losses": {"kl": 1.0, "infonce": 0.1}}}
@@ -150,6 +150,21 @@ def test_table_means_and_sample_sd_over_seeds_and_share_of_teacher(tmp_path):
         from distill.tracking import read_scalars
 
         assert [v for _, v in read_scalars(tmp_path / "tb")["sweep/ndcg@10"]][-2:] == [pytest.approx(0.7), 0.5]
+
+
+def test_finished_runs_lists_the_evaluated_runs_and_names_the_rest(tmp_path):
+    cfg = _cfg(tmp_path)  # base seed 0, then distilled seed 1, hard 0/1, small 0/1
+    base = RunDir(cfg)
+    assert finished_runs(cfg, base) == ([], ["distilled-seed0", "distilled-seed1", "hard-seed0", "hard-seed1",
+                                             "small-seed0", "small-seed1"])
+    _finish(base, "evaluate")
+    runs = {(label, seed): vcfg for label, seed, vcfg in plan(cfg)}
+    _finish(RunDir(runs[("hard", 1)]), "evaluate")
+    _finish(RunDir(runs[("small", 0)]), "train")  # trained, not evaluated: still missing
+    done, missing = finished_runs(cfg, base)
+    assert [(label, seed) for label, seed, _ in done] == [("distilled", 0), ("hard", 1)]
+    assert done[0][2] is base and done[1][2].config.name == runs[("hard", 1)].name
+    assert missing == ["distilled-seed1", "hard-seed0", "small-seed0", "small-seed1"]
 
 
 def test_dev_metrics_choose_the_distilled_system_without_the_test_split(tmp_path):
