@@ -28,10 +28,14 @@ DENSE_DIR = "2_Dense"  # the optional projection, as a sentence-transformers Den
 
 
 def resolve_model(name: str) -> str:
-    """Return a local path or hub id for ``name`` (a directory, ``python:<module>``, or a hub id)."""
+    """Return a local path or hub id for ``name`` (a directory, ``python:<module>``, or a hub id). A relative
+    directory that exists is made absolute here, in the driver, so that Ray workers (whose working directory
+    may differ) load the same one."""
     if name.startswith("python:"):
         module = importlib.import_module(name.split(":", 1)[1])
         return str(module.get_model_path())
+    if not Path(name).is_absolute() and Path(name).is_dir():
+        return str(Path(name).resolve())
     return name
 
 

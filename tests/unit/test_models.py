@@ -41,6 +41,13 @@ def test_resolve_model_names_a_path_a_python_package_or_a_hub_id(monkeypatch, tm
         resolve_model("python:no_such_module_here")
 
 
+def test_resolve_model_makes_an_existing_relative_directory_absolute(monkeypatch, tmp_path):
+    (tmp_path / "runs" / "student").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("runs/student") == str(tmp_path / "runs" / "student")
+    assert resolve_model("runs/not-there") == "runs/not-there"  # not a directory here: a hub id, left alone
+
+
 def test_pool_mean_over_real_tokens_or_the_first():
     h = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
     mask = torch.tensor([[1, 1, 0]])
