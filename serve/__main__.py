@@ -107,8 +107,11 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m serve") -> 
     p.add_argument("--max-inflight", type=int, default=32,
                    help="requests computing at once per ingress replica (default 32)")
     p.add_argument("--max-queued", type=int, default=64,
-                   help="requests waiting for a slot per ingress replica; more get 503 + Retry-After at once "
+                   help="requests waiting for a slot per ingress replica; more get 503 + Retry-After "
                    "(default 64)")
+    p.add_argument("--shed-hold-s", type=float, default=1.0,
+                   help="hold a refusal this long before its 503, so clients that re-send at once cannot "
+                   "starve the admitted work (default 1; 0: at once)")
     p.add_argument("--max-rerank-pairs", type=int, default=1000,
                    help="(query, document) pairs one request may have reranked (queries x depth; default 1000)")
     p.add_argument("--retriever-threads", type=int, default=1, help="torch threads per retriever replica")
@@ -170,6 +173,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m serve") -> int:
         autoscaling_metrics_interval_s=args.metrics_interval_s,
         request_timeout_s=args.request_timeout_s, max_inflight_requests=args.max_inflight,
         max_queued_requests=args.max_queued, max_rerank_pairs=args.max_rerank_pairs,
+        shed_hold_s=args.shed_hold_s,
     )
     if args.retriever_replicas:
         extra["retriever_replicas"] = args.retriever_replicas

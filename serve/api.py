@@ -40,7 +40,8 @@ Routes:
 
 Overload (:class:`Limits`, one per app): the work routes (``/search``, ``/v1/embeddings``, ``/rerank``)
 are admitted at most ``max_inflight`` at a time; at most ``max_queued`` more wait for a slot; past that a
-request is answered 503 with ``Retry-After`` at once. Every admitted request has a server-side deadline
+request is answered 503 with ``Retry-After``, held ``shed_hold_s`` (1 s) first so that clients that re-send
+at once cannot turn refusals into a storm that starves the admitted work. Every admitted request has a server-side deadline
 (``request_timeout_s``, default 10 s, counted from arrival, queueing included): past it the work is
 cancelled (the handle call with it: Serve cancels the replica's request) and the answer is 503 naming the
 deadline. A reranking request costs queries x depth (query, document) pairs; more than
@@ -100,16 +101,22 @@ class Limits:
 
     ``request_timeout_s``: the server-side deadline of every work request, from arrival (waiting for a
     slot included) to the answer; past it the work is cancelled and the answer is 503. ``max_inflight``:
-    work requests computing at once; ``max_queued``: more waiting for a slot (then 503 at once).
+    work requests computing at once; ``max_queued``: more waiting for a slot (then 503, see shed_hold_s).
     ``max_rerank_pairs``: (query, document) pairs one request may ask the teacher to score (422 past it).
-    ``retry_after_s``: the ``Retry-After`` of a 503. ``ready_timeout_s`` / ``ready_cache_s``: the bound
-    on a readiness check and how long its answer is reused."""
+    ``retry_after_s``: the ``Retry-After`` of a 503. ``shed_hold_s`` / ``max_held``: a refusal for a full
+    queue is held this long (at most until the request's deadline) before its 503, for at most ``max_held``
+    refusals at once (more are answered at once): a client that ignores Retry-After and re-sends at once then
+    costs one refusal per hold instead of one per round trip, so refusals cannot eat the CPU the admitted
+    work needs (0: answer at once). ``ready_timeout_s`` / ``ready_cache_s``: the bound on a readiness check
+    and how long its answer is reused."""
 
     request_timeout_s: float = 10.0
     max_inflight: int = 32
     max_queued: int = 64
     max_rerank_pairs: int = 1000
     retry_after_s: int = 1
+    shed_hold_s: float = 1.0
+    max_held: int = 1024
     ready_timeout_s: float = 3.0
     ready_cache_s: float = 1.0
 
@@ -118,6 +125,8 @@ class Limits:
             raise ValueError("request_timeout_s must be > 0")
         if self.max_inflight < 1 or self.max_queued < 0 or self.max_rerank_pairs < 1:
             raise ValueError("max_inflight >= 1, max_queued >= 0 and max_rerank_pairs >= 1 are required")
+        if self.shed_hold_s < 0 or self.max_held < 0:
+            raise ValueError("shed_hold_s >= 0 and max_held >= 0 are required")
 # What the query validator enforces, stated in the OpenAPI schema (so clients and fuzzers see it): a
 # string holding a character that str.strip() keeps (Python whitespace = regex \s plus \x1c-\x1f).
 QUERY_TEXT_SCHEMA = {"type": "string", "minLength": 1, "pattern": r"[^\s\x1c-\x1f]"}
@@ -564,6 +573,8 @@ class Metrics:
         self.inflight = Gauge("distill_requests_inflight", "work requests computing now (admitted)",
                               registry=self.registry)
         self.queued = Gauge("distill_requests_queued", "work requests waiting for a slot", registry=self.registry)
+        self.held = Gauge("distill_requests_held", "refused work requests held before their 503 (Limits."
+                          "shed_hold_s)", registry=self.registry)
         self.shed = Counter("distill_requests_shed", "work requests answered 503 without their work done, by "
                             "reason (overloaded: the queue was full; deadline: request_timeout_s passed)",
                             ["route", "reason"], registry=self.registry)
@@ -717,7 +728,8 @@ class AdmissionMiddleware:
     """Bounded concurrency, a bounded wait and a deadline for the work routes (:data:`WORK_ROUTES`).
 
     A request finds a slot (at most ``limits.max_inflight`` computing), or waits for one if fewer than
-    ``limits.max_queued`` already wait, else it is answered 503 at once (``Retry-After``). The whole
+    ``limits.max_queued`` already wait, else it is refused: 503 with ``Retry-After``, after a hold of
+    ``limits.shed_hold_s`` (bounded by its deadline; at once when ``limits.max_held`` are held already). The whole
     request (wait, body, work) runs under ``limits.request_timeout_s``: when that passes, the work is
     cancelled (a Serve handle call with it) and, unless the answer had started, it is 503 naming the
     deadline. Other routes (health, readiness, metrics, docs) pass straight through."""
@@ -729,12 +741,27 @@ class AdmissionMiddleware:
         self.routes = routes
         self.inflight = 0
         self.waiting = 0
+        self.held = 0
         self._slots: asyncio.Semaphore | None = None
 
     def _gauges(self):
         if self.metrics is not None:
             self.metrics.inflight.set(self.inflight)
             self.metrics.queued.set(self.waiting)
+            self.metrics.held.set(self.held)
+
+    async def _hold(self, deadline: float):
+        """Keep a refusal ``limits.shed_hold_s`` (not past ``deadline``) unless ``limits.max_held`` are held."""
+        hold = min(self.limits.shed_hold_s, max(0.0, deadline - time.monotonic()))
+        if hold <= 0 or self.held >= self.limits.max_held:
+            return
+        self.held += 1
+        self._gauges()
+        try:
+            await asyncio.sleep(hold)
+        finally:  # the client may leave while held: the hold ends with it
+            self.held -= 1
+            self._gauges()
 
     def _shed(self, path: str, reason: str):
         if self.metrics is not None:
@@ -780,13 +807,14 @@ class AdmissionMiddleware:
         lim = self.limits
         if self._slots is None:
             self._slots = asyncio.Semaphore(lim.max_inflight)
+        deadline = time.monotonic() + lim.request_timeout_s
         if self._slots.locked() and self.waiting >= lim.max_queued:
             self._shed(path, "overloaded")
+            await self._hold(deadline)
             return await self._unavailable(
                 send, f"overloaded: {self.inflight} requests in flight and {self.waiting} waiting (max_inflight "
                 f"{lim.max_inflight}, max_queued {lim.max_queued}); retry after {lim.retry_after_s} s",
                 "service overloaded")
-        deadline = time.monotonic() + lim.request_timeout_s
         started = {"response": False}
 
         async def tracking_send(message):

@@ -355,7 +355,7 @@ class ServeBackend:
 
 @rs.deployment(
     ray_actor_options={"num_cpus": 0.1},
-    max_ongoing_requests=256,
+    max_ongoing_requests=2048,
     health_check_period_s=5,
     graceful_shutdown_wait_loop_s=0.5,
     graceful_shutdown_timeout_s=30,
@@ -468,8 +468,15 @@ class AppArgs(BaseModel):
     max_rerank_pairs: int = Field(1000, ge=1, description="(query, document) pairs one request may ask the "
                                   "teacher for (queries x rerank depth); more is a 422 naming the limit")
     retry_after_s: int = Field(1, ge=0, description="Retry-After of a 503")
-    ingress_max_ongoing_requests: int = Field(256, ge=1, description="Serve: requests at once per ingress "
-                                              "replica (above max_inflight + max_queued: refusals are cheap)")
+    shed_hold_s: float = Field(1.0, ge=0, description="a refusal for a full queue is held this long before "
+                               "its 503 (bounded by the deadline), so clients that re-send at once cannot "
+                               "make refusals a storm that starves the admitted work; 0: at once")
+    max_held_requests: int = Field(1024, ge=0, description="refusals held at once per ingress replica; "
+                                   "more are answered at once")
+    ingress_max_ongoing_requests: int = Field(
+        2048, ge=1, description="Serve: requests at once per ingress replica; above max_inflight + "
+        "max_queued + max_held_requests, so the app's own admission (cheap refusals, held) decides, not "
+        "Serve's queue")
     ingress_max_queued_requests: int = Field(256, ge=1, description="Serve: requests held waiting for the "
                                              "ingress (by the ingress replica itself under direct ingress, by the "
                                              "proxy otherwise); past that: 503 with Retry-After")
@@ -505,13 +512,19 @@ class AppArgs(BaseModel):
             lo, hi = getattr(self, f"{who}_min_replicas"), getattr(self, f"{who}_max_replicas")
             if lo > hi:
                 raise ValueError(f"{who}_min_replicas ({lo}) > {who}_max_replicas ({hi})")
+        admitted = self.max_inflight_requests + self.max_queued_requests + self.max_held_requests
+        if self.ingress_max_ongoing_requests < admitted:
+            raise ValueError(f"ingress_max_ongoing_requests ({self.ingress_max_ongoing_requests}) must be at least "
+                             f"max_inflight_requests + max_queued_requests + max_held_requests ({admitted}): "
+                             "Serve would queue what the app means to refuse")
         return self
 
     def limits(self) -> dict:
         """The ingress's serve.api.Limits as a dict."""
         return {"request_timeout_s": self.request_timeout_s, "max_inflight": self.max_inflight_requests,
                 "max_queued": self.max_queued_requests, "max_rerank_pairs": self.max_rerank_pairs,
-                "retry_after_s": self.retry_after_s}
+                "retry_after_s": self.retry_after_s, "shed_hold_s": self.shed_hold_s,
+                "max_held": self.max_held_requests}
 
     def autoscaling(self, who: str) -> dict:
         """Serve's autoscaling_config for ``retriever`` or ``reranker``."""

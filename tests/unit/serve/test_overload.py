@@ -1,5 +1,5 @@
 """Overload behaviour of the HTTP API (serve/api.py) without Ray: admission (bounded in-flight work and
-a bounded wait, then 503 + Retry-After at once), the server-side deadline that cancels the work, the
+a bounded wait, then 503 + Retry-After, held first so that re-sending at once cannot become a storm), the server-side deadline that cancels the work, the
 per-request rerank cost bound, health and readiness that never wait behind searches, readiness that is
 bounded and cached, replica counts in /readyz and /metrics. serve.app's readiness rules from Serve's
 status and the Serve options build_app sets (queue bounds, backpressure, autoscaling): test_app.py.
@@ -78,7 +78,7 @@ async def _until(cond, what: str):
 
 def test_excess_load_gets_503_with_retry_after_while_admitted_work_waits():
     backend = BlockingBackend()
-    app = create_app(backend, limits=Limits(max_inflight=2, max_queued=1, retry_after_s=3))
+    app = create_app(backend, limits=Limits(max_inflight=2, max_queued=1, retry_after_s=3, shed_hold_s=0))
 
     async def go():
         backend.gate = asyncio.Event()
@@ -103,6 +103,59 @@ def test_excess_load_gets_503_with_retry_after_while_admitted_work_waits():
             assert [r.status_code for r in rest] == [200, 200, 200]  # 2 in flight + the queued one
             # The slots were given back: a new request is admitted.
             assert (await c.post("/search", json={"query": "again"})).status_code == 200
+
+    _run(go())
+
+
+def test_a_refusal_is_held_before_its_503_and_past_max_held_answered_at_once():
+    backend = BlockingBackend()
+    app = create_app(backend, limits=Limits(max_inflight=1, max_queued=0, shed_hold_s=30, max_held=2))
+
+    async def go():
+        backend.gate = asyncio.Event()
+        async with _client(app) as c:
+            first = asyncio.create_task(c.post("/search", json={"query": "admitted"}))
+            await _until(lambda: backend.started == 1, "the first request admitted")
+            tasks = [asyncio.create_task(c.post("/search", json={"query": f"q{i}"})) for i in range(5)]
+            # 2 refusals are held (max_held), the other 3 are answered at once.
+            await _until(lambda: sum(t.done() for t in tasks) == 3, "3 refusals at once")
+            metrics = (await c.get("/metrics")).text
+            assert "distill_requests_held 2.0" in metrics
+            assert 'distill_requests_shed_total{reason="overloaded",route="/search"} 5.0' in metrics
+            assert all(t.result().status_code == 503 for t in tasks if t.done())
+            held = [t for t in tasks if not t.done()]
+            assert len(held) == 2
+            # A held client that leaves gives its hold back.
+            held[0].cancel()
+            await _until(lambda: "distill_requests_held 1.0" in app_metrics_text(), "the hold given back")
+            backend.gate.set()
+            assert (await first).status_code == 200
+            assert not held[1].done()  # a slot came free, but a refusal stays a refusal
+            held[1].cancel()
+
+    def app_metrics_text():
+        from prometheus_client import generate_latest
+
+        return generate_latest(app.state.metrics.registry).decode()
+
+    _run(go())
+
+
+def test_a_held_refusal_ends_in_503_with_retry_after_and_never_past_the_deadline():
+    backend = BlockingBackend()
+    # The hold (30 s) is cut to the request's deadline (0.3 s).
+    app = create_app(backend, limits=Limits(max_inflight=1, max_queued=0, shed_hold_s=30, request_timeout_s=0.3,
+                                            retry_after_s=2))
+
+    async def go():
+        backend.gate = asyncio.Event()
+        async with _client(app) as c:
+            first = asyncio.create_task(c.post("/search", json={"query": "admitted"}))
+            await _until(lambda: backend.started == 1, "the first request admitted")
+            r = await c.post("/search", json={"query": "refused"})
+            assert r.status_code == 503 and r.headers["retry-after"] == "2" and "overloaded" in r.json()["detail"]
+            assert (await first).status_code == 503  # the admitted one met its 0.3 s deadline meanwhile
+            assert backend.cancelled == 1
 
     _run(go())
 
@@ -230,6 +283,8 @@ def test_limits_are_checked():
         Limits(request_timeout_s=0)
     with pytest.raises(ValueError):
         Limits(max_inflight=0)
+    with pytest.raises(ValueError, match="shed_hold_s"):
+        Limits(shed_hold_s=-1)
 
 
 # ---- serve.app's NotReady through /readyz, and python -m serve's defaults ----------------------------------
