@@ -79,6 +79,26 @@ def _compute_pool(name: str, threads: int) -> ThreadPoolExecutor:
 
 
 # ---- deployments --------------------------------------------------------------------------------------
+class _HoldsSnapshot:
+    """A replica's lease on the snapshot it serves (serve.snapshot.Lease), so snapshot clean-up leaves it:
+    taken at load, touched by Serve's periodic health check, released when Serve stops the replica."""
+
+    lease = None
+
+    def _hold(self, run_dir: str) -> None:
+        from serve.snapshot import Lease
+
+        self.lease = Lease(run_dir)
+
+    def check_health(self) -> None:
+        if self.lease is not None:
+            self.lease.refresh()
+
+    def __del__(self):
+        if self.lease is not None:
+            self.lease.release()
+
+
 @rs.deployment(
     ray_actor_options={"num_cpus": 0.5},
     max_ongoing_requests=128,
@@ -86,7 +106,7 @@ def _compute_pool(name: str, threads: int) -> ThreadPoolExecutor:
     graceful_shutdown_wait_loop_s=0.5,
     graceful_shutdown_timeout_s=20,
 )
-class Retriever:
+class Retriever(_HoldsSnapshot):
     """Student query encoder + FAISS index of one snapshot (``run_dir``: its path, re-hashed at load)."""
 
     def __init__(
@@ -109,6 +129,7 @@ class Retriever:
         # The first forward pass allocates; keep it off the first request.
         self.pool.submit(self.core.search, ["warm up"], 1).result()
         self.stats = {"calls": 0, "batches": 0, "queries": 0}
+        self._hold(run_dir)
         self.init_s = round(time.perf_counter() - started, 2)
         log.info("Retriever ready in %.1f s: %s (version %s, %d docs, %d threads, %s)", self.init_s, run_dir,
                  self.core.version, len(self.core.index), threads, self.core.precision)
@@ -163,7 +184,7 @@ class Retriever:
     graceful_shutdown_wait_loop_s=0.5,
     graceful_shutdown_timeout_s=30,
 )
-class Reranker:
+class Reranker(_HoldsSnapshot):
     """The teacher (cross-encoder, or a dual encoder) scoring candidate texts."""
 
     def __init__(
@@ -185,6 +206,7 @@ class Reranker:
         self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.pool = _compute_pool("reranker", threads)
         self.pool.submit(self.core.score, ["warm up"], ["warm up"]).result()
+        self._hold(run_dir)
         log.info("Reranker ready: %s (%s, %s)", self.core.spec.path, self.core.spec.kind, self.core.precision)
 
     @rs.batch(max_batch_size=4, batch_wait_timeout_s=0.005)

@@ -33,9 +33,11 @@ removes, of the snapshots under its root made from the same run directory (``sou
 shared by several runs is pruned per run), the least recently used beyond ``keep`` (each renamed aside to
 ``.old-*`` first, so no reader sees half a snapshot); the one just made or reused is never removed, so after a swap the previous
 snapshot (still served by the draining replicas, and the one to swap back to) is the second newest and
-kept. Which snapshot a running app serves is not known here: one that has fallen out of the newest
-``keep`` is removed even if an app still serves it (its replicas hold everything in memory, but one that
-restarts then finds no snapshot); ``keep=None`` keeps every snapshot.
+kept. A snapshot an app still serves is never removed, however old: every replica holds a *lease* on
+the snapshot it loaded (:class:`Lease`: a file ``<snapshot>/.leases/<host>-<pid>``, touched while the
+replica is healthy and removed when it stops), and :func:`prune` passes over a snapshot with a lease
+touched within :data:`LEASE_TTL_S` (a replica killed without its shutdown leaves a lease that expires).
+``keep=None`` keeps every snapshot.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -57,6 +60,9 @@ SNAPSHOTS_DIR = "snapshots"  # under the run directory
 SNAPSHOT_FILE = "snapshot.json"
 MANIFEST = "manifest.json"
 KEEP = 3  # snapshots kept under <run>/snapshots/ (the least recently used beyond that are removed)
+LEASES_DIR = ".leases"  # inside a snapshot: one file per replica serving it
+LEASE_TTL_S = 900.0  # a lease not touched for this long is a replica that died without releasing it
+LEASE_REFRESH_S = 60.0  # how often a serving replica touches its lease (Lease.refresh)
 
 
 class ServeSetupError(ValueError):
@@ -298,8 +304,8 @@ def _source(snapshot_dir: Path) -> str | None:
 def prune(root: str | Path, keep: int = KEEP, current: str | Path | None = None,
           source: str | Path | None = None) -> list[Path]:
     """Remove the snapshots under ``root`` (those made from the run directory ``source`` when given)
-    beyond the ``keep`` most recently used, never ``current``; returns those removed. Each is renamed
-    aside (``.old-*``) before it is deleted."""
+    beyond the ``keep`` most recently used, never ``current`` nor one a replica serves (:func:`in_use`);
+    returns those removed. Each is renamed aside (``.old-*``) before it is deleted."""
     current = Path(current).resolve() if current is not None else None
     ordered = snapshots(root)
     if source is not None:
@@ -312,6 +318,9 @@ def prune(root: str | Path, keep: int = KEEP, current: str | Path | None = None,
         if len(kept) < keep:
             kept.append(p)
             continue
+        if in_use(p):
+            log.info("snapshot %s is beyond the %d most recently used but a replica serves it: kept", p, keep)
+            continue
         aside = p.with_name(f".old-{p.name}-{uuid.uuid4().hex[:8]}")
         try:
             p.rename(aside)
@@ -323,6 +332,55 @@ def prune(root: str | Path, keep: int = KEEP, current: str | Path | None = None,
         log.info("removed %d snapshot(s) under %s beyond the %d most recently used: %s", len(removed), root,
                  keep, ", ".join(p.name for p in removed))
     return removed
+
+
+class Lease:
+    """A serving replica's claim on its snapshot, so :func:`prune` leaves it: ``<snapshot>/.leases/<holder>``
+    (holder: host and pid), touched by :meth:`refresh` (at most every :data:`LEASE_REFRESH_S`; a replica's
+    health check calls it) and removed by :meth:`release`. A directory that is not a snapshot (a run
+    served as it is) takes no lease. Failures to write are logged, never raised: a lease protects the
+    snapshot from clean-up, it must not stop a replica from serving."""
+
+    def __init__(self, snapshot_dir: str | Path, holder: str | None = None):
+        snapshot_dir = Path(snapshot_dir)
+        self.path = (snapshot_dir / LEASES_DIR / (holder or f"{socket.gethostname()}-{os.getpid()}")
+                     if is_snapshot(snapshot_dir) else None)
+        self._touched = float("-inf")
+        self.refresh(force=True)
+
+    def refresh(self, force: bool = False) -> None:
+        if self.path is None or (not force and time.monotonic() - self._touched < LEASE_REFRESH_S):
+            return
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            self.path.touch()
+            self._touched = time.monotonic()
+        except OSError as err:
+            log.warning("cannot hold a lease on snapshot %s: %s", self.path.parent.parent, err)
+
+    def release(self) -> None:
+        if self.path is not None:
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:
+                pass
+            self.path = None
+
+
+def in_use(snapshot_dir: str | Path, ttl_s: float = LEASE_TTL_S) -> bool:
+    """Whether a replica holds a lease on ``snapshot_dir`` touched within ``ttl_s``."""
+    now = time.time()
+    try:
+        leases = list((Path(snapshot_dir) / LEASES_DIR).iterdir())
+    except OSError:
+        return False
+    for p in leases:
+        try:
+            if now - p.stat().st_mtime < ttl_s:
+                return True
+        except OSError:  # released meanwhile
+            pass
+    return False
 
 
 def _drop_stale(root: Path, age_s: float = 3600.0) -> None:

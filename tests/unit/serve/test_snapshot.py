@@ -353,3 +353,43 @@ def test_a_snapshot_root_shared_by_runs_is_pruned_per_run(runs, tmp_path):
     assert snapshot.snapshots(root) == [made["b"][2], made["a"][2], made["b"][1], made["a"][1]]
     assert {json.loads((p / "snapshot.json").read_text())["source"]["run_dir"] for p in snapshot.snapshots(root)} \
         == {str(a), str(b)}
+
+
+def test_a_snapshot_a_replica_serves_is_never_pruned_until_its_lease_is_released_or_expires(runs, tmp_path):
+    import os
+    import time
+
+    run = _copy(runs["a"], tmp_path / "a")
+    made = []
+    for i in range(3):
+        _renamed(run, f"n{i}")
+        made.append(snapshot.create(run, keep=None))
+    served = snapshot.Lease(made[0], holder="host-1")  # a replica of the oldest snapshot
+    assert served.path == made[0] / ".leases" / "host-1" and snapshot.in_use(made[0])
+    snapshot.verify(made[0])  # the lease is not one of the snapshot's files
+    os.utime(made[0], (1, 1))  # and the least recently used
+    assert snapshot.prune(run / "snapshots", keep=1, current=made[2]) == [made[1]]
+    assert made[0].exists() and snapshot.snapshots(run / "snapshots") == [made[2], made[0]]
+    # A replica killed without its shutdown: the lease expires after LEASE_TTL_S.
+    stale = time.time() - snapshot.LEASE_TTL_S - 1
+    os.utime(served.path, (stale, stale))
+    assert not snapshot.in_use(made[0])
+    served.refresh()  # within LEASE_REFRESH_S of the last touch: nothing written
+    assert not snapshot.in_use(made[0])
+    served.refresh(force=True)  # a healthy replica touches it again
+    assert snapshot.in_use(made[0])
+    served.release()
+    assert not snapshot.in_use(made[0]) and not served.path
+    served.release()  # twice is harmless
+    assert snapshot.prune(run / "snapshots", keep=1, current=made[2]) == [made[0]]
+
+
+def test_a_run_served_as_it_is_takes_no_lease_and_a_lease_that_cannot_be_written_is_logged(runs, tmp_path, caplog):
+    run = _copy(runs["a"], tmp_path / "a")
+    assert snapshot.Lease(run).path is None and not (run / ".leases").exists()
+    snap = snapshot.create(run)
+    (snap / ".leases").write_text("a file where the leases folder goes")
+    with caplog.at_level(logging.WARNING, logger="serve.snapshot"):
+        lease = snapshot.Lease(snap, holder="h")
+    assert "cannot hold a lease" in caplog.text and not snapshot.in_use(snap)
+    lease.release()
