@@ -255,8 +255,10 @@ class ServeServer:
     (direct ingress: Ray started with serve.app.direct_ingress_env, as python -m serve does), True the
     ``--proxy`` path."""
 
-    def __init__(self, run_dir: str, rerank: bool, args: argparse.Namespace, proxy: bool = False):
+    def __init__(self, run_dir: str, rerank: bool, args: argparse.Namespace, proxy: bool = False,
+                 app_args: dict | None = None):
         self.run_dir, self.rerank, self.args = run_dir, rerank, args
+        self.app_args = dict(app_args or {})  # more serve.app.AppArgs for deploy()
         self.proxy = proxy or (args.ingress_replicas or 1) > 1  # several ingress replicas: one port each
         self.port = free_port()
         self.saved: dict[str, str | None] = {}
@@ -289,7 +291,7 @@ class ServeServer:
             ingress_replicas=a.ingress_replicas, ingress_max_inflight=a.ingress_inflight,
             ingress_max_coalesce=a.ingress_coalesce, fast_path=a.fast_path, precision=a.precision,
             direct_ingress=False if self.proxy else None,
-            logging_config={"log_level": "WARNING", "enable_access_log": False},
+            logging_config={"log_level": "WARNING", "enable_access_log": False}, **self.app_args,
         )
         wait_ready(self.port)
         return self

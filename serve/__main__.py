@@ -106,9 +106,12 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m serve") -> 
                    "503 (default 10; the proxy's own timeout is this + 2 s)")
     p.add_argument("--max-inflight", type=int, default=32,
                    help="requests computing at once per ingress replica (default 32)")
-    p.add_argument("--max-queued", type=int, default=64,
-                   help="requests waiting for a slot per ingress replica; more get 503 + Retry-After "
-                   "(default 64)")
+    p.add_argument("--max-queued", type=int, default=512,
+                   help="requests waiting for a slot per ingress replica at most; more get 503 + Retry-After "
+                   "(default 512)")
+    p.add_argument("--queue-wait-s", type=float, default=None,
+                   help="queue a request only while its expected wait (requests ahead / recent completions per "
+                   "second) is within this; else 503 + Retry-After (default: half of --request-timeout-s)")
     p.add_argument("--shed-hold-s", type=float, default=1.0,
                    help="hold a refusal this long before its 503, so clients that re-send at once cannot "
                    "starve the admitted work (default 1; 0: at once)")
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m serve") -> int:
         autoscaling_metrics_interval_s=args.metrics_interval_s,
         request_timeout_s=args.request_timeout_s, max_inflight_requests=args.max_inflight,
         max_queued_requests=args.max_queued, max_rerank_pairs=args.max_rerank_pairs,
-        shed_hold_s=args.shed_hold_s,
+        shed_hold_s=args.shed_hold_s, queue_wait_s=args.queue_wait_s,
     )
     if args.retriever_replicas:
         extra["retriever_replicas"] = args.retriever_replicas

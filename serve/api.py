@@ -39,8 +39,9 @@ Routes:
   cached for ``ready_cache_s``, so probes under load cost nothing.
 
 Overload (:class:`Limits`, one per app): the work routes (``/search``, ``/v1/embeddings``, ``/rerank``)
-are admitted at most ``max_inflight`` at a time; at most ``max_queued`` more wait for a slot; past that a
-request is answered 503 with ``Retry-After``, held ``shed_hold_s`` (1 s) first so that clients that re-send
+are admitted at most ``max_inflight`` at a time; at most ``max_queued`` more wait for a slot, and only while
+the wait they can expect from the recent completion rate is within ``queue_wait_s`` (half the deadline);
+past that a request is answered 503 with ``Retry-After``, held ``shed_hold_s`` (1 s) first so that clients that re-send
 at once cannot turn refusals into a storm that starves the admitted work. Every admitted request has a server-side deadline
 (``request_timeout_s``, default 10 s, counted from arrival, queueing included): past it the work is
 cancelled (the handle call with it: Serve cancels the replica's request) and the answer is 503 naming the
@@ -58,6 +59,7 @@ cannot reach the tokenless loopback server through DNS rebinding.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import hmac
 import json
@@ -102,6 +104,10 @@ class Limits:
     ``request_timeout_s``: the server-side deadline of every work request, from arrival (waiting for a
     slot included) to the answer; past it the work is cancelled and the answer is 503. ``max_inflight``:
     work requests computing at once; ``max_queued``: more waiting for a slot (then 503, see shed_hold_s).
+    ``queue_wait_s``: a request that must wait is queued only while the expected wait, the requests ahead
+    of it over the recent completion rate (:class:`CompletionRate`), is within this (default: half the
+    deadline): one that would likely meet its deadline in the queue is refused now instead, and under a
+    load the server can serve in time every request is queued and none refused.
     ``max_rerank_pairs``: (query, document) pairs one request may ask the teacher to score (422 past it).
     ``retry_after_s``: the ``Retry-After`` of a 503. ``shed_hold_s`` / ``max_held``: a refusal for a full
     queue is held this long (at most until the request's deadline) before its 503, for at most ``max_held``
@@ -112,7 +118,8 @@ class Limits:
 
     request_timeout_s: float = 10.0
     max_inflight: int = 32
-    max_queued: int = 64
+    max_queued: int = 512
+    queue_wait_s: float | None = None
     max_rerank_pairs: int = 1000
     retry_after_s: int = 1
     shed_hold_s: float = 1.0
@@ -127,6 +134,13 @@ class Limits:
             raise ValueError("max_inflight >= 1, max_queued >= 0 and max_rerank_pairs >= 1 are required")
         if self.shed_hold_s < 0 or self.max_held < 0:
             raise ValueError("shed_hold_s >= 0 and max_held >= 0 are required")
+        if self.queue_wait_s is not None and self.queue_wait_s < 0:
+            raise ValueError("queue_wait_s must be >= 0")
+
+    @property
+    def queue_wait(self) -> float:
+        """``queue_wait_s``, or half the deadline when unset."""
+        return self.request_timeout_s / 2 if self.queue_wait_s is None else self.queue_wait_s
 # What the query validator enforces, stated in the OpenAPI schema (so clients and fuzzers see it): a
 # string holding a character that str.strip() keeps (Python whitespace = regex \s plus \x1c-\x1f).
 QUERY_TEXT_SCHEMA = {"type": "string", "minLength": 1, "pattern": r"[^\s\x1c-\x1f]"}
@@ -724,11 +738,41 @@ async def _within(coro, seconds: float):
     return await asyncio.wait_for(coro, seconds)
 
 
+class CompletionRate:
+    """Admitted requests finished per second over the last ``window_s`` (from their end times), and the
+    expected wait of a request with ``ahead`` requests queued before it: ``ahead / rate``. None while no
+    request finished within the window (at start, or a backend that has not answered lately: the queue's
+    count bound alone applies then)."""
+
+    def __init__(self, window_s: float = 2.0, clock=time.monotonic):
+        self.window_s = window_s
+        self.clock = clock
+        self._ends: collections.deque[float] = collections.deque()
+
+    def finished(self) -> None:
+        self._ends.append(self.clock())
+        self._trim()
+
+    def _trim(self) -> None:
+        cut = self.clock() - self.window_s
+        while self._ends and self._ends[0] < cut:
+            self._ends.popleft()
+
+    def per_s(self) -> float | None:
+        self._trim()
+        return len(self._ends) / self.window_s if self._ends else None
+
+    def expected_wait(self, ahead: int) -> float | None:
+        rate = self.per_s()
+        return None if rate is None else ahead / rate
+
+
 class AdmissionMiddleware:
     """Bounded concurrency, a bounded wait and a deadline for the work routes (:data:`WORK_ROUTES`).
 
     A request finds a slot (at most ``limits.max_inflight`` computing), or waits for one if fewer than
-    ``limits.max_queued`` already wait, else it is refused: 503 with ``Retry-After``, after a hold of
+    ``limits.max_queued`` already wait and its expected wait (:class:`CompletionRate`) is within
+    ``limits.queue_wait_s``, else it is refused: 503 with ``Retry-After``, after a hold of
     ``limits.shed_hold_s`` (bounded by its deadline; at once when ``limits.max_held`` are held already). The whole
     request (wait, body, work) runs under ``limits.request_timeout_s``: when that passes, the work is
     cancelled (a Serve handle call with it) and, unless the answer had started, it is 503 naming the
@@ -742,6 +786,7 @@ class AdmissionMiddleware:
         self.inflight = 0
         self.waiting = 0
         self.held = 0
+        self.rate = CompletionRate()
         self._slots: asyncio.Semaphore | None = None
 
     def _gauges(self):
@@ -808,13 +853,16 @@ class AdmissionMiddleware:
         if self._slots is None:
             self._slots = asyncio.Semaphore(lim.max_inflight)
         deadline = time.monotonic() + lim.request_timeout_s
-        if self._slots.locked() and self.waiting >= lim.max_queued:
-            self._shed(path, "overloaded")
-            await self._hold(deadline)
-            return await self._unavailable(
-                send, f"overloaded: {self.inflight} requests in flight and {self.waiting} waiting (max_inflight "
-                f"{lim.max_inflight}, max_queued {lim.max_queued}); retry after {lim.retry_after_s} s",
-                "service overloaded")
+        if self._slots.locked():
+            wait = self.rate.expected_wait(self.waiting + 1)
+            if self.waiting >= lim.max_queued or (wait is not None and wait > lim.queue_wait):
+                self._shed(path, "overloaded")
+                await self._hold(deadline)
+                why = (f"max_queued {lim.max_queued}" if self.waiting >= lim.max_queued else
+                       f"expected wait {wait:.1f} s > queue_wait_s {lim.queue_wait:g}")
+                return await self._unavailable(
+                    send, f"overloaded: {self.inflight} requests in flight and {self.waiting} waiting (max_inflight "
+                    f"{lim.max_inflight}, {why}); retry after {lim.retry_after_s} s", "service overloaded")
         started = {"response": False}
 
         async def tracking_send(message):
@@ -840,6 +888,7 @@ class AdmissionMiddleware:
                     "deadline (request_timeout_s); its work was cancelled", "deadline exceeded")
         finally:
             self.inflight -= 1
+            self.rate.finished()
             self._slots.release()
             self._gauges()
 

@@ -485,8 +485,11 @@ class AppArgs(BaseModel):
         "request_timeout_s is this + 2 s (python -m serve)")
     max_inflight_requests: int = Field(32, ge=1, description="work requests computing at once per ingress "
                                        "replica")
-    max_queued_requests: int = Field(64, ge=0, description="work requests waiting for a slot per ingress "
-                                     "replica; past that: 503 with Retry-After at once")
+    max_queued_requests: int = Field(512, ge=0, description="work requests waiting for a slot per ingress "
+                                     "replica at most; past that (or past queue_wait_s): 503 with Retry-After")
+    queue_wait_s: float | None = Field(
+        None, ge=0, description="queue a request only while its expected wait (the requests ahead over the "
+        "recent completion rate) is within this; default half of request_timeout_s")
     max_rerank_pairs: int = Field(1000, ge=1, description="(query, document) pairs one request may ask the "
                                   "teacher for (queries x rerank depth); more is a 422 naming the limit")
     retry_after_s: int = Field(1, ge=0, description="Retry-After of a 503")
@@ -545,7 +548,7 @@ class AppArgs(BaseModel):
         """The ingress's serve.api.Limits as a dict."""
         return {"request_timeout_s": self.request_timeout_s, "max_inflight": self.max_inflight_requests,
                 "max_queued": self.max_queued_requests, "max_rerank_pairs": self.max_rerank_pairs,
-                "retry_after_s": self.retry_after_s, "shed_hold_s": self.shed_hold_s,
+                "retry_after_s": self.retry_after_s, "shed_hold_s": self.shed_hold_s, "queue_wait_s": self.queue_wait_s,
                 "max_held": self.max_held_requests}
 
     def autoscaling(self, who: str) -> dict:

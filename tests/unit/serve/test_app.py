@@ -115,11 +115,12 @@ def test_build_app_sets_queue_bounds_timeouts_and_autoscaling(tmp_path):
     a = AppArgs(run_dir=str(run), request_timeout_s=4, max_queued_requests=0)
     assert Limits(**a.limits()).request_timeout_s == 4
     # Held refusals count against Serve's own bound on the ingress: it must leave room for them.
-    assert cfg["SearchIngress"].max_ongoing_requests >= 32 + 64 + 1024
+    assert cfg["SearchIngress"].max_ongoing_requests >= 32 + 512 + 1024
     assert (Limits(**a.limits()).shed_hold_s, Limits(**a.limits()).max_held) == (1.0, 1024)
     with pytest.raises(ValueError, match="ingress_max_ongoing_requests"):
         AppArgs(run_dir=str(run), ingress_max_ongoing_requests=256)
-    assert AppArgs(run_dir=str(run), ingress_max_ongoing_requests=256, max_held_requests=100).max_held_requests == 100
+    assert AppArgs(run_dir=str(run), ingress_max_ongoing_requests=256, max_queued_requests=64,
+                   max_held_requests=100).max_held_requests == 100
 
 
 def test_custom_resources_place_each_deployment(tmp_path):

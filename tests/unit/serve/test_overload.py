@@ -127,16 +127,11 @@ def test_a_refusal_is_held_before_its_503_and_past_max_held_answered_at_once():
             assert len(held) == 2
             # A held client that leaves gives its hold back.
             held[0].cancel()
-            await _until(lambda: "distill_requests_held 1.0" in app_metrics_text(), "the hold given back")
+            await _until(lambda: "distill_requests_held 1.0" in _metrics(app), "the hold given back")
             backend.gate.set()
             assert (await first).status_code == 200
             assert not held[1].done()  # a slot came free, but a refusal stays a refusal
             held[1].cancel()
-
-    def app_metrics_text():
-        from prometheus_client import generate_latest
-
-        return generate_latest(app.state.metrics.registry).decode()
 
     _run(go())
 
@@ -158,6 +153,56 @@ def test_a_held_refusal_ends_in_503_with_retry_after_and_never_past_the_deadline
             assert backend.cancelled == 1
 
     _run(go())
+
+
+def test_completion_rate_counts_the_last_window_and_gives_the_expected_wait():
+    from serve.api import CompletionRate
+
+    now = [100.0]
+    rate = CompletionRate(window_s=2.0, clock=lambda: now[0])
+    assert rate.per_s() is None and rate.expected_wait(5) is None  # nothing finished yet: unknown
+    for _ in range(4):
+        rate.finished()
+        now[0] += 0.1
+    assert rate.per_s() == 2.0 and rate.expected_wait(6) == 3.0
+    now[0] += 1.75  # at 102.15: the finishes at 100.0 and 100.1 are more than 2 s old, 100.2 and 100.3 not
+    assert rate.per_s() == 1.0
+    now[0] += 1.0
+    assert rate.per_s() is None  # none within the window: a backend that has not answered lately
+
+
+def test_a_request_is_queued_only_while_its_expected_wait_fits(monkeypatch):
+    import serve.api as api
+
+    class TwoPerSecond(api.CompletionRate):
+        def expected_wait(self, ahead):
+            return ahead / 2.0
+
+    monkeypatch.setattr(api, "CompletionRate", TwoPerSecond)
+    backend = BlockingBackend()
+    app = create_app(backend, limits=Limits(max_inflight=1, max_queued=100, queue_wait_s=1.0, shed_hold_s=0))
+
+    async def go():
+        backend.gate = asyncio.Event()
+        async with _client(app) as c:
+            first = asyncio.create_task(c.post("/search", json={"query": "admitted"}))
+            await _until(lambda: backend.started == 1, "the first request admitted")
+            queued = [asyncio.create_task(c.post("/search", json={"query": f"q{i}"})) for i in range(2)]
+            await _until(lambda: "distill_requests_queued 2.0" in _metrics(app), "2 queued")
+            # The third would wait 1.5 s at 2 a second (> queue_wait_s 1): refused at once, not queued.
+            r = await c.post("/search", json={"query": "too late"})
+            assert r.status_code == 503 and "expected wait 1.5 s > queue_wait_s 1" in r.json()["detail"]
+            assert not any(t.done() for t in queued)
+            backend.gate.set()
+            assert [x.status_code for x in await asyncio.gather(first, *queued)] == [200, 200, 200]
+
+    _run(go())
+
+
+def _metrics(app) -> str:
+    from prometheus_client import generate_latest
+
+    return generate_latest(app.state.metrics.registry).decode()
 
 
 def test_deadline_cancels_the_work_and_answers_503_naming_it():
@@ -285,6 +330,9 @@ def test_limits_are_checked():
         Limits(max_inflight=0)
     with pytest.raises(ValueError, match="shed_hold_s"):
         Limits(shed_hold_s=-1)
+    with pytest.raises(ValueError, match="queue_wait_s"):
+        Limits(queue_wait_s=-1)
+    assert Limits(request_timeout_s=8).queue_wait == 4 and Limits(queue_wait_s=0.5).queue_wait == 0.5
 
 
 # ---- serve.app's NotReady through /readyz, and python -m serve's defaults ----------------------------------
