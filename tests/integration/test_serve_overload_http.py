@@ -100,7 +100,7 @@ def test_ingress_queue_bound_answers_503_with_retry_after(cluster):
     import httpx
 
     url = _deploy(cluster, retriever_replicas=1, ingress_max_ongoing_requests=1, ingress_max_queued_requests=1,
-                  max_inflight_requests=1, max_queued_requests=0)
+                  max_inflight_requests=1, max_queued_requests=0, max_held_requests=0)
     _wait_ready(url)
     queries = cluster["run"]["queries"]
     body = {"query": [queries[i % len(queries)] for i in range(32)], "k": 10}
