@@ -227,14 +227,24 @@ def results(table: dict, command: str) -> dict:
 from distill.sweep import SOFT_LOSSES  # noqa: E402
 
 
+def _setting(table: dict, name: str) -> tuple:
+    """What a control must share with a system: its parameter count and the share of the labels it saw."""
+    over = (table.get("variants") or {}).get(name) or {}
+    return table["systems"][name]["parameters"], over.get("training.label_share", 1.0)
+
+
 def soft_vs_hard(table: dict, skip: str | None = None) -> list[str]:
-    """Every other system trained on teacher signals against the hard-label control of its size (a system
-    whose loss weights are hard labels only, with the same parameter count): above on every metric?"""
-    systems = table["systems"]
-    controls = {r["parameters"]: n for n, r in systems.items() if r.get("losses") and not SOFT_LOSSES & set(r["losses"])}
+    """Every other system trained on teacher signals against the hard-label control of its setting (a system
+    whose loss weights are hard labels only, with the same parameter count and label share; of several, one
+    trained for the config's epochs before one with more): above on every metric?"""
+    systems, variants = table["systems"], table.get("variants") or {}
+    hard = [n for n, r in systems.items() if r.get("losses") and not SOFT_LOSSES & set(r["losses"])]
+    controls = {}
+    for n in sorted(hard, key=lambda n: "training.epochs" not in (variants.get(n) or {})):  # as trained last
+        controls[_setting(table, n)] = n
     out = []
     for name, r in systems.items():
-        ctrl = controls.get(r["parameters"])
+        ctrl = controls.get(_setting(table, name))
         if name == skip or ctrl is None or not SOFT_LOSSES & set(r.get("losses", {})):
             continue
         deltas = {m: v - systems[ctrl]["mean"][m] for m, v in r["mean"].items()}

@@ -47,6 +47,25 @@ def test_targets_compare_each_soft_system_with_the_control_of_its_size():
         in lines and not any(line.startswith("- `margin_mse` above") for line in lines)
 
 
+def test_each_soft_system_meets_the_control_of_its_label_share_trained_as_long():
+    variants = {"hard_label": {}, "labels10_kl": {"training.label_share": 0.1},
+                "labels10_hard": {"training.label_share": 0.1},
+                "labels10_hard_steps": {"training.label_share": 0.1, "training.epochs": 22},
+                "labels30_hard": {"training.label_share": 0.3}}
+    table = {"base_label": "kl", "reference": REFERENCE, "variants": variants, "systems": {
+        "kl": _row(100, {"kl": 1.0, "infonce": 0.1}, 0.70, 0.66, 0.94),
+        "labels10_kl": _row(100, {"kl": 1.0, "infonce": 0.1}, 0.69, 0.66, 0.93),
+        "hard_label": _row(100, {"infonce": 1.0}, 0.74, 0.71, 0.94),
+        "labels10_hard": _row(100, {"infonce": 1.0}, 0.67, 0.63, 0.92),
+        "labels10_hard_steps": _row(100, {"infonce": 1.0}, 0.68, 0.64, 0.92),
+        "labels30_hard": _row(100, {"infonce": 1.0}, 0.69, 0.65, 0.94)}}
+    lines = qs.soft_vs_hard(table)
+    assert lines == [
+        "- `kl` above `hard_label` on every metric: ndcg@10 -0.0400, mrr@10 -0.0500, recall@100 +0.0000 missed",
+        "- `labels10_kl` above `labels10_hard` on every metric: ndcg@10 +0.0200, mrr@10 +0.0300, recall@100 "
+        "+0.0100 met"]
+
+
 def test_label_budget_curve_targets_results_and_plot(tmp_path):
     systems = {"kl": _row(100, {"kl": 1.0}, 0.70, 0.6, 0.9, seeds=(0, 1, 2)),
                "hard_label": _row(100, {"infonce": 1.0}, 0.72, 0.6, 0.9, seeds=(0, 1, 2)),
