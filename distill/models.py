@@ -36,7 +36,8 @@ def resolve_model(name: str) -> str:
         return str(module.get_model_path())
     if not Path(name).is_absolute() and Path(name).is_dir():
         return str(Path(name).resolve())
-    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:  # a path, not a hub id ('name', 'org/name')
+    if not Path(name).is_absolute() and (name.startswith(("./", "../", "~")) or name.count("/") > 1):
+        # a relative path, not a hub id ('name', 'org/name'): one that is not there fails here, naming it
         if not Path(name).expanduser().is_dir():
             raise FileNotFoundError(f"model {name!r}: no such directory (from {Path.cwd()}); a hub id is 'name' "
                                     "or 'org/name'")
