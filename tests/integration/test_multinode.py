@@ -126,8 +126,30 @@ def _alive_nodes() -> set[str]:
     return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
 
 
+def _wait_cluster_idle(timeout: float) -> None:
+    """Wait until the cluster has two live worker nodes and both their CPUs free, or fail naming what holds
+    them. A node removed by a test stays "alive" until the GCS misses its heartbeats."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        alive = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]
+        if len(alive) == 2 and ray.available_resources().get("CPU", 0) == 2:
+            return
+        time.sleep(0.5)
+    held = [(a["ActorClassName"], a["Address"]["NodeID"][:8], a.get("NumRestarts"))
+            for a in ray._private.state.actors().values() if a["State"] != "DEAD"]
+    raise AssertionError(f"cluster not idle after {timeout:.0f} s: {len(alive)} live worker nodes, "
+                         f"{ray.available_resources().get('CPU', 0)} CPUs free; actors alive: {held}")
+
+
+@pytest.fixture
+def idle(cluster):
+    """The cluster as every test expects to find it (see :func:`_wait_cluster_idle`)."""
+    _wait_cluster_idle(120)
+    return cluster
+
+
 @pytest.mark.timeout(420)
-def test_score_node_lost_mid_batch_no_pair_lost_or_duplicated(cluster, assets, tmp_path, monkeypatch):
+def test_score_node_lost_mid_batch_no_pair_lost_or_duplicated(idle, assets, tmp_path, monkeypatch):
     from distill.stages.score import score_pairs
 
     ids, texts, queries = _texts(assets)
@@ -140,7 +162,7 @@ def test_score_node_lost_mid_batch_no_pair_lost_or_duplicated(cluster, assets, t
     monkeypatch.setenv("DISTILL_FAULT", "score.batch@2:hold")  # an actor stops inside its 2nd batch, once
     monkeypatch.setenv("DISTILL_FAULT_ONCE_FILE", str(once))
     out, lost = run_losing_a_node(
-        cluster, lambda: score_pairs(pairs, queries, text_of.__getitem__, str(assets / "bert"), cfg.teacher,
+        idle, lambda: score_pairs(pairs, queries, text_of.__getitem__, str(assets / "bert"), cfg.teacher,
                                      cfg.scoring, cfg.ray),
         once.exists, lambda: int(once.read_text()))
     assert lost not in _alive_nodes()  # the node did go, mid-stage
@@ -150,10 +172,11 @@ def test_score_node_lost_mid_batch_no_pair_lost_or_duplicated(cluster, assets, t
     enc = DualEncoder(str(assets / "bert"), max_length=32)
     want = (enc.encode([queries[q] for q in pairs["qid"]]) * enc.encode([text_of[d] for d in pairs["docid"]])).sum(-1)
     np.testing.assert_allclose(out["teacher_score"].to_numpy(), want, atol=1e-5)
+    _wait_cluster_idle(60)  # no actor of a failed pool (Ray restarts the lost one elsewhere) outlives the stage
 
 
 @pytest.mark.timeout(420)
-def test_encode_node_lost_mid_batch_no_row_lost_or_duplicated(cluster, assets, tmp_path, monkeypatch):
+def test_encode_node_lost_mid_batch_no_row_lost_or_duplicated(idle, assets, tmp_path, monkeypatch):
     from distill.stages.encode import encode_texts
 
     ids, texts, _ = _texts(assets)
@@ -162,15 +185,16 @@ def test_encode_node_lost_mid_batch_no_row_lost_or_duplicated(cluster, assets, t
     monkeypatch.setenv("DISTILL_FAULT", "encode.batch@2:hold")
     monkeypatch.setenv("DISTILL_FAULT_ONCE_FILE", str(once))
     emb, lost = run_losing_a_node(
-        cluster, lambda: encode_texts(ids, texts, str(assets / "student"), cfg.ray, batch_size=8, actors=2),
+        idle, lambda: encode_texts(ids, texts, str(assets / "student"), cfg.ray, batch_size=8, actors=2),
         once.exists, lambda: int(once.read_text()))
     assert lost not in _alive_nodes()
     assert emb.shape == (120, 32)  # every document once, in input order, each its own embedding
     np.testing.assert_allclose(emb, DualEncoder.load(assets / "student").encode(texts), atol=1e-5)
+    _wait_cluster_idle(60)
 
 
 @pytest.mark.timeout(600)
-def test_train_node_lost_resumes_from_last_checkpoint(cluster, assets, tmp_path):
+def test_train_node_lost_resumes_from_last_checkpoint(idle, assets, tmp_path):
     from distill.manifest import RunDir
     from distill.stages import train
 
@@ -195,7 +219,7 @@ def test_train_node_lost_resumes_from_last_checkpoint(cluster, assets, tmp_path)
         return next(a["Pid"] for a in ray._private.state.actors().values()
                     if "RayTrainWorker" in a["ActorClassName"] and a["State"] == "ALIVE")
 
-    counts, lost = run_losing_a_node(cluster, lambda: train.run(rd, data), step2_saved, a_worker_pid)
+    counts, lost = run_losing_a_node(idle, lambda: train.run(rd, data), step2_saved, a_worker_pid)
     assert lost not in _alive_nodes()
     entry = rd.manifest["stages"]["train"]
     starts = entry["worker_starts"]
