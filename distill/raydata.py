@@ -66,84 +66,21 @@ def map_actor_pool(blocks: list[pa.Table], actor: type, actor_kwargs: dict, batc
         return
     done: set = set()
     for attempt in range(ray_cfg.pool_restarts + 1):
-        roster = _new_roster()
         try:
-            for batch in _pool_batches(blocks, _on_roster(actor), {**actor_kwargs, "_roster": roster}, batch_size,
-                                       actors, ray_cfg, stats, t0):
+            for batch in _pool_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stats, t0):
                 done.update(zip(*(batch[k].tolist() for k in keys)))
                 yield batch
             return
         except _system_errors() as err:
-            _kill_members(roster)
             if attempt == ray_cfg.pool_restarts:
                 raise
             blocks = _rows_not_in(blocks, keys, done)
             print(f"[ray data] {type(err).__name__} ended the {actor.__name__} pool ({str(err)[:160]}); "
                   f"a new pool takes the {sum(b.num_rows for b in blocks)} rows not yet back "
                   f"(restart {attempt + 1} of {ray_cfg.pool_restarts})", flush=True)
-        finally:
-            import ray
-
-            ray.kill(roster)
-        if not blocks:
-            return
-        time.sleep(ray_cfg.pool_restart_wait_s)  # let Ray see the node gone before placing new actors
-
-
-class _Roster:
-    """The actors of one pool, each enrolled by its constructor (a restarted one again)."""
-
-    def __init__(self):
-        self.members: list = []
-
-    def enrol(self, handle) -> None:
-        self.members.append(handle)
-
-    def get(self) -> list:
-        return self.members
-
-
-def _new_roster():
-    """A roster actor on the driver's node (no CPU), which a lost worker node does not take with it."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-    return ray.remote(num_cpus=0, max_restarts=0, scheduling_strategy=here)(_Roster).remote()
-
-
-def _on_roster(actor: type) -> type:
-    """``actor`` whose constructor enrols the new actor on the pool's roster (the ``_roster`` kwarg)."""
-
-    def __init__(self, _roster, **kwargs):
-        import ray
-
-        actor.__init__(self, **kwargs)
-        _roster.enrol.remote(ray.get_runtime_context().current_actor)
-
-    return type(actor.__name__, (actor,), {"__init__": __init__})  # pickled by value: not importable by name
-
-
-def _kill_members(roster) -> None:
-    """End every actor of a pool that a Ray system failure ended. Ray Data lets a finished pool's actors go by
-    dropping its references to them (no ``ray.kill``), but after a node loss the task callbacks of the failed
-    pool keep a handle to the lost node's actor, which Ray then restarts on another node, where it would hold
-    its CPU until the driver exits: the next pool, or the next stage (a Ray Train worker group), would wait for
-    it. Killing the roster's members (without restart) frees them."""
-    import ray
-
-    for attempt in range(10):  # right after a node loss the roster's calls can fail for a moment
-        try:
-            members = ray.get(roster.get.remote(), timeout=10)
-            break
-        except Exception as err:
-            if attempt == 9:  # the roster is gone too: say so
-                print(f"[ray data] the failed pool's roster is unreachable ({type(err).__name__}); its actors "
-                      "are left to Ray's reference counting", flush=True)
+            if not blocks:
                 return
-            time.sleep(1.0)
-    for h in members:
-        ray.kill(h, no_restart=True)
+            time.sleep(ray_cfg.pool_restart_wait_s)  # let Ray see the node gone before placing new actors
 
 
 def _rows_not_in(blocks: list[pa.Table], keys: tuple[str, ...], done: set) -> list[pa.Table]:
