@@ -7,12 +7,20 @@ each output batch handed to a :class:`ShardAssembler`, which gives back a shard 
 it is back -> the shard saved by :class:`ShardResume` under ``.<output>.partial/`` (distill.partial), so a
 re-run after a crash computes only the shards that were not saved. :func:`check_rows` holds every stage to
 rows in = rows out.
+
+Every pool holds a lease (:class:`PoolLease`, a key in Ray's GCS) while the driver reads it; each actor
+watches its pool's lease and ends itself, without restart, once the lease is gone. Ray Data releases a
+finished or failed pool's actors by dropping its handles, which misses one case: an actor lost with its
+node and restarted by Ray elsewhere after its pool had already failed holds its CPU for as long as the
+driver lives (seen on the multi-node tests). The lease makes every pool's actors end with the pool.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -98,17 +106,81 @@ def _pool_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stat
     import ray.data
     from ray.data import ActorPoolStrategy
 
-    # from_blocks: the blocks as they are, metadata computed here (from_arrow runs a Ray task per block for it,
-    # which needs worker processes of its own before the pool can start)
-    ds = ray.data.from_blocks(blocks)
-    ds = ds.map_batches(
-        actor, fn_constructor_kwargs=actor_kwargs, batch_size=batch_size, compute=ActorPoolStrategy(size=actors),
-        num_cpus=ray_cfg.actor_cpus, num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy",
-        max_restarts=-1, max_task_retries=ray_cfg.actor_task_retries)  # a dead actor restarts; its batch retried
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        if stats is not None and "first_batch_s" not in stats:
-            stats.update(first_batch_s=time.perf_counter() - t0, first_rows=len(next(iter(batch.values()))))
-        yield batch
+    with PoolLease() as lease:
+        # from_blocks: the blocks as they are, metadata computed here (from_arrow runs a Ray task per block for
+        # it, which needs worker processes of its own before the pool can start)
+        ds = ray.data.from_blocks(blocks)
+        ds = ds.map_batches(
+            leased(actor), fn_constructor_kwargs={"lease": lease.key, **actor_kwargs}, batch_size=batch_size,
+            compute=ActorPoolStrategy(size=actors), num_cpus=ray_cfg.actor_cpus,
+            num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy",
+            max_restarts=-1, max_task_retries=ray_cfg.actor_task_retries)  # a dead actor restarts; batch retried
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            if stats is not None and "first_batch_s" not in stats:
+                stats.update(first_batch_s=time.perf_counter() - t0, first_rows=len(next(iter(batch.values()))))
+            yield batch
+
+
+class PoolLease:
+    """A key in Ray's GCS key-value store that exists while the driver reads one actor pool (``with``).
+    The GCS outlives any worker node, so an actor restarted anywhere can still see whether its pool is open."""
+
+    NAMESPACE = "distill_pools"
+
+    def __init__(self):
+        self.key = f"pool-{uuid.uuid4().hex}"
+
+    def __enter__(self) -> PoolLease:
+        from ray.experimental import internal_kv
+
+        internal_kv._internal_kv_put(self.key, b"open", namespace=self.NAMESPACE)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from ray.experimental import internal_kv
+
+        internal_kv._internal_kv_del(self.key, namespace=self.NAMESPACE)
+
+    @classmethod
+    def is_open(cls, key: str) -> bool:
+        from ray.experimental import internal_kv
+
+        return bool(internal_kv._internal_kv_exists(key, namespace=cls.NAMESPACE))
+
+
+class LeasedActor:
+    """The pool's actor class around the model class ``inner``: builds ``inner(**kwargs)`` and hands it every
+    batch; a daemon thread checks the pool's lease every ``check_s`` seconds and, once it is gone, kills this
+    actor with ``no_restart`` (a plain exit would be restarted: the pool asks for ``max_restarts=-1``)."""
+
+    inner: type
+    check_s = 2.0
+
+    def __init__(self, lease: str, **kwargs):
+        threading.Thread(target=self._watch, args=(lease,), name="pool-lease", daemon=True).start()
+        self.model = self.inner(**kwargs)
+
+    def __call__(self, batch):
+        return self.model(batch)
+
+    def _watch(self, lease: str) -> None:
+        import ray
+
+        while True:
+            time.sleep(self.check_s)
+            try:
+                if PoolLease.is_open(lease):
+                    continue
+            except Exception:  # the GCS briefly unreachable: ask again next time
+                continue
+            ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+            return
+
+
+def leased(actor: type) -> type:
+    """A :class:`LeasedActor` around ``actor``, named as ``actor`` (Ray Data names the pool after it)."""
+    return type(actor.__name__, (LeasedActor,), {"inner": actor, "__qualname__": actor.__name__,
+                                                 "__doc__": actor.__doc__})
 
 
 class ShardAssembler:
