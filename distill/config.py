@@ -317,9 +317,9 @@ class TrainingConfig(_Section):
     max_failures: int = Field(1, ge=0)
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "fp32", description="DeepSpeed's bf16 mode (backend deepspeed; ddp ignores it); auto: bf16 only where the "
-        "hardware has native bf16 (distill.precision). Default fp32: DeepSpeed's CPU bf16 training path is "
-        "unproven here (no bf16-vs-fp32 student comparison yet)")
+        "fp32", description="bf16: the student's forward under torch autocast (bf16 matmuls) with fp32 weights, "
+        "gradients and optimizer state, either backend; auto: bf16 only where the hardware has native bf16 "
+        "(distill.precision). Default fp32 until a bf16-trained SciFact student is shown within the fp32 seeds' spread")
 
 
 class EncodingConfig(_Section):

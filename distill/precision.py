@@ -139,7 +139,7 @@ def for_stage(config, stage: str, warn: bool = False) -> Literal["fp32", "bf16"]
     """The precision stage ``stage`` of a run config computes at, resolved on this machine:
     ``score`` (and the evaluate stage's teacher rerank, the same TeacherActor): ``scoring.precision``, but
     fp32 for a reader or attention-signal teacher (attention scores are not autocast); ``encode``:
-    ``encoding.precision``; ``train``: ``training.precision`` (DeepSpeed's bf16; fp32 with the ddp backend);
+    ``encoding.precision``; ``train``: ``training.precision`` (bf16 autocast of the forward, either backend);
     fp32 for the other stages. ``auto`` is resolved on the machine running the pipeline, for the device its
     actors use (``ray.actor_gpus`` / ``training.use_gpu``): on a cluster whose workers differ from it, set
     the precision explicitly."""
@@ -150,8 +150,6 @@ def for_stage(config, stage: str, warn: bool = False) -> Literal["fp32", "bf16"]
         return resolve(getattr(config.scoring, "precision", "fp32"), gpu_actors, warn=warn)
     if stage == "encode":
         return resolve(getattr(config.encoding, "precision", "fp32"), gpu_actors, warn=warn)
-    if stage == "train":  # DeepSpeed's bf16 mode; the ddp backend trains in fp32
-        if config.training.backend != "deepspeed":
-            return "fp32"
+    if stage == "train":  # bf16: autocast forward, fp32 weights, gradients and optimizer state
         return resolve(config.training.precision, "cuda" if config.training.use_gpu else "cpu", warn=warn)
     return "fp32"

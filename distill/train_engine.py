@@ -22,7 +22,9 @@ def deepspeed_config(config: dict, total: int, warmup: int) -> dict:
                                                   "torch_adam": True}},
         "scheduler": raytrain.deepspeed_warmup_decay(config["lr"], total, warmup),
         "zero_optimization": {"stage": config["zero_stage"]},
-        "bf16": {"enabled": config["precision"] == "bf16"},
+        # bf16 is torch autocast around the forward (distill.stages.train), so DeepSpeed keeps fp32 weights,
+        # gradients and optimizer state: its own bf16 mode (bf16 weights) stays off on every device.
+        "bf16": {"enabled": False},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }

@@ -164,12 +164,15 @@ def _save(engine, rank: int, world: int, step: int, total: int, metrics: dict, f
                                engine.has_files(rank), rank, world)
 
 
-def _train_step(engine, collate, losses, weights: dict, idx, rng, log_lr: bool):
-    """One optimisation step: (loss, {name: term}, learning rate of this step or nan)."""
+def _train_step(engine, collate, losses, weights: dict, idx, rng, log_lr: bool, precision: str = "fp32"):
+    """One optimisation step: (loss, {name: term}, learning rate of this step or nan). ``precision`` bf16: the
+    forward runs under autocast (bf16 matmuls, fp32 weights); the losses see fp32 vectors (assemble)."""
     from distill.losses import weighted_sum
+    from distill.precision import autocast
 
     f = collate(idx, rng)
-    outputs = engine(f.q_in, f.d_in, f.layer_pairs is not None)
+    with autocast(precision, engine.device):
+        outputs = engine(f.q_in, f.d_in, f.layer_pairs is not None)
     batch = assemble(outputs, f, engine.module.proj, collate.asymmetric)
     loss, terms = weighted_sum(losses, weights, batch)
     lr = engine.lr() if log_lr else float("nan")
@@ -198,7 +201,8 @@ def train_loop(config: dict) -> None:
         idx = raytrain.step_indices(len(groups), step, steps_per_epoch, B, world, rank, config["seed"])
         rng = np.random.default_rng([config["seed"], step, rank])
         logs_now = bool(log_every) and ((step + 1) % log_every == 0 or step + 1 == total)
-        loss, terms, lr = _train_step(engine, collate, losses, config["losses"], idx, rng, logs_now)
+        loss, terms, lr = _train_step(engine, collate, losses, config["losses"], idx, rng, logs_now,
+                                      config["precision"])
         step_seconds.append(time.perf_counter() - t_step)
         metrics = {"step": step + 1, "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()},
                    # median over this attempt's steps after the first (which pays lazy initialisation)
@@ -244,7 +248,7 @@ def loop_config(cfg, groups_path: Path, student_model: str, resume_from: str | N
         "student": {**cfg.student.model_dump(), "model": resolve_model(student_model),  # DualEncoder kwargs
                     **({"output_dim": cfg.student.output_dim or teacher_dim} if t.asymmetric else {})},
         "backend": t.backend, "zero_stage": t.zero_stage, "use_gpu": t.use_gpu,
-        "precision": for_stage(cfg, "train", warn=True),  # auto resolved here; DeepSpeed takes fp32 | bf16
+        "precision": for_stage(cfg, "train", warn=True),  # auto resolved here: fp32 | bf16 (autocast)
         "threads": max(1, int(t.cpus_per_worker)), "seed": t.seed, "epochs": t.epochs, "max_steps": t.max_steps,
         "lr": t.learning_rate, "warmup_ratio": t.warmup_ratio, "weight_decay": t.weight_decay,
         "queries_per_batch": t.queries_per_batch, "group_size": t.group_size,

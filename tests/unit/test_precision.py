@@ -89,7 +89,7 @@ def test_config_precision_fields_default_auto_and_training_fp32():
 
     cfg = _cfg()
     assert cfg.scoring.precision == "auto" and cfg.encoding.precision == "auto"
-    assert cfg.training.precision == "fp32"  # DeepSpeed's CPU bf16 path is unproven: opt in
+    assert cfg.training.precision == "fp32"  # bf16 training: opt in
     assert _cfg("training.precision=auto").training.precision == "auto"
     with pytest.raises(ConfigError, match="scoring.precision"):
         _cfg("scoring.precision=fp16")
@@ -102,7 +102,7 @@ def test_for_stage_resolves_on_this_machine(monkeypatch):
     monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(WITH_AMX))
     assert [P.for_stage(cfg, s) for s in ("score", "encode", "train", "mine")] == ["bf16", "bf16", "bf16", "fp32"]
     assert P.for_stage(_cfg("teacher.signal=attention"), "score") == "fp32"  # attention scores are not autocast
-    assert P.for_stage(_cfg("training.precision=auto", "training.backend=ddp"), "train") == "fp32"
+    assert P.for_stage(_cfg("training.precision=auto", "training.backend=ddp"), "train") == "bf16"  # autocast: both
 
 
 def test_stage_digest_holds_the_resolved_precision(monkeypatch):

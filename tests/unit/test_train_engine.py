@@ -30,6 +30,8 @@ def test_deepspeed_config():
     assert ds["optimizer"] == {"type": "AdamW", "params": {"lr": 0.1, "weight_decay": 0.01, "torch_adam": True}}
     assert ds["scheduler"]["params"]["warmup_num_steps"] == 2 and ds["scheduler"]["params"]["total_num_steps"] == 8
     assert ds["zero_optimization"] == {"stage": 2} and ds["bf16"] == {"enabled": False}
+    # bf16 training is autocast around the forward: DeepSpeed keeps fp32 weights and optimizer state
+    assert deepspeed_config({**CONFIG, "precision": "bf16"}, total=8, warmup=2)["bf16"] == {"enabled": False}
 
 
 def test_ddp_step_is_adamw_with_clipping_and_warmup_decay(no_ray):
