@@ -11,8 +11,9 @@ met or missed by how much. ``--write FILE`` replaces that run's section in FILE 
 The same figures go to ``benchmarks/results/<run>.json`` as data (the sweep table, every target with its
 value, threshold and margin, the label-budget curve) and the curve to ``benchmarks/results/<run>_label_budget.png``.
 
-Label-budget variants are named ``labels<pct>_kl`` (teacher signal + the labels there are) and
-``labels<pct>_hard`` (hard labels only) with ``training.label_share: <pct>/100``; at 100% the base system
+Label-budget variants are named ``labels<pct>_<recipe>`` (a teacher signal + the labels there are; of several
+recipes at one share, the best on dev is the curve's point, ``labels<pct>_kl`` by default) and ``labels<pct>_hard``
+(hard labels only), with ``training.label_share: <pct>/100``; at 100% the system selected on dev (else the base)
 and ``hard_label`` stand in, and at 0% the hard-label point is the zero-shot student (nothing to train on).
 """
 
@@ -31,11 +32,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from distill.sweep import SOFT_LOSSES  # noqa: E402  (the losses that carry a teacher's signal)
+
 TARGET_TEACHER = 0.75  # the best teacher row's nDCG@10
 TARGET_NDCG = 0.74  # the distilled system selected on dev
 TARGET_SHARE = 0.95
 BUDGET_MARGIN = 0.03  # at 0% and 10% of the labels: teacher-trained >= hard-label + this (nDCG@10)
-BUDGET = re.compile(r"^labels(\d+)_(kl|hard)$")
+BUDGET = re.compile(r"^labels(\d+)_(hard|.+)$")  # labels<pct>_hard, or labels<pct>_<a teacher-signal recipe>
 
 
 def machine() -> str:
@@ -78,23 +81,50 @@ def stage_table(run_dir: Path, table: dict) -> list[str]:
     return out
 
 
+def _point(systems: dict, name: str, pool: list[str] | None = None) -> dict:
+    r = systems[name]
+    out = {"system": name, "ndcg@10": r["mean"]["ndcg@10"], "sd": r["sd"]["ndcg@10"], "seeds": len(r["seeds"])}
+    if pool and len(pool) > 1:
+        out["selected_on_dev_from"] = sorted(pool)
+    return out
+
+
+def _best_on_dev(systems: dict, names: list[str], default: str) -> str:
+    """Of several recipes at one label share, the best mean dev nDCG@10 (never test); ``default`` unless
+    every one has dev metrics (or it is missing)."""
+    if len(names) > 1 and all("dev_mean" in systems[n] for n in names):
+        return max(sorted(names), key=lambda n: systems[n]["dev_mean"]["ndcg@10"])
+    return default if default in names else sorted(names)[0]
+
+
 def label_budget(table: dict) -> dict:
-    """nDCG@10 (mean, sd, seeds) per label share for the teacher-trained (`kl`) and hard-label (`hard`) students."""
-    systems, curve = table["systems"], {"kl": {}, "hard": {}}
+    """nDCG@10 (mean, sd, seeds, system) per label share for the teacher-trained (``kl``) and hard-label
+    (``hard``) students. Teacher-trained at ``pct``%: a ``labels<pct>_<recipe>`` system with a teacher-signal
+    loss (the recipe selected on dev where there are several, ``labels<pct>_kl`` by default); at 100% the
+    system selected on dev (else the base). Hard-label: ``labels<pct>_hard``; at 100% ``hard_label``; at 0%
+    the zero-shot student."""
+    systems, curve, pools = table["systems"], {"kl": {}, "hard": {}}, {}
     for name, r in systems.items():
         m = BUDGET.match(name)
-        if m:
-            curve[m.group(2)][int(m.group(1))] = {"ndcg@10": r["mean"]["ndcg@10"], "sd": r["sd"]["ndcg@10"],
-                                                  "seeds": len(r["seeds"])}
+        if not m:
+            continue
+        pct = int(m.group(1))
+        if m.group(2) == "hard":
+            curve["hard"][pct] = _point(systems, name)
+        elif SOFT_LOSSES & set(r.get("losses") or {}):
+            pools.setdefault(pct, []).append(name)
+    for pct, names in pools.items():
+        curve["kl"][pct] = _point(systems, _best_on_dev(systems, names, f"labels{pct}_kl"), names)
     if not curve["kl"] and not curve["hard"]:
         return {}
-    for kind, name in (("kl", table["base_label"]), ("hard", "hard_label")):
+    top = table.get("selected_on_dev") or table["base_label"]
+    for kind, name in (("kl", top), ("hard", "hard_label")):
         if name in systems and 100 not in curve[kind]:
-            r = systems[name]
-            curve[kind][100] = {"ndcg@10": r["mean"]["ndcg@10"], "sd": r["sd"]["ndcg@10"], "seeds": len(r["seeds"])}
+            curve[kind][100] = _point(systems, name)
     zs = table["reference"].get("student_zero_shot")
     if zs and 0 not in curve["hard"]:
-        curve["hard"][0] = {"ndcg@10": zs["ndcg@10"], "sd": None, "seeds": 0, "note": "zero-shot: no labels to train on"}
+        curve["hard"][0] = {"system": "student_zero_shot", "ndcg@10": zs["ndcg@10"], "sd": None, "seeds": 0,
+                            "note": "zero-shot: no labels to train on"}
     return {k: dict(sorted(v.items())) for k, v in curve.items()}
 
 
@@ -118,7 +148,7 @@ def checks(table: dict) -> list[dict]:
         if kl and hard:
             d = kl["ndcg@10"] - hard["ndcg@10"]
             out.append({"target": f"{pct}% labels: teacher-trained >= hard-label + {BUDGET_MARGIN}", "system":
-                        f"labels{pct}_kl", "value": kl["ndcg@10"], "threshold": hard["ndcg@10"] + BUDGET_MARGIN,
+                        kl["system"], "control": hard["system"], "value": kl["ndcg@10"], "threshold": hard["ndcg@10"] + BUDGET_MARGIN,
                         "margin": d - BUDGET_MARGIN, "met": d >= BUDGET_MARGIN})
     return out
 
@@ -159,7 +189,7 @@ def plot_budget(curve: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for kind, label in (("kl", "teacher signal (+ the labels there are)"), ("hard", "hard labels only")):
+    for kind, label in (("kl", "teacher signal (+ the labels there are; recipe chosen on dev)"), ("hard", "hard labels only")):
         pts = curve.get(kind, {})
         if pts:
             xs = list(pts)
@@ -222,9 +252,6 @@ def results(table: dict, command: str) -> dict:
             "selected_on_dev": table.get("selected_on_dev"), "targets": checks(table) + [
                 {"target": line[2:], "met": line.endswith(" met")} for line in soft_vs_hard(table)],
             "label_budget": label_budget(table)}
-
-
-from distill.sweep import SOFT_LOSSES  # noqa: E402
 
 
 def _setting(table: dict, name: str) -> tuple:

@@ -208,18 +208,25 @@ def collect(cfg: RunConfig, base: RunDir, runs: list[tuple[str, int, RunDir]]) -
             "rerank_depth": base_report["rerank_depth"], "reference": reference, "teacher": teacher,
             "systems": systems, "variants": cfg.sweep.variants, "base_label": cfg.sweep.base_label,
             "dev_queries": base_dev.get("queries"), "dev_reference": base_dev.get("metrics", {}),
-            "selected_on_dev": select_on_dev(systems, cfg.sweep.base_label)}
+            "selected_on_dev": select_on_dev(systems, cfg.sweep.base_label, precision_checks(cfg.sweep.variants))}
 
 
 SOFT_LOSSES = {"kl", "margin_mse", "mse", "embedding", "lead"}
 
 
-def select_on_dev(systems: dict, base_label: str) -> str | None:
+def precision_checks(variants: dict) -> set[str]:
+    """Variants that change only how a recipe is computed (``training.precision``), not what it learns: they
+    check that precision against the recipe's own seeds and are not candidates for selection."""
+    return {n for n, over in variants.items() if "training.precision" in over}
+
+
+def select_on_dev(systems: dict, base_label: str, exclude: set[str] = frozenset()) -> str | None:
     """The distilled system a user would ship, chosen without the test split: among the systems of the base
-    system's size trained on a teacher signal (a loss in SOFT_LOSSES), the best mean dev nDCG@10 (first on
-    ties); None unless every one of them has dev metrics."""
+    system's size trained on a teacher signal (a loss in SOFT_LOSSES), except ``exclude``, the best mean dev
+    nDCG@10 (first on ties); None unless every one of them has dev metrics."""
     size = systems[base_label]["parameters"]
-    pool = [(n, r) for n, r in systems.items() if r["parameters"] == size and SOFT_LOSSES & set(r.get("losses", {}))]
+    pool = [(n, r) for n, r in systems.items() if r["parameters"] == size and n not in exclude
+            and SOFT_LOSSES & set(r.get("losses", {}))]
     if not pool or any("dev_mean" not in r for _, r in pool):
         return None
     return max(pool, key=lambda nr: nr[1]["dev_mean"]["ndcg@10"])[0]

@@ -88,6 +88,28 @@ def test_label_budget_curve_targets_results_and_plot(tmp_path):
     assert qs.label_budget({"base_label": "kl", "reference": REFERENCE, "systems": {"kl": systems["kl"]}}) == {}
 
 
+def test_label_budget_takes_the_recipe_best_on_dev_at_each_share_never_test():
+    def dev(row, nd):
+        return {**row, "dev_mean": {"ndcg@10": nd}}
+
+    systems = {"kl": _row(100, {"kl": 1.0}, 0.70, 0.6, 0.9), "hard_label": _row(100, {"infonce": 1.0}, 0.72, 0.6, 0.9),
+               "mix": _row(100, {"kl": 0.25, "infonce": 1.0}, 0.74, 0.7, 0.9),
+               "labels10_kl": dev(_row(100, {"kl": 1.0}, 0.68, 0.6, 0.9), 0.62),  # best on test
+               "labels10_kl+hard_label": dev(_row(100, {"kl": 1.0, "infonce": 1.0}, 0.66, 0.6, 0.9), 0.63),  # on dev
+               "labels10_hard": _row(100, {"infonce": 1.0}, 0.64, 0.6, 0.9),
+               "labels10_hard_steps": _row(100, {"infonce": 1.0}, 0.65, 0.6, 0.9)}  # a hard recipe: not teacher
+    table = {"base_label": "kl", "reference": REFERENCE, "systems": systems, "selected_on_dev": "mix"}
+    curve = qs.label_budget(table)
+    assert curve["kl"][10] == {"system": "labels10_kl+hard_label", "ndcg@10": 0.66, "sd": None, "seeds": 1,
+                               "selected_on_dev_from": ["labels10_kl", "labels10_kl+hard_label"]}
+    assert curve["hard"][10]["system"] == "labels10_hard" and curve["kl"][100]["system"] == "mix"
+    ten = next(c for c in qs.checks(table) if c["target"].startswith("10%"))
+    assert ten["system"] == "labels10_kl+hard_label" and ten["control"] == "labels10_hard"
+    assert abs(ten["margin"] - (0.66 - 0.64 - 0.03)) < 1e-9
+    del systems["labels10_kl+hard_label"]["dev_mean"]  # without dev metrics for every recipe: the default one
+    assert qs.label_budget(table)["kl"][10]["system"] == "labels10_kl"
+
+
 def test_outside_evaluation_agrees_with_the_projects(tmp_path):
     """A student saved by the project, evaluated with SentenceTransformer + numpy + ranx on the BEIR files,
     gives the nDCG@10 the project's own exact search and metrics give."""

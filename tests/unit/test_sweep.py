@@ -171,10 +171,12 @@ def test_dev_metrics_choose_the_distilled_system_without_the_test_split(tmp_path
     cfg = build_config({**BASE, "runs_dir": str(tmp_path), "sweep": {"seeds": [0], "variants": {
         "hard": {"training.losses": {"kl": 0.0, "infonce": 1.0}},
         "mmse": {"training.losses": {"kl": 0.0, "margin_mse": 1.0}},
-        "small": {"student.num_layers": 1}}}})
+        "small": {"student.num_layers": 1},
+        "mmse_bf16": {"training.precision": "bf16", "training.losses": {"kl": 0.0, "margin_mse": 1.0}}}}})
     m = lambda x: {"ndcg@10": x, "mrr@10": x, "recall@100": x}  # noqa: E731
-    test = {"distilled": 0.6, "hard": 0.7, "mmse": 0.65, "small": 0.5}
-    dev = {"distilled": 0.50, "hard": 0.9, "mmse": 0.55, "small": 0.8}  # the best dev systems are not eligible
+    test = {"distilled": 0.6, "hard": 0.7, "mmse": 0.65, "small": 0.5, "mmse_bf16": 0.66}
+    # the best dev systems are not eligible: no teacher signal, another size, a precision check of a recipe
+    dev = {"distilled": 0.50, "hard": 0.9, "mmse": 0.55, "small": 0.8, "mmse_bf16": 0.95}
     runs = []
     for label, seed, vcfg in plan(cfg):
         rd = RunDir(vcfg or cfg)
@@ -197,7 +199,7 @@ def test_dev_metrics_choose_the_distilled_system_without_the_test_split(tmp_path
     assert "Selected on dev" in md and "`mmse`." in md
     no_dev = json.dumps({"metrics": {"student_distilled": m(0.7)}, "sizes": {"student_parameters": 100},
                          "speed": {"student_query_latency_ms": 5.0}})
-    assert [label for label, _, _ in runs] == ["distilled", "hard", "mmse", "small"]
+    assert [label for label, _, _ in runs] == ["distilled", "hard", "mmse", "small", "mmse_bf16"]
     (runs[1][2].stage_path("evaluate") / "report.json").write_text(no_dev)
     assert collect(cfg, runs[0][2], runs)["selected_on_dev"] == "mmse"  # hard is not a teacher-signal system
     (runs[2][2].stage_path("evaluate") / "report.json").write_text(no_dev)
