@@ -116,7 +116,7 @@ def assemble(outputs, f: Features, projection=None, asymmetric: bool = False):
     if asymmetric:
         d = f.teacher_d
     q, d = q.float(), d.float()  # fp32 for the losses, also after a bf16 (autocast) forward
-    if q_layers is not None:
+    if q_layers is not None and any(x.dtype != q.dtype for x in (*q_layers, *d_layers)):  # after a bf16 forward
         q_layers, d_layers = [x.float() for x in q_layers], [x.float() for x in d_layers]
     k = f.teacher_scores.shape[1]
     return StepBatch(scores=pair_scores(q, d, k), teacher_scores=f.teacher_scores, mask=f.mask, queries=q, docs=d,
