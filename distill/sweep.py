@@ -215,9 +215,12 @@ SOFT_LOSSES = {"kl", "margin_mse", "mse", "embedding", "lead"}
 
 
 def precision_checks(variants: dict) -> set[str]:
-    """Variants that change only how a recipe is computed (``training.precision``), not what it learns: they
-    check that precision against the recipe's own seeds and are not candidates for selection."""
-    return {n for n, over in variants.items() if "training.precision" in over}
+    """Variants that differ from another system of the sweep (another variant, or the base run: no overrides)
+    only in ``training.precision``: they check how a recipe is computed against that recipe's own seeds, not
+    what it learns, and are not candidates for selection. A recipe run only at one precision is a recipe."""
+    recipes = [{}] + [over for over in variants.values() if "training.precision" not in over]
+    return {n for n, over in variants.items() if "training.precision" in over
+            and {k: v for k, v in over.items() if k != "training.precision"} in recipes}
 
 
 def select_on_dev(systems: dict, base_label: str, exclude: set[str] = frozenset()) -> str | None:

@@ -8,7 +8,7 @@ import pytest
 from distill.config import ConfigError, build_config
 from distill.data import BeirData, DataError, Rejects, carve_dev
 from distill.manifest import RunDir
-from distill.sweep import collect, finished_runs, log_table, plan, render_markdown, share_stages, variant_config
+from distill.sweep import collect, finished_runs, log_table, plan, precision_checks, render_markdown, share_stages, variant_config
 
 BASE = {"teacher": {"model": "t"}, "student": {"model": "s", "max_length": 64},
         "training": {"seed": 0, "losses": {"kl": 1.0, "infonce": 0.1}}}
@@ -173,6 +173,10 @@ def test_dev_metrics_choose_the_distilled_system_without_the_test_split(tmp_path
         "mmse": {"training.losses": {"kl": 0.0, "margin_mse": 1.0}},
         "small": {"student.num_layers": 1},
         "mmse_bf16": {"training.precision": "bf16", "training.losses": {"kl": 0.0, "margin_mse": 1.0}}}}})
+    assert precision_checks(cfg.sweep.variants) == {"mmse_bf16"}
+    # a recipe run only in bf16 is a recipe; a bf16 copy of the base run (no other override) is a check
+    assert precision_checks({"a": {"training.precision": "bf16", "training.losses": {"kl": 0.5}},
+                             "b": {"training.precision": "bf16"}}) == {"b"}
     m = lambda x: {"ndcg@10": x, "mrr@10": x, "recall@100": x}  # noqa: E731
     test = {"distilled": 0.6, "hard": 0.7, "mmse": 0.65, "small": 0.5, "mmse_bf16": 0.66}
     # the best dev systems are not eligible: no teacher signal, another size, a precision check of a recipe
