@@ -297,6 +297,54 @@ def partial_table(cfg) -> Path:
     return out
 
 
+def base_report_of(table: dict) -> dict:
+    """The base run's evaluate report as far as a sweep table keeps it: its reference rows, teacher size and
+    speed, dev rows (what :func:`distill.sweep.collect` reads from the base run)."""
+    t = table["teacher"]
+    speed = {"teacher_pairs_per_s": t["pairs_per_s"]} if "pairs_per_s" in t else {}
+    if "query_latency_ms" in t:
+        speed["teacher_query_latency_ms"] = t["query_latency_ms"]
+    return {"metrics": table["reference"], "split": table["split"], "queries": table["queries"],
+            "rerank_depth": table["rerank_depth"], "sizes": {"teacher_parameters": t["parameters"]},
+            "speed": speed, "dev": {"queries": table.get("dev_queries"), "metrics": table.get("dev_reference", {})}}
+
+
+def add_runs(res: dict, cfg, command: str) -> dict:
+    """``res`` (a committed results JSON) with the finished runs of ``cfg``'s sweep other than the base run added:
+    a new system becomes a row, a new seed of a known system joins its row (a seed already there is an error:
+    nothing is overwritten); selection, targets and the curve are recomputed, and ``added`` records what came
+    in, when and by which command. For a sweep continued on another machine or sitting whose base run has the
+    same teacher, candidates and scores (stage digests) but was not itself trained or evaluated there."""
+    from distill.manifest import RunDir
+    from distill.sweep import collect, finished_runs, precision_checks, select_on_dev, summarise
+
+    table = json.loads(json.dumps(res["table"]))
+    runs = [r for r in finished_runs(cfg, RunDir(cfg))[0] if r[2].path != cfg.run_dir]
+    if not runs:
+        raise SystemExit(f"no run of the sweep of {cfg.run_dir} other than the base run has finished evaluate")
+    new = collect(cfg, None, runs, base_report=base_report_of(table))
+    for name, row in new["systems"].items():
+        old = table["systems"].get(name)
+        if old is not None:
+            again = set(old["per_seed"]) & set(row["per_seed"])
+            if again:
+                raise SystemExit(f"{name}: seed(s) {sorted(again)} already in the table; nothing added")
+            for key in ("per_seed", "stage_seconds", "shared", "dev_per_seed"):
+                old.setdefault(key, {}).update(row.get(key, {}))
+            old["seeds"] += row["seeds"]
+            old["latency_ms"] += row["latency_ms"]
+            old.pop("dev_mean", None)
+            row = summarise(old, table["reference"], table["teacher"])
+        table["systems"][name] = row
+        table["variants"][name] = cfg.sweep.variants.get(name)
+    table["selected_on_dev"] = select_on_dev(table["systems"], table["base_label"],
+                                             precision_checks({k: v for k, v in table["variants"].items() if v}))
+    added = res.get("added", []) + [{"date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": command,
+                                     "runs": [f"{label}-seed{seed}" for label, seed, _ in runs]}]
+    keep = {k: res[k] for k in ("date", "machine", "command", "export_check", "partial") if k in res}
+    return {**results(table, res["command"]), **keep, "added": added}
+
+
 def section(cfg, command: str, wall_s: float | None, sweep_dir: Path | None = None) -> str:
     run_dir = cfg.run_dir
     sweep_dir = sweep_dir or run_dir / "sweep"
@@ -327,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--partial", action="store_true",
                    help="do not run; table the sweep's runs whose evaluate is finished (a sweep over several sittings), "
                    "in <run>/sweep/partial/, naming the others")
+    p.add_argument("--add-to", type=Path, metavar="JSON",
+                   help="do not run; add the sweep's finished runs other than the base run (new systems, new seeds) "
+                   "to this committed results file, its reference rows standing in for the base run's")
     p.add_argument("--write", type=Path, help="replace this run's section in this Markdown file")
     p.add_argument("--no-export-check", action="store_true",
                    help="skip evaluating the selected student with SentenceTransformer outside the project")
@@ -339,6 +390,14 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m distill run", args.config, *overrides])
     wall = None
     sweep_dir = cfg.run_dir / "sweep"
+    if args.add_to:
+        res = add_runs(json.loads(args.add_to.read_text()), cfg, command)
+        args.add_to.write_text(json.dumps(res, indent=2) + "\n")
+        if res["label_budget"]:
+            plot_budget(res["label_budget"], args.add_to.with_name(f"{cfg.name}_label_budget.png"))
+        print("\n".join(f"- {t['target']}" + (" met" if t["met"] else " missed") for t in res["targets"]))
+        print(f"added {', '.join(res['added'][-1]['runs'])} to {args.add_to}; selected on dev: {res['selected_on_dev']}")
+        return 0
     if args.partial:
         sweep_dir = partial_table(cfg)
     elif not args.collect_only:
@@ -348,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         if rc != 0:
             print(f"the run failed (exit {rc})", file=sys.stderr)
             return rc
+    if not (sweep_dir / "table.json").exists():
+        print(f"no table in {sweep_dir}: the base run trained no student (sweep.system_seeds "
+              f"{{{cfg.sweep.base_label}: []}}); add the runs to a committed table with --add-to")
+        return 0
     text = section(cfg, command, wall, sweep_dir)
     print(text)
     if args.write:

@@ -379,7 +379,9 @@ class SweepConfig(_Section):
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     system_seeds: dict[str, list[int]] = Field(
         default_factory=dict, description="training seeds of named systems, replacing `seeds` for them (e.g. "
-        "more seeds for the systems a claim compares, where every system at every seed costs too much)")
+        "more seeds for the systems a claim compares, where every system at every seed costs too much); "
+        "`{<base_label>: []}`: the base run trains no student, it runs only the stages its systems share "
+        "(teacher, mine, score) and the sweep's runs follow")
 
     @model_validator(mode="after")
     def _names(self) -> "SweepConfig":
@@ -398,8 +400,9 @@ class SweepConfig(_Section):
             if name != self.base_label and name not in self.variants:
                 raise ValueError(f"sweep.system_seeds names {name!r}, which is neither the base label "
                                  f"{self.base_label!r} nor a variant")
-            if not seeds:
-                raise ValueError(f"sweep.system_seeds[{name!r}] is empty")
+            if not seeds and name != self.base_label:
+                raise ValueError(f"sweep.system_seeds[{name!r}] is empty (only the base label's may be: a base "
+                                 "run that trains no student of its own)")
         return self
 
 

@@ -97,6 +97,14 @@ def share_stages(donors: RunDir | list[RunDir], rd: RunDir) -> dict[str, str]:
     return shared
 
 
+def base_stages(cfg: RunConfig) -> list[str] | None:
+    """The stages the base run itself runs: all (None) where it is one of the sweep's systems, else (its
+    ``sweep.system_seeds`` entry empty) only those before ``train``, which its systems share."""
+    if any(vcfg is None for _, _, vcfg in plan(cfg)):
+        return None
+    return [s for s in STAGES[:STAGES.index("train")] if s in cfg.stages]
+
+
 def wants_sweep(cfg: RunConfig, only: list[str] | None = None) -> bool:
     """Whether a run of ``cfg`` is followed by its sweep: a whole-pipeline run with variants or seeds that
     evaluates."""
@@ -112,9 +120,13 @@ def run_with_sweep(cfg: RunConfig, only: list[str] | None = None, force: bool = 
     log = pipeline.logged(log)
     with pipeline.holding(rd, log, only, force):
         data = pipeline.load_logged(rd, log)
-        pipeline.run_stages(rd, data, only, force, log)
+        pipeline.run_stages(rd, data, base_stages(cfg), force, log)
         run_sweep(cfg, rd, data, force=force, log=log)
-        log(f"[sweep] table in {rd.path / SWEEP_DIR / 'table.md'}")
+        if rd.is_done("evaluate"):
+            log(f"[sweep] table in {rd.path / SWEEP_DIR / 'table.md'}")
+        else:
+            log("[sweep] the base run trained no student, so no reference rows: add the sweep's runs to a "
+                "committed table with `benchmarks/quality_scifact.py --add-to`")
     return rd
 
 
@@ -136,7 +148,8 @@ def run_variant(vcfg: RunConfig, base: RunDir, donors: list[RunDir], data, force
 
 
 def run_sweep(cfg: RunConfig, base: RunDir, data, force: bool = False, log=print) -> dict:
-    """Train and evaluate every variant run of ``cfg.sweep``; write and return the table."""
+    """Train and evaluate every variant run of ``cfg.sweep``; write and return the table ({} where the base run
+    was not evaluated: :func:`base_stages`)."""
     runs: list[tuple[str, int, RunDir]] = []
     for label, seed, vcfg in plan(cfg):
         if vcfg is None:
@@ -146,6 +159,8 @@ def run_sweep(cfg: RunConfig, base: RunDir, data, force: bool = False, log=print
         rd = run_variant(vcfg, base, [base] + [r for _, _, r in runs if r is not base], data, force=force,
                          log=lambda m, p=f"{label}-seed{seed}": log(f"  {p} {m}"))
         runs.append((label, seed, rd))
+    if not base.is_done("evaluate"):  # a base run that trains no student (base_stages): no reference rows
+        return {}
     table = collect(cfg, base, runs)
     write_table(table, base.path / SWEEP_DIR)
     return table
@@ -165,9 +180,12 @@ def _mean_sd(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def collect(cfg: RunConfig, base: RunDir, runs: list[tuple[str, int, RunDir]]) -> dict:
-    """The sweep table as data: reference rows from the base run's report, one row per system."""
-    base_report = json.loads((base.stage_path("evaluate") / "report.json").read_text())
+def collect(cfg: RunConfig, base: RunDir | None, runs: list[tuple[str, int, RunDir]],
+            base_report: dict | None = None) -> dict:
+    """The sweep table as data: reference rows from the base run's report (``base_report``, else the base run's
+    ``evaluate`` output), one row per system."""
+    if base_report is None:
+        base_report = json.loads((base.stage_path("evaluate") / "report.json").read_text())
     reference = {k: v for k, v in base_report["metrics"].items() if k != "student_distilled"}
     sp, sizes = base_report["speed"], base_report["sizes"]
     teacher = {"parameters": sizes["teacher_parameters"]}
@@ -176,7 +194,6 @@ def collect(cfg: RunConfig, base: RunDir, runs: list[tuple[str, int, RunDir]]) -
         teacher["rerank_ms_per_query"] = 1000 * base_report["rerank_depth"] / sp["teacher_pairs_per_s"]
     if "teacher_query_latency_ms" in sp:
         teacher["query_latency_ms"] = sp["teacher_query_latency_ms"]
-    rerank_key = next((k for k in reference if k.startswith("teacher_rerank")), None)
     systems: dict[str, dict] = {}
     for label, seed, rd in runs:
         rep = json.loads((rd.stage_path("evaluate") / "report.json").read_text())
@@ -193,22 +210,31 @@ def collect(cfg: RunConfig, base: RunDir, runs: list[tuple[str, int, RunDir]]) -
         if rep.get("dev"):
             row.setdefault("dev_per_seed", {})[str(seed)] = rep["dev"]["metrics"]["student_distilled"]
     for row in systems.values():
-        per = list(row["per_seed"].values())
-        row["mean"] = {m: _mean_sd([p[m] for p in per])[0] for m in METRICS}
-        row["sd"] = {m: _mean_sd([p[m] for p in per])[1] for m in METRICS}
-        row["query_latency_ms"] = statistics.median(row["latency_ms"])
-        if rerank_key:
-            row["share_of_teacher_ndcg"] = row["mean"]["ndcg@10"] / reference[rerank_key]["ndcg@10"]
-        row["teacher_to_student_size"] = teacher["parameters"] / row["parameters"]
-        dev = row.get("dev_per_seed", {})
-        if dev and len(dev) == len(row["per_seed"]):
-            row["dev_mean"] = {m: statistics.fmean(p[m] for p in dev.values()) for m in METRICS}
+        summarise(row, reference, teacher)
     base_dev = base_report.get("dev") or {}
     return {"run": cfg.name, "split": base_report["split"], "queries": base_report["queries"],
             "rerank_depth": base_report["rerank_depth"], "reference": reference, "teacher": teacher,
             "systems": systems, "variants": cfg.sweep.variants, "base_label": cfg.sweep.base_label,
             "dev_queries": base_dev.get("queries"), "dev_reference": base_dev.get("metrics", {}),
             "selected_on_dev": select_on_dev(systems, cfg.sweep.base_label, precision_checks(cfg.sweep.variants))}
+
+
+def summarise(row: dict, reference: dict, teacher: dict) -> dict:
+    """A system row's figures over its seeds (``per_seed``, ``latency_ms``, ``dev_per_seed``): mean and sample
+    sd per metric, median query latency, share of the teacher-rerank row's nDCG@10, teacher-to-student size,
+    the dev mean where every seed has dev metrics."""
+    per = list(row["per_seed"].values())
+    row["mean"] = {m: _mean_sd([p[m] for p in per])[0] for m in METRICS}
+    row["sd"] = {m: _mean_sd([p[m] for p in per])[1] for m in METRICS}
+    row["query_latency_ms"] = statistics.median(row["latency_ms"])
+    rerank_key = next((k for k in reference if k.startswith("teacher_rerank")), None)
+    if rerank_key:
+        row["share_of_teacher_ndcg"] = row["mean"]["ndcg@10"] / reference[rerank_key]["ndcg@10"]
+    row["teacher_to_student_size"] = teacher["parameters"] / row["parameters"]
+    dev = row.get("dev_per_seed", {})
+    if dev and len(dev) == len(row["per_seed"]):
+        row["dev_mean"] = {m: statistics.fmean(p[m] for p in dev.values()) for m in METRICS}
+    return row
 
 
 SOFT_LOSSES = {"kl", "margin_mse", "mse", "embedding", "lead"}
@@ -227,6 +253,8 @@ def select_on_dev(systems: dict, base_label: str, exclude: set[str] = frozenset(
     """The distilled system a user would ship, chosen without the test split: among the systems of the base
     system's size trained on a teacher signal (a loss in SOFT_LOSSES), except ``exclude``, the best mean dev
     nDCG@10 (first on ties); None unless every one of them has dev metrics."""
+    if base_label not in systems:  # the base run trained no student (base_stages)
+        return None
     size = systems[base_label]["parameters"]
     pool = [(n, r) for n, r in systems.items() if r["parameters"] == size and n not in exclude
             and SOFT_LOSSES & set(r.get("losses", {}))]

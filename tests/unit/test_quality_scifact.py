@@ -131,3 +131,51 @@ def test_outside_evaluation_agrees_with_the_projects(tmp_path):
         enc.encode([data.queries[q] for q in qids]), 30)
     ours = evaluate_run(data.qrels["test"], to_run(qids, [[docids[j] for j in row] for row in ix], sc))["ndcg@10"]
     assert 0.0 < ours and abs(outside - ours) <= 0.002
+
+
+def test_add_runs_adds_new_systems_and_seeds_never_overwrites(tmp_path):
+    """A sweep continued where its base run trained no student: its finished runs join a committed table,
+    selection and targets recomputed, the addition recorded; a seed already there is refused."""
+    import json
+
+    import pytest
+
+    from distill.config import build_config
+    from distill.manifest import RunDir
+    from distill.sweep import plan
+
+    m = lambda x: {"ndcg@10": x, "mrr@10": x, "recall@100": x}  # noqa: E731
+    cfg = build_config({"runs_dir": str(tmp_path), "teacher": {"model": "t"}, "student": {"model": "s"},
+                        "sweep": {"base_label": "kl", "system_seeds": {"kl": [], "hard_label": [1]}, "variants": {
+                            "hard_label": {"training.losses": {"kl": 0.0, "infonce": 1.0}},
+                            "mse_bf16": {"training.precision": "bf16", "training.losses": {"kl": 0.0, "margin_mse": 1.0}}}}})
+    test, dev = {"hard_label": 0.70, "mse_bf16": 0.75}, {"hard_label": 0.62, "mse_bf16": 0.66}
+    for label, seed, vcfg in plan(cfg):
+        rd = RunDir(vcfg)
+        with rd.atomic_output("evaluate") as tmp:
+            (tmp / "report.json").write_text(json.dumps({
+                "metrics": {"student_distilled": m(test[label])}, "sizes": {"student_parameters": 100},
+                "speed": {"student_query_latency_ms": 4.0}, "dev": {"metrics": {"student_distilled": m(dev[label])}}}))
+        rd.mark_done("evaluate", {})
+    hard0 = {**_row(100, {"infonce": 1.0}, 0.72, 0.72, 0.72), "per_seed": {"0": m(0.72)}, "latency_ms": [6.0],
+             "stage_seconds": {"0": {}}, "shared": {"0": []}, "dev_per_seed": {"0": m(0.64)}}
+    kl0 = {**_row(100, {"kl": 1.0, "infonce": 0.1}, 0.68, 0.68, 0.68), "per_seed": {"0": m(0.68)}, "latency_ms": [5.0],
+           "stage_seconds": {"0": {}}, "shared": {"0": []}, "dev_per_seed": {"0": m(0.60)}, "dev_mean": m(0.60)}
+    table = {"run": "demo", "split": "test", "queries": 3, "rerank_depth": 20, "reference": REFERENCE,
+             "teacher": {"parameters": 400, "pairs_per_s": 100.0}, "base_label": "kl", "dev_queries": 7,
+             "dev_reference": {}, "variants": {"kl": None, "hard_label": {"training.losses": {"infonce": 1.0}}},
+             "systems": {"kl": kl0, "hard_label": hard0}, "selected_on_dev": "kl"}
+    committed = {**qs.results(table, "first"), "date": "2026-01-01", "export_check": {"met": True}}
+    res = qs.add_runs(committed, cfg, "second")
+    hard = res["table"]["systems"]["hard_label"]
+    assert hard["seeds"] == [0, 1] and hard["mean"]["ndcg@10"] == pytest.approx(0.71)  # a new seed joins its row
+    assert hard["latency_ms"] == [6.0, 4.0] and hard["dev_mean"]["ndcg@10"] == pytest.approx(0.63)
+    new = res["table"]["systems"]["mse_bf16"]
+    assert new["seeds"] == [0] and new["share_of_teacher_ndcg"] == pytest.approx(0.75 / 0.72)
+    # a recipe run only in bf16 is a recipe: best on dev, it is selected
+    assert res["selected_on_dev"] == "mse_bf16" and res["table"]["selected_on_dev"] == "mse_bf16"
+    assert res["command"] == "first" and res["date"] == "2026-01-01" and res["export_check"] == {"met": True}
+    assert res["added"][-1]["runs"] == ["hard_label-seed1", "mse_bf16-seed0"] and res["added"][-1]["command"] == "second"
+    assert committed["table"]["systems"]["hard_label"]["seeds"] == [0]  # the input is not changed
+    with pytest.raises(SystemExit, match="already in the table"):
+        qs.add_runs(res, cfg, "third")

@@ -8,7 +8,8 @@ import pytest
 from distill.config import ConfigError, build_config
 from distill.data import BeirData, DataError, Rejects, carve_dev
 from distill.manifest import RunDir
-from distill.sweep import collect, finished_runs, log_table, plan, precision_checks, render_markdown, share_stages, variant_config
+from distill.sweep import (base_stages, collect, finished_runs, log_table, plan, precision_checks, render_markdown,
+                           share_stages, variant_config)
 
 BASE = {"teacher": {"model": "t"}, "student": {"model": "s", "max_length": 64},
         "training": {"seed": 0, "losses": {"kl": 1.0, "infonce": 0.1}}}
@@ -53,6 +54,14 @@ def test_named_systems_take_their_own_seeds(tmp_path):
                        ({"hard": []}, "empty")):
         with pytest.raises(ConfigError, match=match):
             build_config({**BASE, "sweep": {**SWEEP, "system_seeds": bad}})
+    assert base_stages(cfg) is None  # the base run is a system: it runs every stage
+
+
+def test_a_base_run_with_no_seeds_trains_nothing_and_its_systems_follow(tmp_path):
+    cfg = build_config({**BASE, "runs_dir": str(tmp_path), "sweep": {**SWEEP, "system_seeds": {"distilled": []}}})
+    assert [(label, seed, c is None) for label, seed, c in plan(cfg)] == [
+        ("hard", 0, False), ("hard", 1, False), ("small", 0, False), ("small", 1, False)]
+    assert base_stages(cfg) == ["teacher", "mine", "score"]  # what its systems share
 
 
 def test_variant_that_breaks_the_config_names_itself(tmp_path):
