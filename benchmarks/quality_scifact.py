@@ -395,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         args.add_to.write_text(json.dumps(res, indent=2) + "\n")
         if res["label_budget"]:
             plot_budget(res["label_budget"], args.add_to.with_name(f"{cfg.name}_label_budget.png"))
-        print("\n".join(f"- {t['target']}" + (" met" if t["met"] else " missed") for t in res["targets"]))
+        print("\n".join(f"- {t['target']}" + ("" if t["target"].endswith(("met", "missed")) else
+                                               " met" if t["met"] else " missed") for t in res["targets"]))
         print(f"added {', '.join(res['added'][-1]['runs'])} to {args.add_to}; selected on dev: {res['selected_on_dev']}")
         return 0
     if args.partial:
