@@ -342,6 +342,9 @@ def add_runs(res: dict, cfg, command: str) -> dict:
     added = res.get("added", []) + [{"date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": command,
                                      "runs": [f"{label}-seed{seed}" for label, seed, _ in runs]}]
     keep = {k: res[k] for k in ("date", "machine", "command", "export_check", "partial") if k in res}
+    if "partial" in keep:  # what came in is no longer missing
+        keep["partial"] = {**keep["partial"], "missing": [m for m in keep["partial"].get("missing", [])
+                                                          if m not in added[-1]["runs"]]}
     return {**results(table, res["command"]), **keep, "added": added}
 
 

@@ -165,7 +165,8 @@ def test_add_runs_adds_new_systems_and_seeds_never_overwrites(tmp_path):
              "teacher": {"parameters": 400, "pairs_per_s": 100.0}, "base_label": "kl", "dev_queries": 7,
              "dev_reference": {}, "variants": {"kl": None, "hard_label": {"training.losses": {"infonce": 1.0}}},
              "systems": {"kl": kl0, "hard_label": hard0}, "selected_on_dev": "kl"}
-    committed = {**qs.results(table, "first"), "date": "2026-01-01", "export_check": {"met": True}}
+    committed = {**qs.results(table, "first"), "date": "2026-01-01", "export_check": {"met": True},
+                 "partial": {"missing": ["hard_label-seed1", "hard_label-seed2"], "note": "n"}}
     res = qs.add_runs(committed, cfg, "second")
     hard = res["table"]["systems"]["hard_label"]
     assert hard["seeds"] == [0, 1] and hard["mean"]["ndcg@10"] == pytest.approx(0.71)  # a new seed joins its row
@@ -176,6 +177,8 @@ def test_add_runs_adds_new_systems_and_seeds_never_overwrites(tmp_path):
     assert res["selected_on_dev"] == "mse_bf16" and res["table"]["selected_on_dev"] == "mse_bf16"
     assert res["command"] == "first" and res["date"] == "2026-01-01" and res["export_check"] == {"met": True}
     assert res["added"][-1]["runs"] == ["hard_label-seed1", "mse_bf16-seed0"] and res["added"][-1]["command"] == "second"
+    assert res["partial"] == {"missing": ["hard_label-seed2"], "note": "n"}  # what came in is no longer missing
     assert committed["table"]["systems"]["hard_label"]["seeds"] == [0]  # the input is not changed
+    assert committed["partial"]["missing"] == ["hard_label-seed1", "hard_label-seed2"]
     with pytest.raises(SystemExit, match="already in the table"):
         qs.add_runs(res, cfg, "third")
