@@ -317,9 +317,9 @@ class TrainingConfig(_Section):
     max_failures: int = Field(1, ge=0)
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "fp32", description="bf16: the student's forward under torch autocast (bf16 matmuls) with fp32 weights, "
+        "auto", description="bf16: the student's forward under torch autocast (bf16 matmuls) with fp32 weights, "
         "gradients and optimizer state, either backend; auto: bf16 only where the hardware has native bf16 "
-        "(distill.precision). Default fp32 until a bf16-trained SciFact student is shown within the fp32 seeds' spread")
+        "(distill.precision); three bf16-trained SciFact seeds matched three fp32 ones (BENCHMARKS.md)")
 
 
 class EncodingConfig(_Section):

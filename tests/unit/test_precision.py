@@ -84,13 +84,12 @@ def _cfg(*overrides):
     return build_config({"teacher": {"model": "t"}, "student": {"model": "s"}}, list(overrides))
 
 
-def test_config_precision_fields_default_auto_and_training_fp32():
+def test_config_precision_fields_default_auto():
     from distill.config import ConfigError
 
     cfg = _cfg()
-    assert cfg.scoring.precision == "auto" and cfg.encoding.precision == "auto"
-    assert cfg.training.precision == "fp32"  # bf16 training: opt in
-    assert _cfg("training.precision=auto").training.precision == "auto"
+    assert cfg.scoring.precision == cfg.encoding.precision == cfg.training.precision == "auto"
+    assert _cfg("training.precision=fp32").training.precision == "fp32"
     with pytest.raises(ConfigError, match="scoring.precision"):
         _cfg("scoring.precision=fp16")
 
@@ -111,7 +110,7 @@ def test_stage_digest_holds_the_resolved_precision(monkeypatch):
     from distill.manifest import stage_digest
 
     def digests(p=None):
-        cfg = _cfg(f"scoring.precision={p}", f"encoding.precision={p}") if p else _cfg()
+        cfg = _cfg(*(f"{s}.precision={p}" for s in ("scoring", "training", "encoding"))) if p else _cfg()
         return {s: stage_digest(cfg, s) for s in ("mine", "score", "encode")}
 
     monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(AVX2_ONLY))
@@ -124,7 +123,7 @@ def test_stage_digest_holds_the_resolved_precision(monkeypatch):
     assert auto_on_avx2 == fp32 and auto_on_amx == bf16
     assert fp32["mine"] == bf16["mine"]  # mining does not depend on it
     assert fp32["score"] != bf16["score"] and fp32["encode"] != bf16["encode"]
-    only_encode = _cfg("scoring.precision=fp32", "encoding.precision=bf16")
+    only_encode = _cfg("scoring.precision=fp32", "training.precision=fp32", "encoding.precision=bf16")
     assert stage_digest(only_encode, "score") == fp32["score"]  # digests are cumulative down the pipeline
     assert stage_digest(only_encode, "encode") not in (fp32["encode"], bf16["encode"])
 
