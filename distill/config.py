@@ -344,7 +344,7 @@ class EvaluationConfig(_Section):
     rerank_depth: int = Field(100, ge=1)
     inline_rerank_max_pairs: int = Field(
         2000, ge=0, description="teacher-rerank pairs scored in the driver process (same TeacherActor code) when "
-        "there are at most this many; more go to the Ray Data actor pool, whose ~20 s start-up would dominate a "
+        "there are at most this many; more go to the Ray Data model pool, whose ~20 s start-up would dominate a "
         "small job. 0: always Ray Data")
     first_stage_depth: int = Field(100, ge=1)
     speed_sample: int = Field(64, ge=1)
@@ -357,13 +357,24 @@ class RayConfig(_Section):
     actor_cpus: float = Field(0.5, gt=0)
     read_cpus: float = Field(0.25, gt=0)
     actor_gpus: float = Field(0.0, ge=0)
-    actor_task_retries: int = Field(3, ge=0, description="Ray Data actors that die are restarted; a batch whose "
-                                    "actor died is retried this many times, then the stage fails (a poison batch "
+    stage_pool: Literal["auto", "tasks", "actors"] = Field(
+        "auto", description="the Ray Data stages' workers (distill.raydata): tasks on reused worker processes "
+        "that keep each model loaded across stages (start-up paid once per run), or a fresh actor pool per "
+        "stage; auto: actors where ray.actor_gpus > 0 (a GPU process keeps its first device), tasks elsewhere")
+    actor_task_retries: int = Field(3, ge=0, description="a batch whose Ray Data worker died (an actor is "
+                                    "restarted) is retried this many times, then the stage fails (a poison batch "
                                     "would otherwise be retried forever)")
     pool_restarts: int = Field(2, ge=0, description="a Ray system failure that ends a Ray Data stage (a node lost: "
                                "its actors' batch retries run out before Ray restarts them elsewhere) starts a new "
-                               "actor pool over the rows not yet back, at most this many times")
+                               "pool over the rows not yet back, at most this many times")
     pool_restart_wait_s: float = Field(5.0, ge=0, description="seconds to wait before that new pool")
+
+    @model_validator(mode="after")
+    def _gpu_pool(self):
+        if self.stage_pool == "tasks" and self.actor_gpus:
+            raise ValueError("ray.stage_pool: tasks needs ray.actor_gpus: 0 (a reused worker process keeps the "
+                             "first GPU it saw); use stage_pool: actors or auto with GPUs")
+        return self
 
 
 class SweepConfig(_Section):

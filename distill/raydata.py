@@ -1,18 +1,25 @@
-"""Ray Data helpers every data stage uses: blocks, the actor pool, rows-in = rows-out, resumable shards.
+"""Ray Data helpers every data stage uses: blocks, the model pool, rows-in = rows-out, resumable shards.
 
 A stage (``score``, ``encode``, a reader teacher) is one chain: rows sorted by length and cut into blocks
-on the driver (:func:`blocks_of`) -> :func:`map_actor_pool` (an actor pool of a model class over the
-blocks; a dead actor restarts and its batch is retried, at most ``ray.actor_task_retries`` times) ->
+on the driver (:func:`blocks_of`) -> :func:`map_model_pool` (a model class mapped over the blocks by a pool
+of Ray workers; a worker that dies has its batch retried, at most ``ray.actor_task_retries`` times) ->
 each output batch handed to a :class:`ShardAssembler`, which gives back a shard as soon as every row of
 it is back -> the shard saved by :class:`ShardResume` under ``.<output>.partial/`` (distill.partial), so a
 re-run after a crash computes only the shards that were not saved. :func:`check_rows` holds every stage to
 rows in = rows out.
 
-Every pool holds a lease (:class:`PoolLease`, a key in Ray's GCS) while the driver reads it; each actor
-watches its pool's lease and ends itself, without restart, once the lease is gone. Ray Data releases a
-finished or failed pool's actors by dropping its handles, which misses one case: an actor lost with its
-node and restarted by Ray elsewhere after its pool had already failed holds its CPU for as long as the
-driver lives (seen on the multi-node tests). The lease makes every pool's actors end with the pool.
+The pool (``ray.stage_pool``, :func:`pool_kind`) is one of two:
+
+- ``tasks`` (the default on CPUs): Ray tasks on the job's reused worker processes, each keeping its models
+  loaded (distill.worker_models), so torch's import and a model's load are paid once per process per run,
+  not once per stage: the second stage that needs a model starts at full speed;
+- ``actors`` (the default with ``ray.actor_gpus`` > 0: a GPU process must keep the device it started
+  with): a fresh actor pool per stage, which loads its model again. Every actor pool holds a lease
+  (:class:`PoolLease`, a key in Ray's GCS) while the driver reads it; each actor watches its pool's lease
+  and ends itself, without restart, once the lease is gone. Ray Data releases a finished or failed pool's
+  actors by dropping its handles, which misses one case: an actor lost with its node and restarted by Ray
+  elsewhere after its pool had already failed holds its CPU for as long as the driver lives (seen on the
+  multi-node tests). The lease makes every pool's actors end with the pool.
 """
 
 from __future__ import annotations
@@ -52,14 +59,16 @@ def _system_errors() -> tuple[type, ...]:
                                            "WorkerCrashedError") if hasattr(rex, n))
 
 
-def map_actor_pool(blocks: list[pa.Table], actor: type, actor_kwargs: dict, batch_size: int, actors: int, ray_cfg,
+def map_model_pool(blocks: list[pa.Table], actor: type, actor_kwargs: dict, batch_size: int, actors: int, ray_cfg,
                    stats: dict | None = None, started: float | None = None,
                    keys: tuple[str, ...] | None = None) -> Iterator[dict]:
-    """Yield each output batch (numpy columns) of an actor pool of ``actors`` instances of
-    ``actor(**actor_kwargs)`` mapped over ``blocks`` in batches of ``batch_size`` rows; each actor gets
-    ``ray.actor_cpus`` CPUs (and ``ray.actor_gpus`` GPUs). A dead actor is restarted and its batch retried
-    (``ray.actor_task_retries``). ``stats`` (optional) receives when the first output batch arrived,
-    counted from ``started`` (default: now), and its rows: the pool's start-up cost.
+    """Yield each output batch (numpy columns) of ``actor(**actor_kwargs)`` mapped over ``blocks`` in batches
+    of ``batch_size`` rows by ``actors`` workers at a time, each with ``ray.actor_cpus`` CPUs (and
+    ``ray.actor_gpus`` GPUs), on the pool :func:`pool_kind` picks: ``tasks`` (reused worker processes that
+    keep the model loaded across stages) or ``actors`` (a fresh actor per worker; a dead one is restarted).
+    A batch whose worker died is retried (``ray.actor_task_retries``). ``stats`` (optional) receives when
+    the first output batch arrived, counted from ``started`` (default: now), and its rows: the pool's
+    start-up cost.
 
     ``keys``: columns that identify an input row and come back in its output rows. With them, a Ray system
     failure that ends the dataset (a node lost with its actors and object store: the actor's batch retries
@@ -69,13 +78,14 @@ def map_actor_pool(blocks: list[pa.Table], actor: type, actor_kwargs: dict, batc
     from distill.raycluster import ensure_ray
 
     ensure_ray(ray_cfg)
+    pool = _task_batches if pool_kind(ray_cfg) == "tasks" else _pool_batches
     if not keys:
-        yield from _pool_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stats, t0)
+        yield from pool(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stats, t0)
         return
     done: set = set()
     for attempt in range(ray_cfg.pool_restarts + 1):
         try:
-            for batch in _pool_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stats, t0):
+            for batch in pool(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stats, t0):
                 done.update(zip(*(batch[k].tolist() for k in keys)))
                 yield batch
             return
@@ -102,7 +112,42 @@ def _rows_not_in(blocks: list[pa.Table], keys: tuple[str, ...], done: set) -> li
     return out
 
 
+def pool_kind(ray_cfg) -> str:
+    """``ray.stage_pool``, with ``auto`` resolved: ``actors`` where the stage's workers hold GPUs (a reused
+    process keeps the first device it saw), ``tasks`` elsewhere."""
+    kind = getattr(ray_cfg, "stage_pool", "auto")
+    if kind == "auto":
+        return "actors" if ray_cfg.actor_gpus else "tasks"
+    return kind
+
+
+def _first_batch(stats: dict | None, t0: float, batch: dict) -> None:
+    if stats is not None and "first_batch_s" not in stats:
+        stats.update(first_batch_s=time.perf_counter() - t0, first_rows=len(next(iter(batch.values()))))
+
+
+def _task_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stats, t0) -> Iterator[dict]:
+    """The ``tasks`` pool: distill.worker_models.apply as a Ray Data task function, at most ``actors`` at
+    once; a task whose process died is retried ``ray.actor_task_retries`` times (an exception raised by
+    the model is not retried: it fails the stage at once)."""
+    import ray.data
+    from ray.data import TaskPoolStrategy
+
+    from distill import worker_models
+
+    retries = ray_cfg.actor_task_retries
+    ds = ray.data.from_blocks(blocks).map_batches(
+        worker_models.apply, fn_kwargs={"cls": actor, "kwargs": actor_kwargs,
+                                        "key": worker_models.model_key(actor, actor_kwargs)},
+        batch_size=batch_size, compute=TaskPoolStrategy(size=actors), num_cpus=ray_cfg.actor_cpus,
+        batch_format="numpy", ray_remote_args_fn=lambda: {"max_retries": retries})
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        _first_batch(stats, t0, batch)
+        yield batch
+
+
 def _pool_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stats, t0) -> Iterator[dict]:
+    """The ``actors`` pool: a fresh Ray Data actor pool, held by a :class:`PoolLease`."""
     import ray.data
     from ray.data import ActorPoolStrategy
 
@@ -116,8 +161,7 @@ def _pool_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stat
             num_gpus=ray_cfg.actor_gpus or None, batch_format="numpy",
             max_restarts=-1, max_task_retries=ray_cfg.actor_task_retries)  # a dead actor restarts; batch retried
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            if stats is not None and "first_batch_s" not in stats:
-                stats.update(first_batch_s=time.perf_counter() - t0, first_rows=len(next(iter(batch.values()))))
+            _first_batch(stats, t0, batch)
             yield batch
 
 

@@ -3,7 +3,7 @@
 Contract: :func:`score_pairs_reader` takes the stage's (qid, docid) pairs and returns them with a float32
 ``teacher_score`` column, rows in = rows out (checked); the pairs are grouped per question (one row per
 question: ``qid``, ``query``, ``docids``, ``docs``), longest questions first, and sent to a pool of
-:class:`ReaderActor` (distill.raydata.map_actor_pool), each holding one :class:`distill.reader.FiDReader`
+:class:`ReaderActor` (distill.raydata.map_model_pool), each holding one :class:`distill.reader.FiDReader`
 that scores a question's candidates by its cross-attention (distill.attention). distill.stages.score
 calls it for ``teacher.kind: reader``; the module imports no Ray at module level.
 """
@@ -54,7 +54,7 @@ def score_pairs_reader(pairs, queries: dict[str, str], doc_text, teacher_dir: st
     import pyarrow as pa
 
     from distill.raycluster import actor_threads
-    from distill.raydata import blocks_of, check_rows, map_actor_pool
+    from distill.raydata import blocks_of, check_rows, map_model_pool
 
     groups = [(q, g["docid"].astype(str).tolist()) for q, g in pairs.groupby("qid", sort=False)]
     docs = [[doc_text(d) for d in ids] for _, ids in groups]
@@ -69,7 +69,7 @@ def score_pairs_reader(pairs, queries: dict[str, str], doc_text, teacher_dir: st
               "trust_remote_code": teacher_cfg.trust_remote_code}
     frames = [pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str),
                             "teacher_score": np.asarray(b["teacher_score"], np.float32)})
-              for b in map_actor_pool(blocks_of(table, max(1, min(scoring_cfg.actors * 4, len(groups)))), ReaderActor,
+              for b in map_model_pool(blocks_of(table, max(1, min(scoring_cfg.actors * 4, len(groups)))), ReaderActor,
                                       kwargs, q_batch, scoring_cfg.actors, ray_cfg, stats, started=t0, keys=("qid",))]
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["qid", "docid", "teacher_score"])
     check_rows("score", list(zip(pairs["qid"], pairs["docid"])), list(zip(out["qid"], out["docid"])))

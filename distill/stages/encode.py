@@ -1,7 +1,7 @@
 """Stage ``encode``: Ray Data encodes texts with the student into float32 embeddings.
 
-Texts are sorted by length before they become blocks, so batches pad little; an actor pool of student
-encoders runs ``map_batches``; rows in equal embeddings out, checked by id. The corpus embeddings are
+Texts are sorted by length before they become blocks, so batches pad little; a Ray Data model pool
+(distill.raydata) of student encoders runs ``map_batches``; rows in equal embeddings out, checked by id. The corpus embeddings are
 written as parquet shards (``docid``, ``embedding`` fixed-size list of float32) of
 ``encoding.shard_rows`` documents each. Each shard is saved as soon as all its rows are back
 (distill/partial.py), so a re-run after a crash encodes only the shards that were not saved.
@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distill.faults import Fault
-from distill.raydata import ShardAssembler, ShardResume, blocks_of, check_rows, map_actor_pool
+from distill.raydata import ShardAssembler, ShardResume, blocks_of, check_rows, map_model_pool
 
 
 class EncoderActor:
@@ -58,7 +58,7 @@ def _id_text_table(ids: list[str], texts: list[str]) -> pa.Table:
 def encode_texts(ids: list[str], texts: list[str], model_dir: str, ray_cfg, batch_size: int, actors: int,
                  encoder_kwargs: dict | None = None, stats: dict | None = None,
                  precision: str | None = None) -> np.ndarray:
-    """Embed ``texts`` on a Ray Data actor pool; returns [n, dim] float32 in input order.
+    """Embed ``texts`` on a Ray Data model pool; returns [n, dim] float32 in input order.
     ``stats`` (optional) receives when the first output batch arrived and its rows (start-up cost);
     ``precision``: the actors' (distill.precision; None: fp32)."""
     if len(set(ids)) != len(ids):
@@ -76,7 +76,7 @@ def encode_texts(ids: list[str], texts: list[str], model_dir: str, ray_cfg, batc
 
 def encode_shards(shards: dict[int, list[str]], text_of, model_dir: str, ray_cfg, batch_size: int, actors: int,
                   on_shard, encoder_kwargs: dict | None = None, precision: str | None = None) -> int:
-    """Embed several shards of ids in one actor pool; ``on_shard(k, ids, emb)`` runs on the driver as soon
+    """Embed several shards of ids in one model pool; ``on_shard(k, ids, emb)`` runs on the driver as soon
     as every row of shard ``k`` is back (rows in the shard's order). Each shard is length-sorted inside
     and the shards are queued in order, so the first shards finish first. Rows in = rows out, checked;
     returns the rows embedded."""
@@ -100,7 +100,7 @@ def _embed_blocks(blocks: list[pa.Table], model_dir: str, ray_cfg, batch_size: i
     kwargs = {"model_dir": model_dir, "encoder_kwargs": encoder_kwargs or {},
               "threads": actor_threads(ray_cfg.actor_cpus), "batch_size": batch_size,
               "fault": faults.from_env("encode.batch"), "precision": precision or "fp32"}
-    for batch in map_actor_pool(blocks, EncoderActor, kwargs, batch_size, actors, ray_cfg, stats, keys=("id",)):
+    for batch in map_model_pool(blocks, EncoderActor, kwargs, batch_size, actors, ray_cfg, stats, keys=("id",)):
         yield [str(x) for x in batch["id"]], np.asarray(batch["embedding"], dtype=np.float32)
 
 

@@ -108,9 +108,9 @@ def ensemble_rerank_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg, rec
 
 def rerank_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg, record: dict | None = None,
                   cache=None) -> pd.DataFrame:
-    """The teacher's score for each (qid, docid) of ``pairs``: on the Ray Data actor pool like training
+    """The teacher's score for each (qid, docid) of ``pairs``: on the Ray Data model pool like training
     pairs, or, for at most ``evaluation.inline_rerank_max_pairs`` pairs, with the same TeacherActor in
-    this process (an actor pool's start-up, ~20 s here, would cost more than scoring a few hundred pairs).
+    this process (a cold pool's start-up, ~20 s here, would cost more than scoring a few hundred pairs).
     An ensemble teacher (``record``: its ensemble.json) goes through :func:`ensemble_rerank_scores`.
     With ``cache`` (a :class:`distill.pair_cache.PairScoreCache`), pairs it holds are not scored again
     (a reader's scores are never cached: it reads a query's passages together)."""
@@ -137,7 +137,7 @@ def _reader_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg) -> pd.DataF
 
 
 def _pair_scores(pairs: pd.DataFrame, data, teacher_dir: str, cfg) -> pd.DataFrame:
-    """A cross-encoder's or dual encoder's score per pair: the actor pool, or the TeacherActor inline."""
+    """A cross-encoder's or dual encoder's score per pair: the model pool, or the TeacherActor inline."""
     if len(pairs) > cfg.evaluation.inline_rerank_max_pairs:
         return score_pairs(pairs, data.queries, data.doc_text, teacher_dir, cfg.teacher, cfg.scoring, cfg.ray)
     import torch

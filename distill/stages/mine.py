@@ -99,7 +99,7 @@ def run(rd, data) -> dict:
         # zero-shot student (or mining.encoder): corpus embeddings are kept for the baseline evaluation either way
         model = resolve_model(cfg.mining_encoder.model)
         kw = zero_shot_kwargs(cfg.mining_encoder)
-        # one Ray Data pass (one actor pool) embeds the corpus and the training queries together
+        # one Ray Data pass (one model pool) embeds the corpus and the training queries together
         want_q = "student" in cfg.mining.sources
         prev = rd.previous_round()
         if prev is not None:  # round r > 1 (distill.stages.rounds): cfg.student.model is round r-1's student;

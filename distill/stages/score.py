@@ -1,4 +1,4 @@
-"""Stage ``score``: Ray Data shards the (query, candidate) pairs over an actor pool of teachers.
+"""Stage ``score``: Ray Data shards the (query, candidate) pairs over a model pool of teachers.
 
 Pairs are sorted by length before they become blocks (length-bucketed batches); each actor holds one
 teacher and returns its raw logit per pair (a dual-encoder teacher returns q . d). Rows in equal rows
@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distill import layout
-from distill.raydata import ShardAssembler, ShardResume, blocks_of, check_rows, map_actor_pool
+from distill.raydata import ShardAssembler, ShardResume, blocks_of, check_rows, map_model_pool
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def _scored_frames(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teach
     kwargs = {**actor_kwargs(teacher_dir, teacher_cfg, scoring_cfg, actor_threads(ray_cfg.actor_cpus), members,
                              "cuda" if ray_cfg.actor_gpus else "cpu"),
               "fault": faults.from_env("score.batch")}
-    for b in map_actor_pool(blocks, TeacherActor, kwargs, bs, scoring_cfg.actors, ray_cfg, stats, started=t0,
+    for b in map_model_pool(blocks, TeacherActor, kwargs, bs, scoring_cfg.actors, ray_cfg, stats, started=t0,
                             keys=("qid", "docid")):
         f = pd.DataFrame({"qid": b["qid"].astype(str), "docid": b["docid"].astype(str)})
         for col in b:
@@ -186,7 +186,7 @@ def score_pairs(pairs: pd.DataFrame, queries: dict[str, str], doc_text, teacher_
 
 def score_shards(pairs: pd.DataFrame, shards: dict[int, tuple[int, int]], queries, doc_text, teacher_dir: str,
                  teacher_cfg, scoring_cfg, ray_cfg, on_shard, members: list[dict] | None = None) -> int:
-    """Score the rows ``pairs[start:stop]`` of every shard ``k: (start, stop)`` in one actor pool;
+    """Score the rows ``pairs[start:stop]`` of every shard ``k: (start, stop)`` in one model pool;
     ``on_shard(k, frame)`` runs on the driver as soon as every row of shard k is back (the shard's row
     order). Rows in = rows out, checked; returns the rows scored."""
     todo = pd.concat([pairs.iloc[a:b] for a, b in shards.values()], ignore_index=True)
@@ -282,7 +282,7 @@ def dev_candidates(rd, data) -> pd.DataFrame:
 
 def dual_member_scores(pairs: pd.DataFrame, data, member: dict, cfg, vectors: bool) -> dict:
     """A dual-encoder member's q . d for every (qid, docid) row, each distinct query and document embedded
-    once on a Ray Data actor pool (candidate lists repeat documents many times over); with ``vectors``
+    once on a Ray Data model pool (candidate lists repeat documents many times over); with ``vectors``
     also the per-row query and document vectors (EmbedDistill targets)."""
     from distill.ensemble import member_column
     from distill.precision import for_stage

@@ -180,7 +180,7 @@ def build_reader_groups(data, answers: dict[str, list[str]], test_split: str, pa
 
 def dense_retriever(cfg, data):
     """``retrieve(texts, k)`` with the zero-shot student (``mining.encoder`` when set) over the corpus:
-    corpus and questions embedded on a Ray Data actor pool, exact inner-product search."""
+    corpus and questions embedded on a Ray Data model pool, exact inner-product search."""
     from distill.index import build_index
     from distill.models import resolve_model
     from distill.stages.encode import encode_texts

@@ -2,7 +2,8 @@
 
 - a Ray Data encoding actor dies mid-batch (``os._exit`` inside ``__call__``), and a scoring actor is
   SIGKILLed from outside while it holds a batch: Ray restarts the actor and retries its batch; the stage
-  returns exactly its input rows, each with its own value;
+  returns exactly its input rows, each with its own value. The same on the default ``tasks`` pool (reused
+  worker processes, distill.raydata): the dead process's task is retried in another one;
 - a Ray Train worker dies between checkpoints: ``FailureConfig`` restarts the worker group from the last
   checkpoint within the same ``fit``; the step count, final checkpoint and exported student agree;
 - the ``encode`` driver is SIGKILLed after saving 2 of 6 shards: the re-run encodes only the other 4 and
@@ -117,7 +118,7 @@ def test_encode_actor_dies_mid_batch_and_no_row_is_lost(ray_session, assets, tmp
     from distill.stages.encode import encode_texts
 
     ids, texts = _corpus(assets)
-    cfg = build_config(_tree(assets, "actor"))
+    cfg = build_config(_tree(assets, "actor", ray={"stage_pool": "actors"}))
     monkeypatch.setenv("DISTILL_FAULT", "encode.batch@2")  # an actor dies inside its 2nd batch, once
     monkeypatch.setenv("DISTILL_FAULT_ONCE_FILE", str(tmp_path / "fired"))
     before = set(_map_workers())
@@ -142,7 +143,7 @@ def test_score_actor_killed_from_outside_and_no_pair_is_lost(ray_session, assets
     rng = np.random.default_rng(0)
     pairs = pd.DataFrame([(q, d) for q in sorted(queries)[:40] for d in rng.choice(ids, 6, replace=False)],
                          columns=["qid", "docid"])
-    cfg = build_config(_tree(assets, "score"))
+    cfg = build_config(_tree(assets, "score", ray={"stage_pool": "actors"}))
     monkeypatch.setenv("DISTILL_FAULT", "score.batch@2:hold")  # an actor stops in its 2nd batch; we SIGKILL it
     once = tmp_path / "held"
     monkeypatch.setenv("DISTILL_FAULT_ONCE_FILE", str(once))
@@ -171,6 +172,30 @@ def test_score_actor_killed_from_outside_and_no_pair_is_lost(ray_session, assets
     enc = DualEncoder(str(assets / "bert"), max_length=32)
     want = (enc.encode([queries[q] for q in pairs["qid"]]) * enc.encode([text_of[d] for d in pairs["docid"]])).sum(-1)
     np.testing.assert_allclose(out["teacher_score"].to_numpy(), want, atol=1e-5)
+
+
+@pytest.mark.timeout(240)
+def test_encode_task_worker_dies_mid_batch_and_no_row_is_lost(ray_session, assets, tmp_path, monkeypatch):
+    from distill.stages.encode import encode_texts
+
+    ids, texts = _corpus(assets)
+    cfg = build_config(_tree(assets, "tasks"))
+    assert cfg.ray.stage_pool == "auto"  # the default: tasks on a CPU
+    monkeypatch.setenv("DISTILL_FAULT", "encode.batch@2")  # a worker process dies inside its 2nd batch, once
+    monkeypatch.setenv("DISTILL_FAULT_ONCE_FILE", str(tmp_path / "fired"))
+    emb = encode_texts(ids, texts, str(assets / "student"), cfg.ray, batch_size=8, actors=2)
+    dead = int((tmp_path / "fired").read_text())
+    assert not _pid_alive(dead)  # the process did die; its batch was retried in another
+    assert emb.shape == (120, 32)
+    np.testing.assert_allclose(emb, DualEncoder.load(assets / "student").encode(texts), atol=1e-5)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # ---- 2. a Ray Train worker ---------------------------------------------------------------------------------

@@ -87,3 +87,14 @@ def test_rows_not_in_keeps_the_rows_not_yet_back_in_their_blocks():
     assert [b.to_pydict() for b in left] == [{"qid": ["a", "b"], "docid": ["1", "1"], "x": [0, 2]}]
     assert _rows_not_in(blocks, ("qid", "docid"), set())[0] is blocks[0]  # untouched blocks are reused
     assert _rows_not_in(blocks, ("qid",), {("a",), ("b",), ("c",)}) == []
+
+
+def test_pool_kind_is_tasks_on_cpus_and_actors_with_gpus_and_tasks_with_gpus_is_refused():
+    from distill.config import ConfigError, RayConfig
+    from distill.raydata import pool_kind
+
+    assert pool_kind(RayConfig()) == "tasks"
+    assert pool_kind(RayConfig(actor_gpus=1)) == "actors"
+    assert pool_kind(RayConfig(stage_pool="actors")) == "actors"
+    with pytest.raises((ValueError, ConfigError), match="stage_pool: tasks needs ray.actor_gpus: 0"):
+        RayConfig(stage_pool="tasks", actor_gpus=1)

@@ -39,7 +39,7 @@ def test_reader_actor_scores_each_question_s_candidates_together(t5_dir):
 
 
 def _in_process_pool(blocks, actor, kwargs, batch_size, actors, ray_cfg, stats=None, started=None, keys=None):
-    """map_actor_pool without Ray: one actor, the blocks' rows in batches of ``batch_size``."""
+    """map_model_pool without Ray: one actor, the blocks' rows in batches of ``batch_size``."""
     a = actor(**kwargs)
     for block in blocks:
         for i in range(0, block.num_rows, batch_size):
@@ -49,7 +49,7 @@ def _in_process_pool(blocks, actor, kwargs, batch_size, actors, ray_cfg, stats=N
 def test_score_pairs_reader_groups_pairs_per_question_rows_in_equal_rows_out(t5_dir, monkeypatch):
     from distill.config import build_config
 
-    monkeypatch.setattr(raydata, "map_actor_pool", _in_process_pool)
+    monkeypatch.setattr(raydata, "map_model_pool", _in_process_pool)
     cfg = build_config({"teacher": {"model": str(t5_dir), "kind": "reader", "finetune": False, "max_length": 24,
                                     "answer_max_length": 3},
                         "student": {"model": "s"}, "scoring": {"batch_size": 4, "actors": 1}})
