@@ -127,9 +127,9 @@ def _first_batch(stats: dict | None, t0: float, batch: dict) -> None:
 
 
 def _task_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stats, t0) -> Iterator[dict]:
-    """The ``tasks`` pool: distill.worker_models.apply as a Ray Data task function, at most ``actors`` at
-    once; a task whose process died is retried ``ray.actor_task_retries`` times (an exception raised by
-    the model is not retried: it fails the stage at once)."""
+    """The ``tasks`` pool: distill.worker_models.apply (named after ``actor``) as a Ray Data task function, at
+    most ``actors`` at once; a task whose process died is retried ``ray.actor_task_retries`` times (an exception
+    raised by the model is not retried: it fails the stage at once)."""
     import ray.data
     from ray.data import TaskPoolStrategy
 
@@ -137,7 +137,7 @@ def _task_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stat
 
     retries = ray_cfg.actor_task_retries
     ds = ray.data.from_blocks(blocks).map_batches(
-        worker_models.apply, fn_kwargs={"cls": actor, "kwargs": actor_kwargs,
+        worker_models.task_fn(actor), fn_kwargs={"cls": actor, "kwargs": actor_kwargs,
                                         "key": worker_models.model_key(actor, actor_kwargs)},
         batch_size=batch_size, compute=TaskPoolStrategy(size=actors), num_cpus=ray_cfg.actor_cpus,
         batch_format="numpy", ray_remote_args_fn=lambda: {"max_retries": retries})

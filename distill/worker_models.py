@@ -72,3 +72,12 @@ def cached(cls: type, kwargs: dict, key: str):
 def apply(batch, cls: type, kwargs: dict, key: str):
     """The Ray Data task function: the cached model of (``cls``, ``kwargs``) applied to ``batch``."""
     return cached(cls, kwargs, key)(batch)
+
+
+def task_fn(cls: type):
+    """:func:`apply` under ``cls``'s name, so Ray Data's progress and logs name the model, not ``apply``."""
+    def fn(batch, cls: type, kwargs: dict, key: str):
+        return cached(cls, kwargs, key)(batch)
+
+    fn.__name__ = fn.__qualname__ = cls.__name__
+    return fn

@@ -68,3 +68,14 @@ def test_a_model_is_built_once_per_key_and_the_last_two_are_kept(tmp_path):
     assert worker_models.cached(Model, kws[0], keys[0]) is a
     worker_models.cached(Model, kws[1], keys[1])  # b is built again
     assert worker_models.BUILDS == {keys[0]: 1, keys[1]: 2, keys[2]: 1}
+
+
+def test_the_task_function_carries_the_model_class_name_and_uses_the_cache(tmp_path):
+    d = _dir(tmp_path)
+    kw = {"model_dir": str(d), "scale": 5}
+    key = worker_models.model_key(Model, kw)
+    fn = worker_models.task_fn(Model)
+    assert fn.__name__ == "Model"
+    assert fn({"x": [1]}, cls=Model, kwargs=kw, key=key) == {"x": [5]}
+    assert fn({"x": [2]}, cls=Model, kwargs=kw, key=key) == {"x": [10]}
+    assert worker_models.BUILDS == {key: 1}
