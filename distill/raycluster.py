@@ -4,6 +4,7 @@ local one started in-process and sized by the config."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import ray
@@ -22,16 +23,37 @@ def driver_runtime_env(environ=None) -> dict:
     return {"env_vars": {k: v for k, v in wanted.items() if k not in taken}}
 
 
+# Ray Train's PlacementGroupCleaner asks the State API every second whether the train controller lives. The
+# State API is served by the dashboard, which a local cluster started here does not run (it would cost a process
+# and memory per run), so each poll fails and logs a warning: a line a second for the whole of training. The
+# cleaner's job, freeing a crashed controller's placement group, does not arise on a cluster that dies with its
+# driver, so on such a cluster its warnings are muted; errors still show.
+PG_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+
+
+def quiet_state_api_pollers() -> None:
+    """``worker_process_setup_hook`` of a local cluster without a dashboard: the PlacementGroupCleaner logs
+    errors only (see PG_CLEANER_LOGGER)."""
+    logging.getLogger(PG_CLEANER_LOGGER).setLevel(logging.ERROR)
+
+
+def local_runtime_env(environ=None) -> dict:
+    """The runtime_env of a local cluster started by ``ensure_ray``: the driver's, plus the setup hook that
+    mutes the State API pollers that cannot reach a dashboard."""
+    return {**driver_runtime_env(environ),
+            "worker_process_setup_hook": f"{__name__}.{quiet_state_api_pollers.__name__}"}
+
+
 def ensure_ray(cfg: RayConfig) -> None:
     if ray.is_initialized():
         return
-    env = driver_runtime_env()
     if cfg.address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=cfg.address or os.environ["RAY_ADDRESS"], runtime_env=env, log_to_driver=True)
+        ray.init(address=cfg.address or os.environ["RAY_ADDRESS"], runtime_env=driver_runtime_env(),
+                 log_to_driver=True)
         return
     # address="local": start a fresh in-process cluster, never attach to a stale one left on the machine
     ray.init(address="local", num_cpus=cfg.num_cpus, object_store_memory=cfg.object_store_memory,
-             include_dashboard=False, runtime_env=env, log_to_driver=True)
+             include_dashboard=False, runtime_env=local_runtime_env(), log_to_driver=True)
 
 
 def actor_threads(cpus: float) -> int:

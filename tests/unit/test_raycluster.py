@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
 
-from distill.raycluster import actor_threads, driver_runtime_env
+from distill.raycluster import (PG_CLEANER_LOGGER, actor_threads, driver_runtime_env, local_runtime_env,
+                                quiet_state_api_pollers)
 
 
 def test_the_driver_adds_its_variables_unless_the_job_sets_them():
@@ -18,3 +21,18 @@ def test_the_driver_adds_its_variables_unless_the_job_sets_them():
 
 def test_actor_threads_round_the_reserved_cpus_and_never_drop_below_one():
     assert [actor_threads(c) for c in (0.25, 1, 1.6, 4)] == [1, 1, 2, 4]
+
+
+def test_a_local_cluster_adds_an_importable_hook_that_mutes_the_pg_cleaners_warnings_only():
+    env = local_runtime_env({"HF_HUB_OFFLINE": "1"})
+    assert env["env_vars"] == driver_runtime_env({"HF_HUB_OFFLINE": "1"})["env_vars"]
+    module, _, name = env["worker_process_setup_hook"].rpartition(".")
+    hook = getattr(importlib.import_module(module), name)
+    assert hook is quiet_state_api_pollers
+    logger = logging.getLogger(PG_CLEANER_LOGGER)
+    before = logger.level
+    try:
+        hook()
+        assert not logger.isEnabledFor(logging.WARNING) and logger.isEnabledFor(logging.ERROR)
+    finally:
+        logger.setLevel(before)
