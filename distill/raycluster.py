@@ -13,13 +13,18 @@ from distill.config import RayConfig
 
 
 def driver_runtime_env(environ=None) -> dict:
-    """What the driver adds to the runtime_env: TOKENIZERS_PARALLELISM=false and HF_HUB_OFFLINE as the driver
-    has it, minus the variables that a submitted job's own runtime_env already sets (under ``ray job submit
-    --runtime-env``, Ray refuses to merge two runtime_envs that name the same variable)."""
+    """What the driver adds to the runtime_env: TOKENIZERS_PARALLELISM=false, HF_HUB_OFFLINE as the driver has
+    it and RAY_TRAIN_ENABLE_PRINT_PATCH=0, minus the variables that a submitted job's own runtime_env already
+    sets (under ``ray job submit --runtime-env``, Ray refuses to merge two runtime_envs that name the same
+    variable).
+
+    Ray Train's print patch sends a training worker's ``print`` to the root logger *and*, because Ray has
+    wrapped the worker's stdout, to stdout as well: every progress line reached the driver's log twice."""
     environ = os.environ if environ is None else environ
     job = json.loads(environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
     taken = set(((job.get("runtime_env") or {}).get("env_vars") or {}))
-    wanted = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": environ.get("HF_HUB_OFFLINE", "0")}
+    wanted = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": environ.get("HF_HUB_OFFLINE", "0"),
+              "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
     return {"env_vars": {k: v for k, v in wanted.items() if k not in taken}}
 
 

@@ -80,6 +80,8 @@ def test_ray_job_submit_runs_the_pipeline(tmp_path):
         out = submit.stdout + submit.stderr
         assert submit.returncode == 0, out[-4000:]
         assert "succeeded" in out
+        # each training step's progress line reaches the job's log once (Ray Train's print patch doubled it)
+        assert [out.count(f"[train] step {s}/4 ") for s in (1, 2, 3, 4)] == [1, 1, 1, 1], out[-4000:]
         report = json.loads((tmp_path / "runs" / "job" / "eval" / "report.json").read_text())
         assert report["queries"] == 12 and "student_distilled" in report["metrics"]
         manifest = json.loads((tmp_path / "runs" / "job" / "manifest.json").read_text())

@@ -11,9 +11,9 @@ from distill.raycluster import (PG_CLEANER_LOGGER, actor_threads, driver_runtime
 
 
 def test_the_driver_adds_its_variables_unless_the_job_sets_them():
-    assert driver_runtime_env({"HF_HUB_OFFLINE": "1"}) == {
-        "env_vars": {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}}
-    job = {"runtime_env": {"env_vars": {"HF_HUB_OFFLINE": "0"}}}
+    assert driver_runtime_env({"HF_HUB_OFFLINE": "1"}) == {"env_vars": {
+        "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}
+    job = {"runtime_env": {"env_vars": {"HF_HUB_OFFLINE": "0", "RAY_TRAIN_ENABLE_PRINT_PATCH": "1"}}}
     assert driver_runtime_env({"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps(job)}) == {
         "env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
     assert driver_runtime_env({})["env_vars"]["HF_HUB_OFFLINE"] == "0"

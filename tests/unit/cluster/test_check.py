@@ -331,9 +331,10 @@ def test_driver_env_merges_with_a_job_runtime_env_that_sets_the_same_variables()
     # a job that sets only one of them, and a plain local run
     one = {"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": {"env_vars": {"HF_HUB_OFFLINE": "1"}}}),
            "HF_HUB_OFFLINE": "1"}
-    assert driver_runtime_env(one) == {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
-    assert driver_runtime_env({"HF_HUB_OFFLINE": "1"}) == {
-        "env_vars": {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}}
+    assert driver_runtime_env(one) == {"env_vars": {"TOKENIZERS_PARALLELISM": "false",
+                                                    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}
+    assert driver_runtime_env({"HF_HUB_OFFLINE": "1"}) == {"env_vars": {
+        "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}
 
 
 # ---- docs ----------------------------------------------------------------------------------------------
