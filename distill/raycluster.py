@@ -28,12 +28,17 @@ def driver_runtime_env(environ=None) -> dict:
     return {"env_vars": {k: v for k, v in wanted.items() if k not in taken}}
 
 
-# Ray Train's PlacementGroupCleaner asks the State API every second whether the train controller lives. The
-# State API is served by the dashboard, which a local cluster started here does not run (it would cost a process
-# and memory per run), so each poll fails and logs a warning: a line a second for the whole of training. The
-# cleaner's job, freeing a crashed controller's placement group, does not arise on a cluster that dies with its
-# driver, so on such a cluster its warnings are muted; errors still show.
+# Ray Train's PlacementGroupCleaner asks the State API every second whether the train controller lives, and
+# removes the training workers' placement group once it hears "no". The State API is served by a dashboard,
+# which a local cluster started here does not run (a process and memory per run), and a worker that has no
+# address for it auto-detects one: the newest cluster on the machine. With another Ray up (a `ray start`
+# cluster serving a model, a test's head node), the cleaner asked *that* cluster, did not find the controller
+# there, and removed a live run's placement group: training died a second later. So a local cluster's workers
+# get a State API address that refuses at once (each poll fails, the cleaner keeps waiting, nothing is
+# removed), and the cleaner's warning about it, a line a second for the whole of training, is muted. Its own
+# job, freeing a crashed controller's placement group, does not arise on a cluster that dies with its driver.
 PG_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+NO_STATE_API = "http://127.0.0.1:1"  # TCP port 1: refused at once
 
 
 def quiet_state_api_pollers() -> None:
@@ -43,9 +48,10 @@ def quiet_state_api_pollers() -> None:
 
 
 def local_runtime_env(environ=None) -> dict:
-    """The runtime_env of a local cluster started by ``ensure_ray``: the driver's, plus the setup hook that
-    mutes the State API pollers that cannot reach a dashboard."""
-    return {**driver_runtime_env(environ),
+    """The runtime_env of a local cluster started by ``ensure_ray``: the driver's, a State API address that
+    no other cluster answers (RAY_API_SERVER_ADDRESS), and the setup hook that mutes the pollers' warnings."""
+    env = driver_runtime_env(environ)
+    return {"env_vars": {**env["env_vars"], "RAY_API_SERVER_ADDRESS": NO_STATE_API},
             "worker_process_setup_hook": f"{__name__}.{quiet_state_api_pollers.__name__}"}
 
 

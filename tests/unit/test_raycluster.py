@@ -23,9 +23,10 @@ def test_actor_threads_round_the_reserved_cpus_and_never_drop_below_one():
     assert [actor_threads(c) for c in (0.25, 1, 1.6, 4)] == [1, 1, 2, 4]
 
 
-def test_a_local_cluster_adds_an_importable_hook_that_mutes_the_pg_cleaners_warnings_only():
+def test_a_local_cluster_points_the_state_api_nowhere_and_mutes_the_pg_cleaners_warnings_only():
     env = local_runtime_env({"HF_HUB_OFFLINE": "1"})
-    assert env["env_vars"] == driver_runtime_env({"HF_HUB_OFFLINE": "1"})["env_vars"]
+    assert env["env_vars"] == {**driver_runtime_env({"HF_HUB_OFFLINE": "1"})["env_vars"],
+                               "RAY_API_SERVER_ADDRESS": "http://127.0.0.1:1"}
     module, _, name = env["worker_process_setup_hook"].rpartition(".")
     hook = getattr(importlib.import_module(module), name)
     assert hook is quiet_state_api_pollers
@@ -36,3 +37,15 @@ def test_a_local_cluster_adds_an_importable_hook_that_mutes_the_pg_cleaners_warn
         assert not logger.isEnabledFor(logging.WARNING) and logger.isEnabledFor(logging.ERROR)
     finally:
         logger.setLevel(before)
+
+
+def test_the_state_api_address_of_a_local_cluster_fails_fast_as_a_state_api_error(monkeypatch):
+    """What the PlacementGroupCleaner sees on each poll: a RayStateApiException (it keeps waiting), never an
+    answer from another cluster."""
+    import pytest
+    from ray.train.v2._internal.state.util import is_actor_alive
+    from ray.util.state.exception import RayStateApiException
+
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", local_runtime_env({})["env_vars"]["RAY_API_SERVER_ADDRESS"])
+    with pytest.raises(RayStateApiException):
+        is_actor_alive("ff" * 16, timeout=5)
