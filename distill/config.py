@@ -163,6 +163,10 @@ class TeacherConfig(_Section):
     num_workers: int = Field(1, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0)
     seed: int = 0
+    label_share: float | None = Field(
+        None, ge=0, le=1, description="share of the labelled training queries whose qrels the fine-tune may "
+        "read: the same seeded draw (the run seed, distill.label_budget) as training.label_share, so the two at "
+        "one share are an end-to-end label budget; unset: all of them")
     signal: Literal["logits", "attention"] = Field(
         "logits", description="cross-encoder score: its logit, or its query->passage attention (a reader "
         "always scores by attention)")
@@ -174,6 +178,9 @@ class TeacherConfig(_Section):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "TeacherConfig":
+        if self.label_share is not None and (self.kind == "reader" or not self.finetunes):
+            raise ValueError("teacher.label_share applies to a teacher the teacher stage fine-tunes on the qrels "
+                             "(a cross-encoder, or an ensemble's `finetuned` member, with teacher.finetune: true)")
         if self.kind != "ensemble":
             if not self.model:
                 raise ValueError(f"teacher.model is required for a {self.kind} teacher")

@@ -85,7 +85,8 @@ def stage_digest(config: RunConfig, stage: str, inputs: dict | None = None) -> s
     _resolved_precisions(config, dump)
     for key in ("log_every", "tracking"):  # where metrics are logged does not change what training computes
         dump["training"].pop(key, None)
-    for section, key in (("data", "format"), ("data", "hf"), ("data", "ir_datasets"), ("scoring", "import_path")):
+    for section, key in (("data", "format"), ("data", "hf"), ("data", "ir_datasets"), ("scoring", "import_path"),
+                         ("teacher", "label_share")):
         if dump[section].get(key) in (None, "beir"):  # unset input options leave the digests as they were
             dump[section].pop(key, None)
     if "import_path" not in dump["scoring"]:

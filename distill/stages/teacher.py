@@ -1,7 +1,8 @@
 """Stage ``teacher`` (optional): fine-tune a cross-encoder teacher on the train qrels, on Ray Train.
 
 Each training group is one query with one judged positive and ``negatives_per_query`` BM25-mined
-negatives (judged positives excluded). The loss is the localised contrastive estimate
+negatives (judged positives excluded); ``teacher.label_share`` keeps the queries of the label budget only
+(the draw training.label_share makes at the same seed). The loss is the localised contrastive estimate
 
     L = -log( exp(f(q, d+)) / sum_{d in group} exp(f(q, d)) )
 
@@ -28,9 +29,29 @@ from distill.bm25 import BM25
 from distill.progress import Progress
 
 
-def build_teacher_groups(data, split: str, pool_depth: int = 30, max_queries: int | None = None) -> pd.DataFrame:
+def labelled_queries(qrels: dict, label_share: float | None, seed: int) -> list[str]:
+    """The training queries whose qrels the teacher may read, in qrels order: every one, or with
+    ``teacher.label_share`` the share of the labelled ones (a judged positive) that training.label_share
+    keeps at the same seed (distill.label_budget.kept_queries)."""
+    if label_share is None:
+        return list(qrels)
+    from distill.label_budget import kept_queries
+
+    keep = kept_queries([q for q, rels in qrels.items() if any(r > 0 for r in rels.values())], label_share, seed)
+    return [q for q in qrels if q in keep]
+
+
+def build_teacher_groups(data, split: str, pool_depth: int = 30, max_queries: int | None = None,
+                         label_share: float | None = None, seed: int = 0) -> pd.DataFrame:
+    """One row per training query of ``split`` (the first ``max_queries``; with ``label_share``, those of
+    them the label budget keeps) with a judged positive and a BM25 negative: its text, positives' and
+    negatives' texts."""
     qrels = data.qrels[split]
-    qids = list(qrels)[:max_queries] if max_queries else list(qrels)
+    if max_queries:
+        qrels = dict(list(qrels.items())[:max_queries])
+    qids = labelled_queries(qrels, label_share, seed)
+    if not qids:
+        return pd.DataFrame(columns=["query", "positives", "negatives"])
     docids = list(data.corpus)
     bm25 = BM25(docids, [data.doc_text(d) for d in docids])
     ranked, _ = bm25.search([data.queries[q] for q in qids], pool_depth)
@@ -132,7 +153,11 @@ def run(rd, data) -> dict:
     if t.kind == "reader":
         return run_reader(rd, data)
     ensure_ray(cfg.ray)
-    groups = build_teacher_groups(data, cfg.data.train_split, max_queries=cfg.data.max_train_queries)
+    groups = build_teacher_groups(data, cfg.data.train_split, max_queries=cfg.data.max_train_queries,
+                                  label_share=t.label_share, seed=cfg.seed)
+    if len(groups) == 0:
+        raise RuntimeError(f"teacher: no training query to fine-tune on (teacher.label_share={t.label_share} "
+                           "keeps none with a judged positive and a BM25 negative)")
     work = rd.path / "teacher_work"
     work.mkdir(exist_ok=True)
     pq.write_table(pa.Table.from_pandas(groups, preserve_index=False), work / "groups.parquet")

@@ -71,13 +71,13 @@ def withhold_labels(scores: pd.DataFrame, share: float, seed: int) -> tuple[pd.D
     the sorted ids; generated ``gen:`` queries always keep theirs). Each other query loses its labels: its
     rows are set to label 0 and the positives that only the qrels put among its candidates (``source ==
     "qrels"``) are removed, so its candidates are what mining found without labels. Returns the scores and
-    the unlabelled query ids."""
-    import random
+    the unlabelled query ids. The draw is distill.label_budget.kept_queries, the teacher's too."""
+    from distill.label_budget import kept_queries
 
     if share >= 1:
         return scores, []
     real = sorted(q for q in scores.loc[scores["label"] > 0, "qid"].unique() if not str(q).startswith("gen:"))
-    keep = set(random.Random(seed).sample(real, round(share * len(real))))
+    keep = kept_queries(real, share, seed)
     gone = [q for q in real if q not in keep]
     hit = scores["qid"].isin(set(gone))
     out = scores[~(hit & (scores["source"] == "qrels"))].copy()

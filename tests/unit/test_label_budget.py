@@ -54,3 +54,40 @@ def test_auto_policy_follows_the_losses(losses, policy):
     fixed = build_config({"teacher": {"model": "t"}, "student": {"model": "s"},
                           "training": {"losses": losses, "unlabelled": "drop"}})
     assert unlabelled_policy(fixed.training) == "drop"
+
+
+def test_teacher_label_share_reads_the_queries_the_student_keeps():
+    """teacher.label_share and training.label_share at one share and seed: the same labelled queries."""
+    from distill.stages.teacher import labelled_queries
+
+    scores = _candidates(10)
+    _, gone = withhold_labels(scores, 0.3, seed=13)
+    qrels = {f"q{i}": {f"a{i}": 1, f"p{i}": 1} for i in reversed(range(10))}  # another order, same ids
+    qrels["q_unjudged"] = {"a0": 0}  # no judged positive: never drawn
+    kept = labelled_queries(qrels, 0.3, seed=13)
+    assert sorted(kept) == sorted({f"q{i}" for i in range(10)} - set(gone)) and len(kept) == 3
+    assert kept == [q for q in qrels if q in kept]  # in qrels order
+    assert labelled_queries(qrels, None, seed=13) == list(qrels)  # unset: every query
+    assert labelled_queries(qrels, 0.0, seed=13) == []
+
+
+def test_teacher_label_share_needs_a_teacher_fine_tuned_on_the_qrels():
+    cfg = build_config({"teacher": {"model": "t", "label_share": 0.1}, "student": {"model": "s"}})
+    assert cfg.teacher.label_share == 0.1
+    for teacher in ({"model": "t", "finetune": False, "label_share": 0.1},
+                    {"kind": "reader", "model": "t", "label_share": 0.1},
+                    {"kind": "ensemble", "members": [{"name": "bm25", "kind": "bm25"}], "label_share": 0.1}):
+        with pytest.raises(Exception, match="teacher.label_share applies to a teacher"):
+            build_config({"teacher": teacher, "student": {"model": "s"}})
+    with pytest.raises(Exception, match="label_share"):
+        build_config({"teacher": {"model": "t", "label_share": 1.5}, "student": {"model": "s"}})
+
+
+def test_teacher_label_share_set_changes_the_teachers_digest_and_unset_leaves_it():
+    from distill.manifest import stage_digest
+
+    base = {"teacher": {"model": "t"}, "student": {"model": "s"}}
+    a, b = build_config(base), build_config({**base, "teacher": {"model": "t", "label_share": 0.1}})
+    assert a.teacher.label_share is None
+    assert stage_digest(a, "teacher") != stage_digest(b, "teacher")
+    assert stage_digest(a, "teacher") == stage_digest(build_config(base, ["teacher.label_share=null"]), "teacher")

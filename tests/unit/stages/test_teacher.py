@@ -27,6 +27,14 @@ def test_teacher_groups_take_judged_positives_and_unjudged_bm25_negatives():
     assert len(teacher.build_teacher_groups(_data(), "train", pool_depth=5, max_queries=1)) == 1
 
 
+def test_teacher_groups_keep_the_label_budget_only():
+    kept = teacher.labelled_queries(_data().qrels["train"], 0.5, seed=3)  # one of the two labelled queries
+    g = teacher.build_teacher_groups(_data(), "train", pool_depth=5, label_share=0.5, seed=3)
+    assert len(kept) == 1 and g["query"].tolist() == [_data().queries[kept[0]]]
+    assert len(teacher.build_teacher_groups(_data(), "train", pool_depth=5, label_share=0.0)) == 0
+    assert len(teacher.build_teacher_groups(_data(), "train", pool_depth=5, label_share=1.0)) == 2
+
+
 def test_reader_groups_skip_the_test_split():
     data = _data()
     g = teacher.build_reader_groups(data, {"q1": ["pie"], "q3": ["x"]}, "test", passages=2,
