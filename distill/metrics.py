@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 METRICS = ["ndcg@10", "mrr@10", "recall@100"]
 
 
@@ -16,7 +18,9 @@ def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, floa
     for q, docs in full_run.items():
         if not docs:  # ranx needs one entry per query; an unjudged dummy scores zero on every metric
             docs["__none__"] = 0.0
-    scores = evaluate(Qrels(judged), Run(full_run), metrics, make_comparable=True)
+    with warnings.catch_warnings():  # ranx's numba kernels cast its uint64 ranks to int64 when they compile
+        warnings.filterwarnings("ignore", message=".*unsafe cast from uint64 to int64")
+        scores = evaluate(Qrels(judged), Run(full_run), metrics, make_comparable=True)
     if not isinstance(scores, dict):  # ranx gives a bare number for a single metric
         scores = {metrics[0]: scores}
     return {m: float(scores[m]) for m in metrics}

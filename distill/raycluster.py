@@ -39,6 +39,7 @@ def driver_runtime_env(environ=None) -> dict:
 # job, freeing a crashed controller's placement group, does not arise on a cluster that dies with its driver.
 PG_CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
 NO_STATE_API = "http://127.0.0.1:1"  # TCP port 1: refused at once
+DATA_PROGRESS_INTERVAL_ENV = "RAY_DATA_NON_TTY_PROGRESS_LOG_INTERVAL"
 
 
 def quiet_state_api_pollers() -> None:
@@ -56,6 +57,9 @@ def local_runtime_env(environ=None) -> dict:
 
 
 def ensure_ray(cfg: RayConfig) -> None:
+    # Ray Data logs a stage's progress every 10 s where stdout is not a terminal (a job's log): once a minute
+    # is enough to see it move (set the variable to choose; it is read when Ray Data first logs progress)
+    os.environ.setdefault(DATA_PROGRESS_INTERVAL_ENV, "60")
     if ray.is_initialized():
         return
     if cfg.address or os.environ.get("RAY_ADDRESS"):

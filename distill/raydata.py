@@ -28,6 +28,7 @@ import hashlib
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -136,11 +137,13 @@ def _task_batches(blocks, actor, actor_kwargs, batch_size, actors, ray_cfg, stat
     from distill import worker_models
 
     retries = ray_cfg.actor_task_retries
-    ds = ray.data.from_blocks(blocks).map_batches(
-        worker_models.task_fn(actor), fn_kwargs={"cls": actor, "kwargs": actor_kwargs,
-                                        "key": worker_models.model_key(actor, actor_kwargs)},
-        batch_size=batch_size, compute=TaskPoolStrategy(size=actors), num_cpus=ray_cfg.actor_cpus,
-        batch_format="numpy", ray_remote_args_fn=lambda: {"max_retries": retries})
+    with warnings.catch_warnings():  # Ray 2.60 deprecates both ways to set max_retries and names no third
+        warnings.filterwarnings("ignore", message="`ray_remote_args_fn` is deprecated")
+        ds = ray.data.from_blocks(blocks).map_batches(
+            worker_models.task_fn(actor), fn_kwargs={"cls": actor, "kwargs": actor_kwargs,
+                                            "key": worker_models.model_key(actor, actor_kwargs)},
+            batch_size=batch_size, compute=TaskPoolStrategy(size=actors), num_cpus=ray_cfg.actor_cpus,
+            batch_format="numpy", ray_remote_args_fn=lambda: {"max_retries": retries})
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         _first_batch(stats, t0, batch)
         yield batch

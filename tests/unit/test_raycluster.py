@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 
+from distill import raycluster
 from distill.raycluster import (PG_CLEANER_LOGGER, actor_threads, driver_runtime_env, local_runtime_env,
                                 quiet_state_api_pollers)
 
@@ -49,3 +51,13 @@ def test_the_state_api_address_of_a_local_cluster_fails_fast_as_a_state_api_erro
     monkeypatch.setenv("RAY_API_SERVER_ADDRESS", local_runtime_env({})["env_vars"]["RAY_API_SERVER_ADDRESS"])
     with pytest.raises(RayStateApiException):
         is_actor_alive("ff" * 16, timeout=5)
+
+
+def test_ray_data_logs_progress_once_a_minute_unless_the_user_says_otherwise(monkeypatch):
+    monkeypatch.setattr(raycluster.ray, "is_initialized", lambda: True)  # no cluster started
+    monkeypatch.delenv(raycluster.DATA_PROGRESS_INTERVAL_ENV, raising=False)
+    raycluster.ensure_ray(None)
+    assert os.environ[raycluster.DATA_PROGRESS_INTERVAL_ENV] == "60"
+    monkeypatch.setenv(raycluster.DATA_PROGRESS_INTERVAL_ENV, "5")
+    raycluster.ensure_ray(None)
+    assert os.environ[raycluster.DATA_PROGRESS_INTERVAL_ENV] == "5"
