@@ -15,6 +15,10 @@ Label-budget variants are named ``labels<pct>_<recipe>`` (a teacher signal + the
 recipes at one share, the best on dev is the curve's point, ``labels<pct>_kl`` by default) and ``labels<pct>_hard``
 (hard labels only), with ``training.label_share: <pct>/100``; at 100% the system selected on dev (else the base)
 and ``hard_label`` stand in, and at 0% the hard-label point is the zero-shot student (nothing to train on).
+Those students learn from the config's teacher, fine-tuned on every train qrel. A third series, ``kl_e2e``,
+holds the budget end to end: teacher-signal students (any name) whose teacher saw no more labels than they
+did, ``teacher.label_share`` equal to ``training.label_share``, or at 0% a teacher of members none of which
+is fine-tuned, with fixed weights (a label-free teacher).
 """
 
 from __future__ import annotations
@@ -97,6 +101,31 @@ def _best_on_dev(systems: dict, names: list[str], default: str) -> str:
     return default if default in names else sorted(names)[0]
 
 
+def teacher_label_share(overrides: dict | None) -> float:
+    """The share of the train qrels a variant's teacher saw: ``teacher.label_share``; 0 for an ensemble
+    of members none of which is fine-tuned, with fixed weights; else 1 (the config's own teacher, fine-tuned
+    on every train qrel)."""
+    over = overrides or {}
+    if over.get("teacher.label_share") is not None:
+        return float(over["teacher.label_share"])
+    members = over.get("teacher.members")
+    if members is not None and over.get("teacher.fit_weights") is False \
+            and not any(m.get("model") == "finetuned" for m in members):
+        return 0.0
+    return 1.0
+
+
+def _end_to_end(table: dict) -> dict[int, list[str]]:
+    """{pct: teacher-signal systems whose teacher saw the same share of the labels as they did (< 100%)}."""
+    out: dict[int, list[str]] = {}
+    for name, r in table["systems"].items():
+        over = (table.get("variants") or {}).get(name) or {}
+        share = float(over.get("training.label_share", 1.0))
+        if SOFT_LOSSES & set(r.get("losses") or {}) and share < 1 and teacher_label_share(over) == share:
+            out.setdefault(round(100 * share), []).append(name)
+    return out
+
+
 def label_budget(table: dict) -> dict:
     """nDCG@10 (mean, sd, seeds, system) per label share for the teacher-trained (``kl``) and hard-label
     (``hard``) students. Teacher-trained at ``pct``%: a ``labels<pct>_<recipe>`` system with a teacher-signal
@@ -106,7 +135,7 @@ def label_budget(table: dict) -> dict:
     systems, curve, pools = table["systems"], {"kl": {}, "hard": {}}, {}
     for name, r in systems.items():
         m = BUDGET.match(name)
-        if not m:
+        if not m or teacher_label_share((table.get("variants") or {}).get(name)) < 1:
             continue
         pct = int(m.group(1))
         if m.group(2) == "hard":
@@ -125,6 +154,12 @@ def label_budget(table: dict) -> dict:
     if zs and 0 not in curve["hard"]:
         curve["hard"][0] = {"system": "student_zero_shot", "ndcg@10": zs["ndcg@10"], "sd": None, "seeds": 0,
                             "note": "zero-shot: no labels to train on"}
+    e2e = _end_to_end(table)
+    if e2e:  # at 100% the teacher-trained point is the same system: the teacher saw every label there too
+        curve["kl_e2e"] = {pct: _point(systems, _best_on_dev(systems, names, sorted(names)[0]), names)
+                           for pct, names in e2e.items()}
+        if 100 in curve["kl"]:
+            curve["kl_e2e"][100] = curve["kl"][100]
     return {k: dict(sorted(v.items())) for k, v in curve.items()}
 
 
@@ -143,13 +178,15 @@ def checks(table: dict) -> list[dict]:
     out.append({"target": f"distilled nDCG@10 >= {TARGET_NDCG}", "system": name, "value": nd,
                 "threshold": TARGET_NDCG, "margin": nd - TARGET_NDCG, "met": nd >= TARGET_NDCG})
     curve = label_budget(table)
-    for pct in (0, 10):
-        kl, hard = curve.get("kl", {}).get(pct), curve.get("hard", {}).get(pct)
-        if kl and hard:
-            d = kl["ndcg@10"] - hard["ndcg@10"]
-            out.append({"target": f"{pct}% labels: teacher-trained >= hard-label + {BUDGET_MARGIN}", "system":
-                        kl["system"], "control": hard["system"], "value": kl["ndcg@10"], "threshold": hard["ndcg@10"] + BUDGET_MARGIN,
-                        "margin": d - BUDGET_MARGIN, "met": d >= BUDGET_MARGIN})
+    for series, what in (("kl", ""), ("kl_e2e", " end to end (the teacher saw the same labels)")):
+        for pct in (0, 10):
+            kl, hard = curve.get(series, {}).get(pct), curve.get("hard", {}).get(pct)
+            if kl and hard:
+                d = kl["ndcg@10"] - hard["ndcg@10"]
+                out.append({"target": f"{pct}% labels{what}: teacher-trained >= hard-label + {BUDGET_MARGIN}",
+                            "system": kl["system"], "control": hard["system"], "value": kl["ndcg@10"],
+                            "threshold": hard["ndcg@10"] + BUDGET_MARGIN, "margin": d - BUDGET_MARGIN,
+                            "met": d >= BUDGET_MARGIN})
     return out
 
 
@@ -189,12 +226,14 @@ def plot_budget(curve: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for kind, label in (("kl", "teacher signal (+ the labels there are; recipe chosen on dev)"), ("hard", "hard labels only")):
+    for kind, label, style in (("kl", "teacher signal (+ the labels there are; recipe chosen on dev)", "-"),
+                               ("kl_e2e", "the same, the teacher given no more labels than the student", "--"),
+                               ("hard", "hard labels only", "-")):
         pts = curve.get(kind, {})
         if pts:
             xs = list(pts)
             ax.errorbar(xs, [p["ndcg@10"] for p in pts.values()], yerr=[p["sd"] or 0 for p in pts.values()],
-                        marker="o", capsize=3, label=label)
+                        marker="o", capsize=3, label=label, linestyle=style)
     ax.set_xlabel("% of training queries with labels")
     ax.set_ylabel("nDCG@10 (test)")
     ax.legend(fontsize=8)

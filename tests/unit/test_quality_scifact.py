@@ -110,6 +110,43 @@ def test_label_budget_takes_the_recipe_best_on_dev_at_each_share_never_test():
     assert qs.label_budget(table)["kl"][10]["system"] == "labels10_kl"
 
 
+def test_end_to_end_budget_is_a_series_of_its_own_never_mixed_into_the_curve(tmp_path):
+    """A student whose teacher saw no more labels than it did (teacher.label_share, or a label-free
+    ensemble) is the kl_e2e series and its own targets; the main curve keeps the teacher of every label."""
+    free = [{"name": "minilm", "kind": "dual-encoder", "model": "m", "weight": 0.5},
+            {"name": "bm25", "kind": "bm25", "weight": 0.5}]
+    variants = {"hard_label": {}, "labels0_kl": {"training.label_share": 0.0},
+                "labels10_kl": {"training.label_share": 0.1}, "labels10_hard": {"training.label_share": 0.1},
+                "labelfree_kl": {"teacher.members": free, "teacher.fit_weights": False, "training.label_share": 0.0},
+                "fitted_kl": {"teacher.members": free, "training.label_share": 0.0},  # weights fitted: not label-free
+                "e2e10_kl": {"teacher.label_share": 0.1, "training.label_share": 0.1},
+                "labels10_kl_t10": {"teacher.label_share": 0.1, "training.label_share": 0.1},
+                "teacher30_kl": {"teacher.label_share": 0.3, "training.label_share": 0.1}}  # saw more: neither
+    systems = {"kl": _row(100, {"kl": 1.0}, 0.70, 0.6, 0.9), "hard_label": _row(100, {"infonce": 1.0}, 0.72, 0.6, 0.9),
+               "labels0_kl": _row(100, {"kl": 1.0}, 0.66, 0.6, 0.9), "labels10_kl": _row(100, {"kl": 1.0}, 0.68, 0.6, 0.9),
+               "labels10_hard": _row(100, {"infonce": 1.0}, 0.64, 0.6, 0.9),
+               "labelfree_kl": _row(100, {"kl": 1.0}, 0.65, 0.6, 0.9), "fitted_kl": _row(100, {"kl": 1.0}, 0.1, 0.1, 0.1),
+               "e2e10_kl": _row(100, {"kl": 1.0}, 0.66, 0.6, 0.9),
+               "labels10_kl_t10": _row(100, {"kl": 1.0}, 0.65, 0.6, 0.9),
+               "teacher30_kl": _row(100, {"kl": 1.0}, 0.9, 0.9, 0.9)}
+    for name, nd in (("e2e10_kl", 0.61), ("labels10_kl_t10", 0.62)):
+        systems[name]["dev_mean"] = {"ndcg@10": nd}
+    table = {"base_label": "kl", "reference": REFERENCE, "systems": systems, "variants": variants}
+    assert [qs.teacher_label_share(variants[n]) for n in ("labelfree_kl", "fitted_kl", "e2e10_kl", "hard_label")] \
+        == [0.0, 1.0, 0.1, 1.0]
+    curve = qs.label_budget(table)
+    assert curve["kl"][10]["system"] == "labels10_kl" and curve["kl"][0]["system"] == "labels0_kl"
+    assert {p: v["system"] for p, v in curve["kl_e2e"].items()} == {0: "labelfree_kl", 10: "labels10_kl_t10",
+                                                                     100: "kl"}  # 10%: the better on dev
+    by = {c["target"]: c for c in qs.checks(table)}
+    e2e0 = by["0% labels end to end (the teacher saw the same labels): teacher-trained >= hard-label + 0.03"]
+    e2e10 = by["10% labels end to end (the teacher saw the same labels): teacher-trained >= hard-label + 0.03"]
+    assert e2e0["met"] and abs(e2e0["margin"] - (0.65 - 0.60 - 0.03)) < 1e-9
+    assert not e2e10["met"] and abs(e2e10["margin"] - (0.65 - 0.64 - 0.03)) < 1e-9
+    qs.plot_budget(curve, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_outside_evaluation_agrees_with_the_projects(tmp_path):
     """A student saved by the project, evaluated with SentenceTransformer + numpy + ranx on the BEIR files,
     gives the nDCG@10 the project's own exact search and metrics give."""
