@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -49,6 +50,20 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+class _LeftOutPoolerReport(logging.Filter):
+    """Drops transformers' load report when its only entries are ``pooler.*`` weights reported UNEXPECTED: the
+    pooler :func:`_load_backbone` leaves out on purpose. Any other entry (a missing weight) keeps the report."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "LOAD REPORT" not in msg:
+            return True
+        rows = [line for line in msg.splitlines()[1:] if "|" in line and not set(line.strip()) <= set("-+| ")]
+        entries = [r for r in rows if r.split("|")[0].strip() != "Key"]
+        return not entries or not all(r.split("|")[0].strip().startswith("pooler.") and "UNEXPECTED" in r
+                                      for r in entries)
+
+
 def _load_backbone(path: str, trust_remote_code: bool):
     from transformers import AutoConfig, AutoModel
 
@@ -56,10 +71,14 @@ def _load_backbone(path: str, trust_remote_code: bool):
     kwargs = {}
     if cfg.model_type in ("bert", "roberta", "xlm-roberta", "electra", "mpnet"):
         kwargs["add_pooling_layer"] = False  # unused pooler params break DDP/ZeRO gradient reduction
+    report_log, quiet = logging.getLogger("transformers.modeling_utils"), _LeftOutPoolerReport()
+    report_log.addFilter(quiet)
     try:
         return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
     except TypeError:
         return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+    finally:
+        report_log.removeFilter(quiet)
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:

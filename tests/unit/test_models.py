@@ -187,3 +187,38 @@ def test_cross_encoder_dual_head_scores_are_scaled_cosines_and_save(models, tmp_
     again = CrossEncoder(str(tmp_path / "ce"), max_length=32)
     assert again.head == "dual" and float(again.scale.detach()) == 7.5
     np.testing.assert_allclose(again.score(qs, ds), logits * 7.5 / 20.0, atol=1e-4)
+
+
+def test_loading_a_checkpoint_with_a_pooler_reports_nothing_but_a_missing_weight_still_reports(tmp_path):
+    """The student leaves BERT's pooler out on purpose: transformers' load report of its weights as
+    UNEXPECTED is dropped; a report with anything else in it (here a missing weight) is kept."""
+    import logging
+
+    from safetensors.torch import load_file, save_file
+    from transformers import BertConfig, BertModel
+
+    from distill.models import _load_backbone
+
+    cfg = BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    BertModel(cfg).save_pretrained(tmp_path / "with_pooler")  # as hub checkpoints are saved
+
+    class Catch(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    log, catch = logging.getLogger("transformers.modeling_utils"), Catch()
+    log.addHandler(catch)
+    try:
+        _load_backbone(str(tmp_path / "with_pooler"), False)
+        assert not [m for m in catch.messages if "LOAD REPORT" in m]
+        weights = load_file(tmp_path / "with_pooler" / "model.safetensors")
+        del weights[next(k for k in weights if "encoder.layer.0.output.dense.weight" in k)]
+        save_file(weights, tmp_path / "with_pooler" / "model.safetensors", metadata={"format": "pt"})
+        _load_backbone(str(tmp_path / "with_pooler"), False)
+        assert [m for m in catch.messages if "LOAD REPORT" in m and "output.dense.weight" in m]
+    finally:
+        log.removeHandler(catch)
