@@ -10,6 +10,7 @@ sequence of batches from the saved step on.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,12 +23,24 @@ EXPORT_DIR = "export"  # the model as the next stage loads it, inside the final 
 
 
 # ---- on a worker -----------------------------------------------------------------------------------------
+def quiet_report_log() -> None:
+    """Ray Train logs each worker's every ``ray.train.report`` at INFO, its metrics in full: two long lines
+    every ``training.log_every`` steps, where distill.progress prints one short line about ten times a fit.
+    That logger (named after its module's file) keeps its warnings; a Ray without the module is left as is."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def start_worker(threads: int, seed: int, per_rank_seed: bool = False) -> tuple[int, int]:
     """(rank, world) of this Ray Train worker; sets torch's threads and seed (``seed + rank`` when
     ``per_rank_seed``)."""
     import ray.train
     import torch
 
+    quiet_report_log()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(threads)

@@ -120,3 +120,19 @@ def test_copy_export_copies_the_model_and_returns_the_state(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RuntimeError, match="no exported model"):
         raytrain.copy_export(SimpleNamespace(checkpoint=_Checkpoint(tmp_path / "empty")), out)
+
+
+def test_ray_trains_per_report_info_line_is_quieted_and_its_warnings_kept():
+    import logging
+
+    from ray.train.v2._internal.execution import context
+
+    from distill.raytrain import quiet_report_log
+
+    log = logging.getLogger(context.__file__)
+    before = log.level
+    try:
+        quiet_report_log()
+        assert not log.isEnabledFor(logging.INFO) and log.isEnabledFor(logging.WARNING)
+    finally:
+        log.setLevel(before)
