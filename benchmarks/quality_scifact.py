@@ -229,7 +229,9 @@ def plot_budget(curve: dict, path: Path) -> None:
     for kind, label, style in (("kl", "teacher signal (+ the labels there are; recipe chosen on dev)", "-"),
                                ("kl_e2e", "the same, the teacher given no more labels than the student", "--"),
                                ("hard", "hard labels only", "-")):
-        pts = curve.get(kind, {})
+        pts = {int(pct): pt for pct, pt in curve.get(kind, {}).items()}  # a curve read back from JSON: str keys
+        if kind == "kl_e2e":  # its 100% point is the first series' own: a line to it would cross shares not run
+            pts = {pct: pt for pct, pt in pts.items() if pct < 100}
         if pts:
             xs = list(pts)
             ax.errorbar(xs, [p["ndcg@10"] for p in pts.values()], yerr=[p["sd"] or 0 for p in pts.values()],
