@@ -23,15 +23,31 @@ EXPORT_DIR = "export"  # the model as the next stage loads it, inside the final 
 
 
 # ---- on a worker -----------------------------------------------------------------------------------------
-def quiet_report_log() -> None:
-    """Ray Train logs each worker's every ``ray.train.report`` at INFO, its metrics in full: two long lines
-    every ``training.log_every`` steps, where distill.progress prints one short line about ten times a fit.
-    That logger (named after its module's file) keeps its warnings; a Ray without the module is left as is."""
+class _SchedulerNotStarted(logging.Filter):
+    """DeepSpeed's WarmupDecayLR warns that its rate is read "before it has started" from its own constructor."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "before it has started" not in record.getMessage()
+
+
+def quiet_worker_logs() -> None:
+    """A training worker's log without the lines that tell a user nothing: Ray Train's INFO line for every
+    ``ray.train.report`` (its metrics in full, where distill.progress prints one short line about ten times a
+    fit; that logger, named after its module's file, keeps its warnings), DeepSpeed's warning from its own
+    scheduler's constructor, and torch 2.13's deprecation of the ``all_gather_into_tensor`` ZeRO calls."""
+    import warnings
+
     try:
         from ray.train.v2._internal.execution import context
-    except ImportError:
-        return
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    except ImportError:  # another Ray Train layout: its logger is left as is
+        context = None
+    if context is not None:
+        logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    deepspeed_log = logging.getLogger("DeepSpeed")
+    if not any(isinstance(f, _SchedulerNotStarted) for f in deepspeed_log.filters):
+        deepspeed_log.addFilter(_SchedulerNotStarted())
+    warnings.filterwarnings("ignore", message="`torch.distributed.all_gather_into_tensor` is deprecated",
+                            category=FutureWarning)
 
 
 def start_worker(threads: int, seed: int, per_rank_seed: bool = False) -> tuple[int, int]:
@@ -40,7 +56,7 @@ def start_worker(threads: int, seed: int, per_rank_seed: bool = False) -> tuple[
     import ray.train
     import torch
 
-    quiet_report_log()
+    quiet_worker_logs()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(threads)

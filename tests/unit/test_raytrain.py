@@ -122,17 +122,29 @@ def test_copy_export_copies_the_model_and_returns_the_state(tmp_path):
         raytrain.copy_export(SimpleNamespace(checkpoint=_Checkpoint(tmp_path / "empty")), out)
 
 
-def test_ray_trains_per_report_info_line_is_quieted_and_its_warnings_kept():
+def test_a_training_workers_noise_is_quieted_and_its_warnings_kept():
     import logging
+    import warnings
 
     from ray.train.v2._internal.execution import context
 
-    from distill.raytrain import quiet_report_log
+    from distill.raytrain import quiet_worker_logs
 
-    log = logging.getLogger(context.__file__)
-    before = log.level
+    log, ds = logging.getLogger(context.__file__), logging.getLogger("DeepSpeed")
+    before, filters = log.level, list(ds.filters)
     try:
-        quiet_report_log()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            quiet_worker_logs()
+            quiet_worker_logs()  # once per process is enough, twice is harmless
+            warnings.warn("`torch.distributed.all_gather_into_tensor` is deprecated. Please use ...", FutureWarning)
+            warnings.warn("something else is deprecated", FutureWarning)
+        assert [str(w.message) for w in caught] == ["something else is deprecated"]
         assert not log.isEnabledFor(logging.INFO) and log.isEnabledFor(logging.WARNING)
+        rec = lambda msg: logging.LogRecord("DeepSpeed", logging.WARNING, "f", 1, msg, None, None)  # noqa: E731
+        assert not ds.filter(rec("Attempting to get learning rate from scheduler before it has started"))
+        assert ds.filter(rec("total_num_steps 3 is less than warmup_num_steps 5"))
+        assert len(ds.filters) == len(filters) + 1
     finally:
         log.setLevel(before)
+        ds.filters[:] = filters
