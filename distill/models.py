@@ -71,7 +71,9 @@ def _load_backbone(path: str, trust_remote_code: bool):
     kwargs = {}
     if cfg.model_type in ("bert", "roberta", "xlm-roberta", "electra", "mpnet"):
         kwargs["add_pooling_layer"] = False  # unused pooler params break DDP/ZeRO gradient reduction
-    report_log, quiet = logging.getLogger("transformers.modeling_utils"), _LeftOutPoolerReport()
+    from transformers import modeling_utils
+
+    report_log, quiet = modeling_utils.logger, _LeftOutPoolerReport()  # the logger from_pretrained reports to
     report_log.addFilter(quiet)
     try:
         return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)

@@ -189,7 +189,7 @@ def test_cross_encoder_dual_head_scores_are_scaled_cosines_and_save(models, tmp_
     np.testing.assert_allclose(again.score(qs, ds), logits * 7.5 / 20.0, atol=1e-4)
 
 
-def test_loading_a_checkpoint_with_a_pooler_reports_nothing_but_a_missing_weight_still_reports(tmp_path):
+def test_loading_a_checkpoint_with_a_pooler_reports_nothing_but_a_missing_weight_still_reports(tmp_path, monkeypatch):
     """The student leaves BERT's pooler out on purpose: transformers' load report of its weights as
     UNEXPECTED is dropped; a report with anything else in it (here a missing weight) is kept."""
     import logging
@@ -210,15 +210,16 @@ def test_loading_a_checkpoint_with_a_pooler_reports_nothing_but_a_missing_weight
         def emit(self, record):
             self.messages.append(record.getMessage())
 
-    log, catch = logging.getLogger("transformers.modeling_utils"), Catch()
+    from transformers import modeling_utils
+
+    log, catch = logging.Logger("load-report-under-test", logging.WARNING), Catch()  # free of global logging state
     log.addHandler(catch)
-    try:
-        _load_backbone(str(tmp_path / "with_pooler"), False)
-        assert not [m for m in catch.messages if "LOAD REPORT" in m]
-        weights = load_file(tmp_path / "with_pooler" / "model.safetensors")
-        del weights[next(k for k in weights if "encoder.layer.0.output.dense.weight" in k)]
-        save_file(weights, tmp_path / "with_pooler" / "model.safetensors", metadata={"format": "pt"})
-        _load_backbone(str(tmp_path / "with_pooler"), False)
-        assert [m for m in catch.messages if "LOAD REPORT" in m and "output.dense.weight" in m]
-    finally:
-        log.removeHandler(catch)
+    monkeypatch.setattr(modeling_utils, "logger", log)
+    _load_backbone(str(tmp_path / "with_pooler"), False)
+    assert not [m for m in catch.messages if "LOAD REPORT" in m]
+    weights = load_file(tmp_path / "with_pooler" / "model.safetensors")
+    del weights[next(k for k in weights if "encoder.layer.0.output.dense.weight" in k)]
+    save_file(weights, tmp_path / "with_pooler" / "model.safetensors", metadata={"format": "pt"})
+    _load_backbone(str(tmp_path / "with_pooler"), False)
+    assert [m for m in catch.messages if "LOAD REPORT" in m and "output.dense.weight" in m]
+    assert not log.filters  # the filter is gone once the model is loaded
