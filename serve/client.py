@@ -50,22 +50,28 @@ def search(
     return r.json()
 
 
-def format_results(query: str, hits: list[dict], truncated: bool = False, width: int = 100) -> str:
+def format_results(query: str, hits: list[dict], truncated: bool = False, width: int = 100,
+                   judged: set[str] | None = None) -> str:
+    """One line for the query, one per hit (rank, doc id, score, title - snippet); with ``judged`` (the
+    query's judged-relevant doc ids) a hit among them is marked ``*``."""
     lines = [f"query: {query!r}" + ("  [truncated to the encoder's max_length]" if truncated else "")]
     for rank, h in enumerate(hits, 1):
         title = h.get("title") or ""
         snip = (h.get("snippet") or "")[: max(0, width - len(title) - 30)]
+        mark = "*" if judged and h["docid"] in judged else " "
         lines.append(
-            f"  {rank:2d}. {h['docid']:<10} {h['score']:8.4f}  {title}" + (f" - {snip}" if snip else "")
+            f" {mark}{rank:2d}. {h['docid']:<10} {h['score']:8.4f}  {title}" + (f" - {snip}" if snip else "")
         )
     return "\n".join(lines)
 
 
 def query_demo(
-    url: str, queries: list[str], k: int = 3, rerank: bool | None = None, token: str | None = None, out=print
+    url: str, queries: list[str], k: int = 3, rerank: bool | None = None, token: str | None = None, out=print,
+    judged: dict[str, set[str]] | None = None,
 ) -> list[dict]:
     """Send ``queries`` over HTTP without and (when the server has a reranker) with reranking; print
-    the results and the latency of each call. Returns the responses."""
+    the results (``judged``: query -> judged-relevant doc ids, marked ``*``) and the latency of each call.
+    Returns the responses."""
     info = wait_ready(url, token=token)
     if rerank is None:
         rerank = bool(info.get("reranker"))
@@ -84,6 +90,6 @@ def query_demo(
                 f"{len(queries)} queries in {ms:.0f} ms, version {resp['version']}"
             )
             for q, hits, trunc in zip(queries, resp["results"], resp["truncated"]):
-                out(format_results(q, hits, trunc))
+                out(format_results(q, hits, trunc, judged=(judged or {}).get(q)))
             responses.append(resp)
     return responses

@@ -14,8 +14,36 @@ from pathlib import Path
 DEFAULT_QUERIES = 3
 
 
-def _pick_queries(run_dir: Path, n: int) -> list[str]:
-    """Queries from the run's data (config.data.dir/queries.jsonl) when it is there, else fixed ones."""
+FALLBACK_QUERIES = ["how do volcanoes erupt", "what causes inflation", "rules of offside in football"]
+
+
+def _positive(score: str) -> bool:
+    try:
+        return float(score) > 0
+    except ValueError:
+        return False
+
+
+def _held_out_qrels(data_dir: Path, split: str) -> dict[str, set[str]]:
+    """``qrels/<split>.tsv`` in ``data_dir`` (BEIR layout): query id -> its judged-relevant doc ids (score > 0),
+    queries in file order; {} when the file is absent."""
+    path = data_dir / "qrels" / f"{split}.tsv"
+    out: dict[str, set[str]] = {}
+    if path.is_file():
+        with open(path) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) >= 2 and parts[0] and parts[0] != "query-id":
+                    rel = out.setdefault(parts[0], set())
+                    if len(parts) < 3 or _positive(parts[2]):
+                        rel.add(parts[1])
+    return out
+
+
+def _demo_queries(run_dir: Path) -> tuple[list[str], dict[str, set[str]]] | None:
+    """The queries to spread the demo over: those of the run's test split (qrels/<test_split>.tsv beside
+    config.data.dir/queries.jsonl: queries no stage trained on) when it has any, else every query; with the
+    judged-relevant doc ids of each held-out query text. None when the run's data cannot be read."""
     import json
 
     from serve.app import resolve_run_dir
@@ -26,13 +54,33 @@ def _pick_queries(run_dir: Path, n: int) -> list[str]:
         qpath = Path(data.get("dir") or "data/sample") / data.get("queries", "queries.jsonl")
         if not qpath.is_absolute() and not qpath.exists():
             qpath = Path(__file__).resolve().parent.parent / qpath
-        if qpath.is_file() and qpath.suffix == ".jsonl":
-            with open(qpath) as f:
-                qs = [json.loads(line)["text"] for line in f if line.strip()]
-            return qs[:: max(1, len(qs) // n)][:n]
-    except (OSError, ValueError, KeyError):
-        pass
-    return ["how do volcanoes erupt", "what causes inflation", "rules of offside in football"][:n]
+        if not (qpath.is_file() and qpath.suffix == ".jsonl"):
+            return None
+        with open(qpath) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        texts = {str(r.get("_id")): r["text"] for r in rows}
+        qrels = _held_out_qrels(qpath.parent, data.get("test_split", "test"))
+        held_out = [q for q in qrels if q in texts]
+        if not held_out:
+            return [r["text"] for r in rows], {}
+        return [texts[q] for q in held_out], {texts[q]: qrels[q] for q in held_out}
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+
+
+def _pick_queries(run_dir: Path, n: int) -> list[str]:
+    """``n`` queries spread evenly over _demo_queries (the run's held-out queries); fixed ones otherwise."""
+    found = _demo_queries(run_dir)
+    if not found or not found[0]:
+        return FALLBACK_QUERIES[:n]
+    qs = found[0]
+    return qs[:: max(1, len(qs) // n)][:n]
+
+
+def _judged(run_dir: Path, queries: list[str]) -> dict[str, set[str]]:
+    """The judged-relevant doc ids of those of ``queries`` that are held-out queries of the run's data."""
+    found = _demo_queries(run_dir)
+    return {q: found[1][q] for q in queries if q in found[1]} if found else {}
 
 
 def main(
@@ -55,9 +103,13 @@ def main(
         print("note: the index has no docs.parquet (no corpus text): serving without the reranker")
         rerank = False
     queries = queries or _pick_queries(Path(run_dir), DEFAULT_QUERIES)
+    judged = _judged(Path(run_dir), queries)
+    if judged:
+        print(f"{len(judged)} of the {len(queries)} queries are from the test split (no stage trained on them); "
+              "* marks a passage judged relevant")
     try:
         url = deploy(run_dir, rerank=rerank, host=host, port=port)
-        query_demo(url, queries, k=k, rerank=rerank)
+        query_demo(url, queries, k=k, rerank=rerank, judged=judged)
     finally:
         shutdown()
     return 0

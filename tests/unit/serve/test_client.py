@@ -131,6 +131,12 @@ def test_format_results_lines():
         "   2. d22         -0.2500  ",
     ]
     assert client.format_results("q", [], truncated=True) == "query: 'q'  [truncated to the encoder's max_length]"
+    # judged-relevant hits are marked; an empty or missing judgement marks nothing
+    assert client.format_results("q", hits, judged={"d22", "d9"}).splitlines()[1:] == [
+        "   1. d1           1.5000  Title - the text",
+        " * 2. d22         -0.2500  ",
+    ]
+    assert client.format_results("q", hits, judged=set()) == client.format_results("q", hits)
     # the snippet is cut so the line stays near ``width``
     long = client.format_results("q", [{"docid": "d", "score": 0.0, "title": "t" * 10, "snippet": "x" * 500}],
                                  width=60).splitlines()[1]
@@ -150,6 +156,10 @@ def test_query_demo_searches_without_then_with_the_reranker(stub, reranker, mode
     assert sum("student (dense retrieval): 2 queries in" in p for p in printed) == 1
     assert sum("student + teacher rerank: 2 queries in" in p for p in printed) == int(reranker)
     assert sum(p.startswith("query: 'alpha'") for p in printed) == len(modes)
+    # judged doc ids are marked in every mode's lines of that query only
+    printed.clear()
+    client.query_demo(s.url, ["alpha", "beta"], k=2, token="tk", out=printed.append, judged={"beta": {"zzz"}})
+    assert not any("*" in p for p in printed)  # the stub's hits are not judged
     # rerank=False overrides a server that has a reranker
     s.requests.clear()
     assert len(client.query_demo(s.url, ["alpha"], rerank=False, out=printed.append)) == 1
