@@ -6,7 +6,8 @@ dict value replaces the whole section and its unset keys take their defaults, so
 the training seeds (``system_seeds`` gives named systems their own). After the run's own pipeline, every (system, seed) is a run of its own under
 ``runs/<name>/sweep/<system>-seed<s>/`` (the run itself is system ``base_label`` at ``training.seed``):
 
-- each stage whose config digest equals the base run's, or an earlier sweep run's, is *shared*: a relative
+- each stage whose config digest equals the base run's, or an earlier sweep run's (this sitting's, then any
+  already under ``sweep/`` from an earlier one), is *shared*: a relative
   symlink to the output of the run that computed it and a manifest entry ``shared_from`` naming that run;
   the first stage that differs and all later ones run (a variant of ``training`` shares teacher, mine and
   score: the expensive teacher work is done once; two variants that both need the teacher's layer scores
@@ -130,17 +131,35 @@ def run_with_sweep(cfg: RunConfig, only: list[str] | None = None, force: bool = 
     return rd
 
 
+def earlier_runs(base: RunDir) -> list[RunDir]:
+    """The runs already under ``runs/<name>/sweep/`` (from earlier sittings, whatever systems their command
+    named), each opened from the config its manifest records, in name order: donors for
+    :func:`share_stages`, which trusts a stage only where its digest, recomputed, still matches. A directory
+    whose manifest or config no longer reads is skipped."""
+    from distill.atomic import RunDirError
+
+    root, out = base.path / SWEEP_DIR, []
+    for d in sorted(p for p in root.iterdir() if (p / layout.MANIFEST).is_file()) if root.is_dir() else []:
+        try:
+            rd = RunDir(build_config(json.loads((d / layout.MANIFEST).read_text())["config"]))
+        except (OSError, ValueError, KeyError, TypeError, ConfigError, RunDirError):
+            continue
+        if rd.path == d.resolve():
+            out.append(rd)
+    return out
+
+
 def run_variant(vcfg: RunConfig, base: RunDir, donors: list[RunDir], data, force: bool = False,
                 log=print) -> RunDir:
-    """One sweep run: the base run's loaded ``data`` and input checksums, every leading stage a donor
-    finished with the same digest shared (:func:`share_stages`), the rest run by the pipeline."""
+    """One sweep run: the base run's loaded ``data`` and input checksums, every leading stage a donor (never
+    the run itself) finished with the same digest shared (:func:`share_stages`), the rest run by the pipeline."""
     rd = RunDir(vcfg)
     log = pipeline.logged(log)
     with pipeline.holding(rd, log, None, force, announce=False):
         rd.manifest["data"] = base.manifest.get("data")
         rd.manifest["inputs"] = base.manifest.get("inputs")
         rd.shared_with = base
-        shared = share_stages(donors or [base], rd)
+        shared = share_stages([d for d in donors if d.path != rd.path] or [base], rd)
         for owner in dict.fromkeys(shared.values()):
             log(f"[sweep] shares {', '.join(s for s, o in shared.items() if o == owner)} with {owner}")
         pipeline.run_stages(rd, data, None, force, log)
@@ -151,12 +170,15 @@ def run_sweep(cfg: RunConfig, base: RunDir, data, force: bool = False, log=print
     """Train and evaluate every variant run of ``cfg.sweep``; write and return the table ({} where the base run
     was not evaluated: :func:`base_stages`)."""
     runs: list[tuple[str, int, RunDir]] = []
+    earlier = earlier_runs(base)  # donors from earlier sittings, after this sitting's own runs
     for label, seed, vcfg in plan(cfg):
         if vcfg is None:
             runs.append((label, seed, base))
             continue
         log(f"[sweep] {label} seed {seed}: {vcfg.run_dir}")
-        rd = run_variant(vcfg, base, [base] + [r for _, _, r in runs if r is not base], data, force=force,
+        now = [r for _, _, r in runs if r is not base]
+        donors = [base, *now, *(e for e in earlier if all(e.path != r.path for r in now))]
+        rd = run_variant(vcfg, base, donors, data, force=force,
                          log=lambda m, p=f"{label}-seed{seed}": log(f"  {p} {m}"))
         runs.append((label, seed, rd))
     if not base.is_done("evaluate"):  # a base run that trains no student (base_stages): no reference rows

@@ -8,8 +8,8 @@ import pytest
 from distill.config import ConfigError, build_config
 from distill.data import BeirData, DataError, Rejects, carve_dev
 from distill.manifest import RunDir
-from distill.sweep import (base_stages, collect, finished_runs, log_table, plan, precision_checks, render_markdown,
-                           share_stages, variant_config)
+from distill.sweep import (base_stages, collect, earlier_runs, finished_runs, log_table, plan, precision_checks,
+                           render_markdown, share_stages, variant_config)
 
 BASE = {"teacher": {"model": "t"}, "student": {"model": "s", "max_length": 64},
         "training": {"seed": 0, "losses": {"kl": 1.0, "infonce": 0.1}}}
@@ -114,6 +114,27 @@ def test_a_variant_shares_an_earlier_variants_stage_and_links_its_owner(tmp_path
     assert (third.stage_path("score") / "out").read_text() == first.config.name
     assert third.stage_path("score").resolve() == first.stage_path("score").resolve()
     assert not second.is_done("train") and list(share_stages([base], third)) == ["teacher", "mine", "score"]
+
+
+def test_an_earlier_sittings_run_is_a_donor(tmp_path):
+    cfg = _cfg(tmp_path)
+    base = RunDir(cfg)
+    for stage in ("teacher", "mine", "train"):
+        _finish(base, stage)
+    rescore = {"scoring.batch_size": 7}
+    first = RunDir(variant_config(cfg, "a", 0, rescore))  # an earlier sitting scored with new settings
+    assert share_stages([base], first) == {"teacher": str(base.path), "mine": str(base.path)}
+    _finish(first, "score")
+    # a broken directory and one without a manifest are skipped, not fatal
+    (base.path / "sweep" / "junk").mkdir()
+    (base.path / "sweep" / "junk" / "manifest.json").write_text("{not json")
+    (base.path / "sweep" / "empty").mkdir()
+    found = earlier_runs(base)
+    assert [r.path for r in found] == [first.path] and found[0].is_done("score")
+    later = RunDir(variant_config(cfg, "a", 1, rescore))  # a later sitting's command names only seed 1
+    assert share_stages([base, *found], later)["score"] == str(first.path)
+    assert (later.stage_path("score") / "out").read_text() == first.config.name
+    assert earlier_runs(RunDir(_cfg(tmp_path / "none"))) == []  # no sweep directory yet
 
 
 def test_mining_encoder_digest_unset_equals_set_to_the_student(tmp_path):
