@@ -19,6 +19,10 @@ Those students learn from the config's teacher, fine-tuned on every train qrel. 
 holds the budget end to end: teacher-signal students (any name) whose teacher saw no more labels than they
 did: ``teacher.label_share`` equal to ``training.label_share``, or at any share a teacher of members none of
 which is fine-tuned, with fixed weights (a label-free teacher).
+
+``--add-to JSON --teacher-rows OTHER.json --used-by SYSTEM...`` adds the teacher rows of another committed results
+file (a teacher that those systems learnt from, evaluated by its own run on the same split) to the table's
+reference rows, so the best-teacher target counts every teacher the table's students learnt from.
 """
 
 from __future__ import annotations
@@ -381,13 +385,49 @@ def add_runs(res: dict, cfg, command: str) -> dict:
         table["variants"][name] = cfg.sweep.variants.get(name)
     table["selected_on_dev"] = select_on_dev(table["systems"], table["base_label"],
                                              precision_checks({k: v for k, v in table["variants"].items() if v}))
-    added = res.get("added", []) + [{"date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": command,
-                                     "runs": [f"{label}-seed{seed}" for label, seed, _ in runs]}]
+    return _recomputed(res, table, {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": command,
+                                    "runs": [f"{label}-seed{seed}" for label, seed, _ in runs]})
+
+
+def _recomputed(res: dict, table: dict, entry: dict) -> dict:
+    """``res`` with ``table`` in place of its table, targets and curve recomputed, and ``entry`` (what came in,
+    when, by which command) appended to ``added``; the original run's date, command and export check kept."""
     keep = {k: res[k] for k in ("date", "machine", "command", "export_check", "partial") if k in res}
     if "partial" in keep:  # what came in is no longer missing
         keep["partial"] = {**keep["partial"], "missing": [m for m in keep["partial"].get("missing", [])
-                                                          if m not in added[-1]["runs"]]}
-    return {**results(table, res["command"]), **keep, "added": added}
+                                                          if m not in entry.get("runs", [])]}
+    return {**results(table, res["command"]), **keep, "added": res.get("added", []) + [entry]}
+
+
+def add_teacher_rows(res: dict, sources: list[Path], used_by: list[str]) -> dict:
+    """``res`` with the teacher rows of other committed results files added to its reference rows: a teacher
+    that the systems ``used_by`` of this table learnt from, evaluated by its own run (the project's evaluation,
+    on the same split and the same number of queries: anything else is an error). Each row is named
+    ``<row> (<run>)``; ``reference_from`` says which file and which systems; the targets (the best teacher among
+    them) are recomputed."""
+    table = json.loads(json.dumps(res["table"]))
+    unknown = [n for n in used_by if n not in table["systems"]]
+    if not used_by or unknown:
+        raise SystemExit(f"--teacher-rows needs --used-by naming systems of the table that learnt from that "
+                         f"teacher{'; not in the table: ' + ', '.join(unknown) if unknown else ''}")
+    rows = []
+    for path in sources:
+        other = json.loads(Path(path).read_text())["table"]
+        if (other["split"], other["queries"]) != (table["split"], table["queries"]):
+            raise SystemExit(f"{path}: measured on {other['split']} ({other['queries']} queries), this table on "
+                             f"{table['split']} ({table['queries']}): not comparable")
+        for key, metrics in other["reference"].items():
+            if key.startswith("teacher"):
+                name = f"{key} ({other['run']})"
+                if name in table["reference"]:
+                    raise SystemExit(f"{name} already in the table; nothing added")
+                table["reference"][name] = metrics
+                table.setdefault("reference_from", {})[name] = {"file": Path(path).name, "used_by": list(used_by)}
+                rows.append(name)
+    if not rows:
+        raise SystemExit(f"no teacher rows in {', '.join(map(str, sources))}")
+    return _recomputed(res, table, {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "teacher_rows": rows,
+                                    "from": [Path(p).name for p in sources], "used_by": list(used_by)})
 
 
 def section(cfg, command: str, wall_s: float | None, sweep_dir: Path | None = None) -> str:
@@ -423,6 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--add-to", type=Path, metavar="JSON",
                    help="do not run; add the sweep's finished runs other than the base run (new systems, new seeds) "
                    "to this committed results file, its reference rows standing in for the base run's")
+    p.add_argument("--teacher-rows", type=Path, nargs="+", metavar="JSON",
+                   help="with --add-to, instead of runs: add these committed results files' teacher rows (a teacher "
+                   "that systems of the table learnt from, evaluated by its own run) to the table's reference rows")
+    p.add_argument("--used-by", nargs="+", default=[], metavar="SYSTEM",
+                   help="with --teacher-rows: the systems of the table that learnt from that teacher")
     p.add_argument("--write", type=Path, help="replace this run's section in this Markdown file")
     p.add_argument("--no-export-check", action="store_true",
                    help="skip evaluating the selected student with SentenceTransformer outside the project")
@@ -436,13 +481,16 @@ def main(argv: list[str] | None = None) -> int:
     wall = None
     sweep_dir = cfg.run_dir / "sweep"
     if args.add_to:
-        res = add_runs(json.loads(args.add_to.read_text()), cfg, command)
+        res = json.loads(args.add_to.read_text())
+        res = (add_teacher_rows(res, args.teacher_rows, args.used_by) if args.teacher_rows
+               else add_runs(res, cfg, command))
         args.add_to.write_text(json.dumps(res, indent=2) + "\n")
         if res["label_budget"]:
             plot_budget(res["label_budget"], args.add_to.with_name(f"{cfg.name}_label_budget.png"))
         print("\n".join(f"- {t['target']}" + ("" if t["target"].endswith(("met", "missed")) else
                                                " met" if t["met"] else " missed") for t in res["targets"]))
-        print(f"added {', '.join(res['added'][-1]['runs'])} to {args.add_to}; selected on dev: {res['selected_on_dev']}")
+        what = res["added"][-1].get("runs") or res["added"][-1]["teacher_rows"]
+        print(f"added {', '.join(what)} to {args.add_to}; selected on dev: {res['selected_on_dev']}")
         return 0
     if args.partial:
         sweep_dir = partial_table(cfg)

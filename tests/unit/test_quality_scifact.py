@@ -223,3 +223,42 @@ def test_add_runs_adds_new_systems_and_seeds_never_overwrites(tmp_path):
     assert committed["partial"]["missing"] == ["hard_label-seed1", "hard_label-seed2"]
     with pytest.raises(SystemExit, match="already in the table"):
         qs.add_runs(res, cfg, "third")
+
+
+def test_teacher_rows_of_another_committed_run_join_the_reference_and_the_best_teacher_target(tmp_path):
+    """A teacher some systems learnt from, evaluated by its own run on the same split, joins the reference rows
+    under its run's name with its source and users recorded; the best-teacher target is recomputed; a row already
+    there, a different split or a system not in the table is refused."""
+    import json
+
+    import pytest
+
+    low = {"teacher_rerank@20": {"ndcg@10": 0.70}, "teacher_ensemble_union@20": {"ndcg@10": 0.73}}
+    table = {"run": "main", "split": "test", "queries": 300, "reference": {"student_zero_shot": {"ndcg@10": 0.6}, **low},
+             "base_label": "kl", "systems": {"kl": _row(100, {"kl": 1.0}, 0.75, 0.7, 0.9),
+                                             "t2_kl": _row(100, {"kl": 1.0}, 0.76, 0.7, 0.9)}}
+    committed = {**qs.results(table, "first"), "date": "2026-01-01", "export_check": {"met": True}}
+    assert committed["targets"][0]["met"] is False and committed["targets"][0]["value"] == 0.73
+    other = tmp_path / "teacher2.json"
+    other.write_text(json.dumps({"table": {"run": "t2", "split": "test", "queries": 300, "reference": {
+        "bm25": {"ndcg@10": 0.66}, "teacher_ensemble_union@20": {"ndcg@10": 0.758}}}}))
+    res = qs.add_teacher_rows(committed, [other], ["t2_kl"])
+    ref = res["table"]["reference"]
+    assert ref["teacher_ensemble_union@20 (t2)"] == {"ndcg@10": 0.758} and "bm25 (t2)" not in ref
+    assert ref["teacher_ensemble_union@20"] == {"ndcg@10": 0.73}  # the table's own teacher stays
+    assert res["table"]["reference_from"] == {"teacher_ensemble_union@20 (t2)": {"file": "teacher2.json",
+                                                                                 "used_by": ["t2_kl"]}}
+    best = res["targets"][0]
+    assert best["system"] == "teacher_ensemble_union@20 (t2)" and best["met"] is True
+    assert best["margin"] == pytest.approx(0.008)
+    assert res["added"][-1]["teacher_rows"] == ["teacher_ensemble_union@20 (t2)"]
+    assert res["date"] == "2026-01-01" and res["export_check"] == {"met": True}
+    assert "teacher_ensemble_union@20 (t2)" not in committed["table"]["reference"]  # the input is not changed
+    with pytest.raises(SystemExit, match="already in the table"):
+        qs.add_teacher_rows(res, [other], ["t2_kl"])
+    with pytest.raises(SystemExit, match="not in the table: nope"):
+        qs.add_teacher_rows(committed, [other], ["nope"])
+    dev = tmp_path / "dev.json"
+    dev.write_text(json.dumps({"table": {"run": "t2", "split": "dev", "queries": 100, "reference": {}}}))
+    with pytest.raises(SystemExit, match="not comparable"):
+        qs.add_teacher_rows(committed, [dev], ["t2_kl"])
