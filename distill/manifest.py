@@ -3,8 +3,8 @@
 ``runs/<name>/manifest.json`` holds the config, its hash, the input checksums and, for each finished
 stage, the digest of the config sections *and the input files* it depends on, its outputs and row
 counts. A stage counts as finished only when it is listed with the same digest *and* its output exists,
-so an edited corpus, query file or qrels file re-runs the stages that read it (and the ones after
-them). A stage's output is written under a temporary name, fsynced, and renamed into place (over the
+so an edited corpus, query file or qrels file re-runs the stages that read it (and the ones that read
+their outputs: :data:`STAGE_READS`). A stage's output is written under a temporary name, fsynced, and renamed into place (over the
 previous output, which is removed only afterwards), so a stage that died leaves nothing a later run
 could take for finished.
 
@@ -39,8 +39,19 @@ from distill import layout
 from distill.atomic import RunDirError, atomic_dir, write_json_atomic
 from distill.config import RunConfig
 
-# Stage order and the config sections each stage's output depends on (cumulative down the pipeline).
+# Stage order and the config sections each stage's output depends on (cumulative over its upstream stages).
 STAGES = ["teacher", "mine", "score", "train", "encode", "index", "evaluate"]
+# stage -> the stages whose outputs it reads. Mining reads the corpus and the student, never the teacher, so
+# a teacher variant shares the base run's candidates; scoring joins the two branches.
+STAGE_READS = {
+    "teacher": [],
+    "mine": [],
+    "score": ["teacher", "mine"],
+    "train": ["score"],
+    "encode": ["train"],
+    "index": ["encode"],
+    "evaluate": ["index", "teacher"],
+}
 STAGE_SECTIONS = {
     "teacher": ["data", "teacher"],
     "mine": ["data", "mining"],  # mining.encoder resolved: the student unless set (RunConfig.mining_encoder)
@@ -54,6 +65,25 @@ STAGE_SECTIONS = {
 # these invalidates every later round).
 ROUND_STAGES = ["mine", "score", "train", "encode", "index", "evaluate"]
 FEEDS_NEXT_ROUND = {"teacher", "mine", "score", "train", "encode"}
+
+
+def upstream(stage: str, legacy: bool = False) -> list[str]:
+    """``stage`` and every stage whose output reaches it (:data:`STAGE_READS`), in pipeline order; with
+    ``legacy``, every earlier stage (the linear chain digests were computed over before session 24)."""
+    if legacy:
+        return STAGES[: STAGES.index(stage) + 1]
+    seen, todo = set(), [stage]
+    while todo:
+        s = todo.pop()
+        if s not in seen:
+            seen.add(s)
+            todo += STAGE_READS[s]
+    return [s for s in STAGES if s in seen]
+
+
+def downstream(stage: str) -> list[str]:
+    """``stage`` and every stage that reads its output, directly or not, in pipeline order."""
+    return [s for s in STAGES if stage in upstream(s)]
 # A run's name is one directory under runs_dir (as config.RunConfig.name's pattern says).
 RUN_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
 LOCK_NAME = layout.LOCK
@@ -74,11 +104,13 @@ def _resolved_precisions(config: RunConfig, dump: dict) -> None:
         dump["training"]["precision"] = resolve("auto", "cuda" if config.training.use_gpu else "cpu")
 
 
-def stage_digest(config: RunConfig, stage: str, inputs: dict | None = None) -> str:
-    """Digest of the config sections ``stage`` depends on (cumulative down the pipeline) and, when given,
-    the checksums of the input files it depends on (:meth:`RunDir.input_checksums`)."""
+def stage_digest(config: RunConfig, stage: str, inputs: dict | None = None, legacy: bool = False) -> str:
+    """Digest of the config sections ``stage`` and its upstream stages depend on (:func:`upstream`) and,
+    when given, the checksums of the input files they depend on (:meth:`RunDir.input_checksums`);
+    ``legacy``: over every earlier stage, as manifests written before session 24 record ``mine``'s."""
+    chain = upstream(stage, legacy)
     sections: list[str] = []
-    for s in STAGES[: STAGES.index(stage) + 1]:
+    for s in chain:
         sections += STAGE_SECTIONS[s]
     dump = config.model_dump(mode="json")
     dump["mining"]["encoder"] = config.mining_encoder.model_dump(mode="json")  # unset and set-to-the-same agree
@@ -95,7 +127,7 @@ def stage_digest(config: RunConfig, stage: str, inputs: dict | None = None) -> s
     if config.teacher.kind == "reader" and config.teacher.reader_retriever == "student":  # retrieves its passages
         payload["_reader_retriever"] = dump["mining"]["encoder"]
     payload["_extra"] = {"seed": config.seed,
-                         "stages": [s for s in config.stages if s in STAGES[: STAGES.index(stage) + 1]]}
+                         "stages": [s for s in config.stages if s in chain]}
     if inputs:
         payload["_inputs"] = inputs
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -125,8 +157,8 @@ def _data_files(c) -> dict[str, list[Path]]:
     return files
 
 
-def stage_input_roles(config: RunConfig, stage: str) -> list[str]:
-    """The input roles ``stage`` depends on, cumulative down the pipeline like the config sections:
+def stage_input_roles(config: RunConfig, stage: str, legacy: bool = False) -> list[str]:
+    """The input roles ``stage`` depends on, cumulative over its upstream stages like the config sections:
     a fine-tuned teacher reads the train split (and a reader its answers); mining reads the corpus,
     queries and train qrels (and the test queries, when it generates queries: to drop test leaks);
     evaluation the test qrels. Scoring, training, encoding and indexing read nothing mining did not."""
@@ -141,7 +173,7 @@ def stage_input_roles(config: RunConfig, stage: str) -> list[str]:
         "evaluate": [test],
     }
     roles: list[str] = []
-    for s in STAGES[: STAGES.index(stage) + 1]:
+    for s in upstream(stage, legacy):
         roles += own.get(s, [])
     return sorted(dict.fromkeys(roles))
 
@@ -246,27 +278,33 @@ class RunDir:
         """This round's finished-stage entries in the manifest."""
         return self.manifest["stages"]
 
-    def input_checksums(self, stage: str) -> dict[str, list[str]]:
+    def input_checksums(self, stage: str, legacy: bool = False) -> dict[str, list[str]]:
         """{role: [sha256]} of the input files ``stage`` depends on (:func:`stage_input_roles`), as the
         manifest's ``inputs`` records them (a sweep run carries its base run's)."""
         recorded = self.manifest.get("inputs") or {}
         files = input_files(self.config)
         out = {}
-        for role in stage_input_roles(self.config, stage):
+        for role in stage_input_roles(self.config, stage, legacy):
             shas = [recorded[str(p)] for p in files.get(role, []) if str(p) in recorded]
             if shas:
                 out[role] = shas
         return out
 
-    def digest(self, stage: str) -> str:
-        return stage_digest(self.config, stage, self.input_checksums(stage))
+    def digest(self, stage: str, legacy: bool = False) -> str:
+        return stage_digest(self.config, stage, self.input_checksums(stage, legacy), legacy)
+
+    def digests(self, stage: str) -> set[str]:
+        """The digests a finished ``stage`` may be recorded with: this one and, where it differs, the one
+        manifests written before session 24 recorded (``mine`` over the teacher's sections too), so those
+        runs keep their candidates."""
+        return {self.digest(stage), self.digest(stage, legacy=True)}
 
     def stage_path(self, stage: str) -> Path:
         return self.path / layout.stage_dir(stage)
 
     def is_done(self, stage: str) -> bool:
         entry = self.stages.get(stage)
-        return bool(entry and entry.get("digest") == self.digest(stage) and self.stage_path(stage).exists())
+        return bool(entry and entry.get("digest") in self.digests(stage) and self.stage_path(stage).exists())
 
     def mark_done(self, stage: str, counts: dict | None = None, **info) -> None:
         """Record ``stage`` as finished; an output serving reads (:data:`CHECKSUMMED`) also records its
@@ -287,9 +325,9 @@ class RunDir:
         self.save()
 
     def invalidate_from(self, stage: str) -> None:
-        """Forget ``stage`` and every later stage (their inputs changed), and every later round when the
-        stage feeds the next round."""
-        for s in self.stage_order[self.stage_order.index(stage):]:
+        """Forget ``stage`` and every stage that reads its output (:func:`downstream`: their inputs changed;
+        a new teacher keeps the candidates), and every later round when the stage feeds the next round."""
+        for s in downstream(stage):
             self.stages.pop(s, None)
         if stage in FEEDS_NEXT_ROUND:
             rounds = self.manifest.get("rounds", {})
@@ -368,8 +406,8 @@ class RoundDir(RunDir):
     def save(self) -> None:
         self.base.save()
 
-    def digest(self, stage: str) -> str:
-        own = stage_digest(self.config, stage, self.input_checksums(stage))
+    def digest(self, stage: str, legacy: bool = False) -> str:
+        own = stage_digest(self.config, stage, self.input_checksums(stage, legacy), legacy)
         chain = f"round {self.round}|{self.previous_round().digest('encode')}|{own}"
         return hashlib.sha256(chain.encode()).hexdigest()[:16]
 

@@ -1,8 +1,8 @@
 """The offline pipeline: teacher -> mine -> score -> train -> encode -> index -> evaluate.
 
 Each stage is skipped when the manifest lists it as finished with the same digest (config sections and
-input-file checksums) and its output exists; a stage that runs invalidates every later stage (their
-inputs changed). The run holds ``run.lock`` in its directory throughout (distill.manifest.RunLock). With
+input-file checksums) and its output exists; a stage that runs invalidates every stage that reads its
+output, directly or not (their inputs changed; ``mine`` does not read the teacher: distill.manifest.STAGE_READS). The run holds ``run.lock`` in its directory throughout (distill.manifest.RunLock). With
 ``rounds: N`` rounds 2..N repeat mine -> score -> train -> encode -> index -> evaluate under
 ``round-<r>/`` (distill.stages.rounds); an interrupted run resumes in the round it stopped in.
 

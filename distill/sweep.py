@@ -9,9 +9,9 @@ the training seeds (``system_seeds`` gives named systems their own). After the r
 - each stage whose config digest equals the base run's, or an earlier sweep run's (this sitting's, then any
   already under ``sweep/`` from an earlier one), is *shared*: a relative
   symlink to the output of the run that computed it and a manifest entry ``shared_from`` naming that run;
-  the first stage that differs and all later ones run (a variant of ``training`` shares teacher, mine and
-  score: the expensive teacher work is done once; two variants that both need the teacher's layer scores
-  compute them once);
+  a stage that differs runs, and so does every stage that reads it (a variant of ``training`` shares teacher,
+  mine and score: the expensive teacher work is done once; a variant of ``teacher`` shares mine, which does
+  not read the teacher; two variants that both need the teacher's layer scores compute them once);
 - a variant that changes ``student`` mines with the base run's student (``mining.encoder`` pinned), so a
   small student learns from the same candidates and scores;
 - each run's ``evaluate`` scores only its own student (distill.stages.evaluate.evaluate_student).
@@ -68,9 +68,10 @@ def plan(cfg: RunConfig) -> list[tuple[str, int, RunConfig | None]]:
 
 
 def share_stages(donors: RunDir | list[RunDir], rd: RunDir) -> dict[str, str]:
-    """Link every leading stage of ``rd`` whose digest equals a finished donor's (the base run first, then
-    earlier sweep runs; never ``evaluate``, which scores each run's own student). Digests are cumulative,
-    so an equal digest means the same inputs all the way up. The link points at the run that computed the
+    """Link every stage of ``rd`` whose digest equals a finished donor's (the base run first, then earlier
+    sweep runs; never ``evaluate``, which scores each run's own student). Digests are cumulative over the
+    stages a stage reads (distill.manifest.upstream), so an equal digest means the same inputs all the way
+    up: a teacher variant shares ``mine`` but not ``score``. The link points at the run that computed the
     output; returns {stage: that run's path}."""
     donors = [donors] if isinstance(donors, RunDir) else list(donors)
     shared: dict[str, str] = {}
@@ -82,7 +83,7 @@ def share_stages(donors: RunDir | list[RunDir], rd: RunDir) -> dict[str, str]:
             continue
         donor = next((d for d in donors if d.is_done(stage) and d.digest(stage) == rd.digest(stage)), None)
         if donor is None:
-            break
+            continue  # computed by this run; a later stage that does not read it may still be shared
         owner = donor.stages[stage].get("shared_from") or str(donor.path)
         src, dst = Path(os.path.realpath(donor.stage_path(stage))), rd.stage_path(stage)
         if dst.is_symlink() or dst.is_file():

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from distill.config import build_config
-from distill.manifest import RunDir, RunDirError, stage_digest
+from distill.manifest import STAGES, RunDir, RunDirError, downstream, stage_digest, upstream
 
 BASE = {"teacher": {"model": "t"}, "student": {"model": "s"}}
 
@@ -32,6 +32,50 @@ def test_stage_digest_depends_on_upstream_sections_only():
     assert stage_digest(a, "score") == stage_digest(b, "score")
     assert stage_digest(a, "train") != stage_digest(b, "train")
     assert stage_digest(a, "evaluate") != stage_digest(b, "evaluate")
+
+
+def test_mining_does_not_read_the_teacher_so_a_teacher_change_keeps_the_candidates():
+    assert upstream("mine") == ["mine"] and upstream("score") == ["teacher", "mine", "score"]
+    assert upstream("evaluate") == STAGES and upstream("mine", legacy=True) == ["teacher", "mine"]
+    assert downstream("teacher") == ["teacher", "score", "train", "encode", "index", "evaluate"]
+    assert downstream("mine") == STAGES[1:]
+    a = build_config(BASE)
+    b = build_config(BASE, ["teacher.max_length=64"])
+    assert stage_digest(a, "mine") == stage_digest(b, "mine")
+    assert stage_digest(a, "teacher") != stage_digest(b, "teacher")
+    assert stage_digest(a, "score") != stage_digest(b, "score")
+    assert stage_digest(a, "mine", legacy=True) != stage_digest(b, "mine", legacy=True)
+    for stage in STAGES:  # only mine's digest changed when the chain became a graph
+        assert (stage_digest(a, stage) == stage_digest(a, stage, legacy=True)) == (stage != "mine")
+
+
+def _finish(rd, stage):
+    with rd.atomic_output(stage) as tmp:
+        (tmp / "out").write_text(stage)
+    rd.mark_done(stage, {"n": 1})
+
+
+def test_a_new_teacher_reruns_scoring_and_after_but_keeps_the_mined_candidates(tmp_path):
+    rd = RunDir(build_config({**BASE, "runs_dir": str(tmp_path)}))
+    for stage in STAGES[:4]:
+        _finish(rd, stage)
+    rd.invalidate_from("teacher")
+    assert sorted(rd.stages) == ["mine"] and rd.is_done("mine")
+    rd.invalidate_from("mine")
+    assert rd.stages == {}
+
+
+def test_a_manifest_recording_mine_by_the_linear_digest_keeps_its_candidates(tmp_path):
+    """Manifests written before mining's digest left out the teacher record the old digest: still finished."""
+    cfg = build_config({**BASE, "runs_dir": str(tmp_path)})
+    rd = RunDir(cfg)
+    _finish(rd, "mine")
+    rd.stages["mine"]["digest"] = rd.digest("mine", legacy=True)
+    rd.save()
+    assert rd.digest("mine", legacy=True) != rd.digest("mine") and RunDir(cfg).is_done("mine")
+    rd.stages["mine"]["digest"] = "0" * 16
+    rd.save()
+    assert not RunDir(cfg).is_done("mine")
 
 
 def test_atomic_output_leaves_nothing_on_failure(tmp_path):

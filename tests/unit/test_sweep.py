@@ -74,7 +74,7 @@ def test_variant_that_breaks_the_config_names_itself(tmp_path):
             build_config({**BASE, "sweep": bad})
 
 
-def test_variants_share_stages_up_to_the_first_that_differs(tmp_path):
+def test_variants_share_the_stages_whose_inputs_are_the_same(tmp_path):
     cfg = _cfg(tmp_path)
     base = RunDir(cfg)
     for stage in ("teacher", "mine", "score", "train"):
@@ -89,6 +89,8 @@ def test_variants_share_stages_up_to_the_first_that_differs(tmp_path):
     assert list(share_stages(base, small)) == ["teacher", "mine", "score"]  # student changed, mining encoder pinned
     unpinned = RunDir(variant_config(cfg, "other", 0, {"student.num_layers": 2, "mining.depth": 5}))
     assert list(share_stages(base, unpinned)) == ["teacher"]  # mining changed: candidates are its own
+    teacher = RunDir(variant_config(cfg, "teacher", 0, {"teacher.max_length": 64}))
+    assert list(share_stages(base, teacher)) == ["mine"]  # mining does not read the teacher; scoring does
     # a variant's own stage replaces the link (not the base's output), and sharing is idempotent
     _finish(seed1, "train")
     assert list(share_stages(base, seed1)) == ["teacher", "mine", "score"]
