@@ -152,7 +152,7 @@ def earlier_runs(base: RunDir) -> list[RunDir]:
 
 def run_variant(vcfg: RunConfig, base: RunDir, donors: list[RunDir], data, force: bool = False,
                 log=print) -> RunDir:
-    """One sweep run: the base run's loaded ``data`` and input checksums, every leading stage a donor (never
+    """One sweep run: the base run's loaded ``data`` and input checksums, every stage a donor (never
     the run itself) finished with the same digest shared (:func:`share_stages`), the rest run by the pipeline."""
     rd = RunDir(vcfg)
     log = pipeline.logged(log)
