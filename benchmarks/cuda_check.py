@@ -110,7 +110,7 @@ def check_precision(device: str) -> dict:
         ok = ok and got["auto"] == "bf16" and got_obj == "bf16" and auto_dtype == "torch.bfloat16"
         out["expected_auto"] = "bf16"
     else:
-        exp = "bf16" if P.cpu_has_native_bf16() else "fp32"
+        exp = "bf16" if P.cpu_bf16_pays() else "fp32"
         out["expected_auto"] = exp
         ok = ok and got["auto"] == exp and auto_dtype == ("torch.bfloat16" if exp == "bf16" else "torch.float32")
     return {"passed": bool(ok), **out}

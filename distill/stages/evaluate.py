@@ -304,7 +304,7 @@ def _precision_record(rd) -> dict:
     machine = describe("auto")
     return {**{s: (rd.stages.get(s) or {}).get("precision") for s in ("score", "train", "encode")},
             "teacher_rerank": for_stage(rd.config, "score"), "queries": "fp32",
-            "machine": {k: machine[k] for k in ("cpu_model", "cpu_capability", "native_bf16")}}
+            "machine": {k: machine.get(k) for k in ("cpu_model", "cpu_capability", "native_bf16", "bf16_speedup")}}
 
 
 def evaluate_all(rd, data, teacher_dir: str) -> dict:
@@ -472,7 +472,8 @@ def render_markdown(report: dict) -> str:
         p, m = report["precision"], report["precision"]["machine"]
         lines.append("Precision: " + ", ".join(f"{s} {p[s] or 'unrecorded'}" for s in ("score", "train", "encode"))
                      + f", teacher rerank {p['teacher_rerank']}, queries {p['queries']}; {m['cpu_model']} (torch CPU "
-                     f"capability {m['cpu_capability']}, {'' if m['native_bf16'] else 'no '}native bf16).")
+                     f"capability {m['cpu_capability']}, {'' if m['native_bf16'] else 'no '}native bf16"
+                     + (f", bf16 matmul {m['bf16_speedup']:.2f}x fp32" if m.get("bf16_speedup") else "") + ").")
     lines += ["", *payoff_lines(report), ""]
     return "\n".join(lines)
 

@@ -1,4 +1,5 @@
-"""Precision as a setting (distill.precision): ``auto`` resolution from injected CPU flags, fp32/bf16 taken
+"""Precision as a setting (distill.precision): ``auto`` resolution from injected CPU flags and a stored speed
+probe, fp32/bf16 taken
 as given, and bf16 (autocast) outputs close to fp32 for the dual encoder, the cross-encoder and the
 TeacherActor, always returned as float32."""
 
@@ -25,6 +26,39 @@ def test_auto_picks_fp32_without_native_bf16():
 @pytest.mark.parametrize("flags", [WITH_AVX512_BF16, WITH_AMX, {"fp", "asimd", "bf16"}])
 def test_auto_picks_bf16_with_native_bf16(flags):
     assert P.resolve("auto", "cpu", flags=flags) == "bf16"
+
+
+@pytest.fixture
+def this_machine_with_bf16_flag(monkeypatch, tmp_path):
+    """This machine seen as one with the avx512_bf16 flag, its probe answers stored under ``tmp_path``."""
+    monkeypatch.setattr(P, "cpu_flags", lambda path=P.CPUINFO: frozenset(WITH_AVX512_BF16))
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    P.cpu_bf16_speedup.cache_clear()
+    yield tmp_path
+    P.cpu_bf16_speedup.cache_clear()
+
+
+def test_auto_on_this_machine_takes_bf16_only_where_it_measured_faster(this_machine_with_bf16_flag, monkeypatch):
+    """A flag is not enough: a CPU whose bf16 matmul is slower than fp32 (a 2-core Xeon VM: 0.6x) gets fp32."""
+    times = {torch.float32: 1.0, torch.bfloat16: 1 / 0.6}  # no timing in a test: the probe's clock is stubbed
+    monkeypatch.setattr(P, "_time_matmul", lambda dtype, **k: times[dtype])
+    assert P.cpu_bf16_speedup() == pytest.approx(0.6) and P.resolve("auto") == "fp32"
+    stored = list(this_machine_with_bf16_flag.glob("bf16-speedup-*.json"))
+    assert len(stored) == 1
+    times[torch.bfloat16] = 0.5  # a later process reads the stored answer, it does not measure again
+    P.cpu_bf16_speedup.cache_clear()
+    assert P.cpu_bf16_speedup() == pytest.approx(0.6) and P.resolve("auto") == "fp32"
+    stored[0].unlink()
+    P.cpu_bf16_speedup.cache_clear()
+    assert P.cpu_bf16_speedup() == pytest.approx(2.0) and P.resolve("auto") == "bf16"
+    assert P.resolve("auto", "cpu", flags=WITH_AVX512_BF16) == "bf16"  # another machine's flags: flags alone
+    assert P.describe("auto")["bf16_speedup"] == pytest.approx(2.0)
+
+
+def test_a_corrupt_stored_probe_is_measured_again(this_machine_with_bf16_flag, monkeypatch):
+    monkeypatch.setattr(P, "_time_matmul", lambda dtype, **k: 1.0 if dtype == torch.float32 else 0.4)
+    P._probe_path().write_text("{not json")
+    assert P.cpu_bf16_speedup() == pytest.approx(2.5) and P.resolve("auto") == "bf16"
 
 
 def test_auto_on_unreadable_cpuinfo_is_fp32(tmp_path):
@@ -99,6 +133,7 @@ def test_for_stage_resolves_on_this_machine(monkeypatch):
     cfg = _cfg("training.precision=auto")
     assert [P.for_stage(cfg, s) for s in ("score", "encode", "train", "mine")] == ["fp32"] * 4
     monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(WITH_AMX))
+    monkeypatch.setattr(P, "cpu_bf16_speedup", lambda: 2.0)  # an AMX CPU, where bf16 measures faster
     assert [P.for_stage(cfg, s) for s in ("score", "encode", "train", "mine")] == ["bf16", "bf16", "bf16", "fp32"]
     assert P.for_stage(_cfg("teacher.signal=attention"), "score") == "fp32"  # attention scores are not autocast
     assert P.for_stage(_cfg("training.precision=auto", "training.backend=ddp"), "train") == "bf16"  # autocast: both
@@ -119,6 +154,7 @@ def test_stage_digest_holds_the_resolved_precision(monkeypatch):
         warnings.simplefilter("ignore", RuntimeWarning)  # bf16 asked of a CPU without it
         bf16 = digests("bf16")
     monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(WITH_AMX))
+    monkeypatch.setattr(P, "cpu_bf16_speedup", lambda: 2.0)  # an AMX CPU, where bf16 measures faster
     auto_on_amx = digests()
     assert auto_on_avx2 == fp32 and auto_on_amx == bf16
     assert fp32["mine"] == bf16["mine"]  # mining does not depend on it
@@ -218,6 +254,7 @@ def test_teacher_actor_kwargs_carry_the_resolved_precision(monkeypatch):
     monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(AVX2_ONLY))
     assert actor_kwargs("t", cfg.teacher, cfg.scoring, 1)["precision"] == "fp32"
     monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(WITH_AMX))
+    monkeypatch.setattr(P, "cpu_bf16_speedup", lambda: 2.0)  # an AMX CPU, where bf16 measures faster
     assert actor_kwargs("t", cfg.teacher, cfg.scoring, 1)["precision"] == "bf16"
     cfg = _cfg("scoring.precision=fp32")
     assert actor_kwargs("t", cfg.teacher, cfg.scoring, 1)["precision"] == "fp32"
@@ -256,6 +293,7 @@ def test_serving_takes_precision(tmp_path, monkeypatch):
     monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(AVX2_ONLY))
     assert Retrieval(run).precision == "fp32"  # auto on a CPU without bf16 units
     monkeypatch.setattr(P, "cpu_flags", lambda *a: frozenset(WITH_AMX))
+    monkeypatch.setattr(P, "cpu_bf16_speedup", lambda: 2.0)  # an AMX CPU, where bf16 measures faster
     fp32, bf16 = Retrieval(run, precision="fp32"), Retrieval(run)
     assert bf16.precision == "bf16"
     e32, _ = fp32.encode(qs)
