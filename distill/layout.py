@@ -31,6 +31,7 @@ SCORES = "scores.parquet"  # in STAGE_DIRS["score"]
 DOCS = "docs.parquet"  # in STAGE_DIRS["index"]: docid, title, text
 REPORT_JSON = "report.json"  # in STAGE_DIRS["evaluate"] and ROUNDS_DIR
 REPORT_MD = "report.md"
+PER_QUERY = "per_query.json"  # in STAGE_DIRS["evaluate"]: each system's metrics per query (paired tests)
 ROUNDS_DIR = "rounds"  # every round's metrics (distill.stages.rounds)
 SWEEP_DIR = "sweep"  # the sweep's runs and table (distill.sweep)
 SWEEP_TABLE_MD = "table.md"

@@ -6,7 +6,8 @@ student through the run's FAISS index. The report also gives parameter counts an
 (student queries/s and passages/s in one process; a cross-encoder teacher's pairs/s, a dual-encoder
 teacher's own queries/s and passages/s), each as a ratio to the teacher's.
 Writes ``eval/report.json``, ``eval/report.md``, ``eval/metrics.png`` and the teacher's rerank scores
-(``eval/teacher_rerank.parquet``).
+(``eval/teacher_rerank.parquet``), and every first-stage ranking's metrics per query (``eval/per_query.json``:
+BM25, zero-shot, distilled; the distilled only in a sweep or later round) for paired tests between runs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import pandas as pd
 
 from distill.bm25 import BM25
 from distill.index import build_index, load_index
-from distill.metrics import METRICS, evaluate_run, metrics_table, to_run
+from distill.layout import PER_QUERY
+from distill.metrics import METRICS, evaluate_run, metrics_table, per_query, to_run
 from distill.models import CrossEncoder, DualEncoder, count_parameters, resolve_model
 from distill.stages.encode import read_embeddings
 from distill.stages.mine import zero_shot_kwargs
@@ -254,13 +256,12 @@ def teacher_pair_cache(rd):
 
 def _student_rows(rd, data, teacher_dir: str, qids, qrels, qtexts, zero_shot, systems: dict):
     """The distilled student through the run's index (and an asymmetric run's teacher queries through the same
-    index) into ``systems``; the dev split's zero-shot and distilled rows. Returns (student, index, dev)."""
+    index) into ``systems``; the dev split's zero-shot and distilled rows. Returns (student, index, dev, the
+    student's ranking of the reported queries)."""
     cfg = rd.config
     depth = cfg.evaluation.first_stage_depth
-    student = DualEncoder.load(rd.stage_path("train"))
-    index = load_index(rd.stage_path("index"), nprobe=cfg.index.nprobe, ef_search=cfg.index.ef_search)
-    s_ids, s_scores = index.search(student.encode(qtexts), depth)
-    systems["student_distilled"] = evaluate_run(qrels, to_run(qids, s_ids, s_scores))
+    student, index, ranking = student_ranking(rd, qids, qtexts)
+    systems["student_distilled"] = evaluate_run(qrels, ranking)
     if index.meta.get("documents_encoded_by") == "teacher":  # asymmetric: the teacher's own retrieval, same index
         t_enc = DualEncoder(teacher_dir, max_length=cfg.teacher.max_length,
                             trust_remote_code=cfg.teacher.trust_remote_code)
@@ -279,7 +280,7 @@ def _student_rows(rd, data, teacher_dir: str, qids, qrels, qtexts, zero_shot, sy
         dev = {"queries": len(dev_qrels), "metrics": {
             "student_zero_shot": search_metrics(base, zs_search, dev_qrels, data, depth),
             "student_distilled": search_metrics(student, index.search, dev_qrels, data, depth)}}
-    return student, index, dev
+    return student, index, dev, ranking
 
 
 def _speed_and_sizes(cfg, student, teacher_dir: str, record, qtexts: list[str], dtexts: list[str]):
@@ -321,16 +322,19 @@ def evaluate_all(rd, data, teacher_dir: str) -> dict:
     docids = list(data.corpus)
     dtexts = [data.doc_text(d) for d in docids]
     ids, sc = BM25(docids, dtexts).search(qtexts, depth)
-    systems["bm25"] = evaluate_run(qrels, to_run(qids, ids, sc))
+    rankings = {"bm25": to_run(qids, ids, sc)}
+    systems["bm25"] = evaluate_run(qrels, rankings["bm25"])
     phases.lap("bm25")
     base, zs_ids, zs_emb, zs_ranked, zs_scores = _zero_shot(rd, qtexts, depth)
     # the mining encoder's corpus embeddings: the student before training unless mining.encoder says otherwise
-    systems["student_zero_shot" if cfg.mining.encoder is None else "mining_encoder_zero_shot"] = \
-        evaluate_run(qrels, to_run(qids, zs_ranked, zs_scores))
+    zs_name = "student_zero_shot" if cfg.mining.encoder is None else "mining_encoder_zero_shot"
+    rankings[zs_name] = to_run(qids, zs_ranked, zs_scores)
+    systems[zs_name] = evaluate_run(qrels, rankings[zs_name])
     phases.lap("zero_shot")
     scored, record = _teacher_rows(rd, data, teacher_dir, qids, qrels, ids, zs_ranked, systems)
     phases.lap("teacher_rerank")
-    student, index, dev = _student_rows(rd, data, teacher_dir, qids, qrels, qtexts, (base, zs_ids, zs_emb), systems)
+    student, index, dev, rankings["student_distilled"] = _student_rows(rd, data, teacher_dir, qids, qrels, qtexts,
+                                                                       (base, zs_ids, zs_emb), systems)
     phases.lap("distilled")
     spd, sizes = _speed_and_sizes(cfg, student, teacher_dir, record, qtexts, dtexts)
     phases.lap("speed")
@@ -347,6 +351,7 @@ def evaluate_all(rd, data, teacher_dir: str) -> dict:
     with rd.atomic_output("evaluate") as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
         (tmp / "report.md").write_text(render_markdown(report))
+        write_per_query(tmp, qrels, rankings)
         plot(systems, tmp / "metrics.png")
         scored[["qid", "docid", "teacher_score"]].to_parquet(tmp / "teacher_rerank.parquet", index=False)
     rd.mark_done("evaluate", {"queries": len(qids), "systems": len(systems)})
@@ -417,10 +422,8 @@ def evaluate_student(rd, data, label: str) -> dict:
     teacher rows are the first round's / base run's."""
     cfg = rd.config
     qids, qrels, qtexts = reported_queries(cfg, data)
-    student = DualEncoder.load(rd.stage_path("train"))
-    index = load_index(rd.stage_path("index"), nprobe=cfg.index.nprobe, ef_search=cfg.index.ef_search)
-    ids, scores = index.search(student.encode(qtexts), cfg.evaluation.first_stage_depth)
-    metrics = evaluate_run(qrels, to_run(qids, ids, scores))
+    student, index, ranking = student_ranking(rd, qids, qtexts)
+    metrics = evaluate_run(qrels, ranking)
     report = {"run": cfg.name, "label": label, "round": rd.round, "split": cfg.data.test_split,
               "queries": len(qids), "metrics": {"student_distilled": metrics},
               "sizes": {"student_parameters": count_parameters(student.backbone)},
@@ -432,11 +435,27 @@ def evaluate_student(rd, data, label: str) -> dict:
             student, index.search, dev_qrels, data, cfg.evaluation.first_stage_depth)}}
     with rd.atomic_output("evaluate") as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
+        write_per_query(tmp, qrels, {"student_distilled": ranking})
         (tmp / "report.md").write_text(
             f"# Evaluation: run `{cfg.name}`, {label}, split `{cfg.data.test_split}` ({len(qids)} queries)\n\n"
             + "\n".join(metrics_table([("student_distilled", metrics)])) + "\n")
     rd.mark_done("evaluate", {"queries": len(qids), "systems": 1})
     return report
+
+
+def student_ranking(rd, qids: list[str], qtexts: list[str]):
+    """(the run's student, its index, the student's top ``first_stage_depth`` of each query as a run)."""
+    cfg = rd.config
+    student = DualEncoder.load(rd.stage_path("train"))
+    index = load_index(rd.stage_path("index"), nprobe=cfg.index.nprobe, ef_search=cfg.index.ef_search)
+    ids, scores = index.search(student.encode(qtexts), cfg.evaluation.first_stage_depth)
+    return student, index, to_run(qids, ids, scores)
+
+
+def write_per_query(out_dir, qrels: dict, rankings: dict[str, dict]) -> None:
+    """``eval/per_query.json``: ``{system: {metric: {qid: value}}}`` of the reported split, for paired tests
+    between runs (distill.significance, benchmarks/significance_scifact.py)."""
+    (out_dir / PER_QUERY).write_text(json.dumps({name: per_query(qrels, run) for name, run in rankings.items()}))
 
 
 def render_markdown(report: dict) -> str:

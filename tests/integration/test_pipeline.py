@@ -125,6 +125,12 @@ def test_pipeline_resumes_after_kill_and_distils(ray_session, assets, monkeypatc
     assert m["student_distilled"]["mrr@10"] > m["student_zero_shot"]["mrr@10"]
     assert (cfg.run_dir / "eval" / "report.md").read_text().startswith("# Evaluation")
     assert (cfg.run_dir / "eval" / "metrics.png").stat().st_size > 1000
+    # each first-stage ranking's metrics per query (for paired tests between runs): they average to the report's
+    per_q = json.loads((cfg.run_dir / "eval" / "per_query.json").read_text())
+    assert set(per_q) == {"bm25", "student_zero_shot", "student_distilled"}
+    for system, values in per_q.items():
+        assert all(len(values[k]) == 30 for k in m[system])
+        assert {k: sum(v.values()) / 30 for k, v in values.items()} == pytest.approx(m[system])
     assert report["sizes"]["teacher_parameters"] > report["sizes"]["student_parameters"]
     # the dev split is evaluated beside test (for choosing settings), never instead of it
     assert report["split"] == "test" and report["queries"] == 30 and report["dev"]["queries"] == 10
@@ -173,6 +179,8 @@ def test_sweep_shares_the_teacher_work_and_tables_every_system(ray_session, asse
     assert small["parameters"] < table["systems"]["distilled"]["parameters"] and small["query_latency_ms"] > 0
     assert "| small_hard | 1 |" in (cfg.run_dir / "sweep" / "table.md").read_text()
     assert small["dev_mean"]["ndcg@10"] >= 0 and table["dev_queries"] == 10
+    vpq = json.loads((vdir / "eval" / "per_query.json").read_text())["student_distilled"]
+    assert sum(vpq["ndcg@10"].values()) / 30 == pytest.approx(small["mean"]["ndcg@10"])
     assert table["selected_on_dev"] == "distilled"  # the only system of its size trained on the teacher
     # a second sweep run trains nothing
     run_with_sweep(cfg)

@@ -1,0 +1,126 @@
+"""Are the SciFact table's differences between a distilled system and its control more than query noise?
+
+    python benchmarks/significance_scifact.py --data-dir /path/to/scifact runs_dir=/work/runs
+    python benchmarks/significance_scifact.py --data-dir ... --pair kl0.25+hard_label:hard_label
+
+For each pair TREATMENT:CONTROL (by default the selected recipe and the 2-layer recipe against their hard-label
+controls) it finds the finished runs of both systems under ``runs/<name>/sweep/`` (``<system>-seed<n>``; the base
+run is its ``sweep.base_label``), reads each run's metrics per test query (``eval/per_query.json``, or recomputes
+them through the run's own student and FAISS index where the run was evaluated before that file existed),
+averages each query over a system's seeds and runs the paired randomization test and bootstrap interval of
+distill.significance on nDCG@10, MRR@10 and Recall@100. Prints a table and writes
+``benchmarks/results/<run>-significance.json``. Only the seeds whose runs are on this machine count; the
+JSON lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from distill.metrics import METRICS, table_head  # noqa: E402
+
+PAIRS = ["kl0.25+hard_label:hard_label", "small2_kl0.25+hard_label:small2_hard_label"]
+SEEDED = re.compile(r"^(?P<system>.+)-seed(?P<seed>\d+)$")
+
+
+def runs_by_system(cfg) -> dict[str, dict[int, object]]:
+    """{system: {seed: RunDir}} of every run of ``cfg``'s sweep that finished ``evaluate``, the base run included."""
+    from distill.manifest import RunDir
+    from distill.sweep import earlier_runs
+
+    base = RunDir(cfg)
+    out: dict[str, dict[int, object]] = {}
+    if base.is_done("evaluate"):
+        out.setdefault(cfg.sweep.base_label, {})[cfg.seed] = base
+    for rd in earlier_runs(base):
+        m = SEEDED.match(rd.path.name)
+        if m and rd.is_done("evaluate"):
+            out.setdefault(m["system"], {})[int(m["seed"])] = rd
+    return out
+
+
+def student_per_query(rd, data) -> tuple[dict[str, dict[str, float]], str]:
+    """(``{metric: {qid: value}}`` of the run's distilled student on the reported split, where it came from)."""
+    from distill import layout
+    from distill.stages.evaluate import reported_queries, student_ranking
+    from distill.metrics import per_query
+
+    stored = rd.stage_path("evaluate") / layout.PER_QUERY
+    if stored.is_file():
+        return json.loads(stored.read_text())["student_distilled"], "stored"
+    qids, qrels, qtexts = reported_queries(rd.config, data)
+    return per_query(qrels, student_ranking(rd, qids, qtexts)[2]), "recomputed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/scifact_cpu.yaml")
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--pair", action="append", help="TREATMENT:CONTROL (repeatable); default: " + ", ".join(PAIRS))
+    ap.add_argument("--permutations", type=int, default=10_000)
+    ap.add_argument("--out", help="results JSON (default benchmarks/results/<run>-significance.json)")
+    ap.add_argument("overrides", nargs="*", help="config overrides, e.g. runs_dir=/work/runs")
+    args = ap.parse_args(argv)
+
+    from distill.config import load_config
+    from distill.data import read_beir
+    from distill.significance import paired_test, seed_mean
+    from quality_scifact import machine
+
+    cfg = load_config(args.config, [f"data.dir={args.data_dir}", *args.overrides])
+    c = cfg.data
+    data = read_beir(c.dir, c.corpus, c.queries, (c.test_split,), c.max_reject_share)
+    runs = runs_by_system(cfg)
+    pairs = []
+    for spec in args.pair or PAIRS:
+        treatment, _, control = spec.partition(":")
+        missing = [s for s in (treatment, control) if not runs.get(s)]
+        if not control or missing:
+            print(f"[significance] {spec}: skipped, " + (f"no finished run of {', '.join(missing)} under "
+                  f"{cfg.run_dir}" if control else "not TREATMENT:CONTROL"), flush=True)
+            continue
+        values, sources = {}, {}
+        for system in (treatment, control):
+            per_seed = {seed: student_per_query(rd, data) for seed, rd in sorted(runs[system].items())}
+            values[system] = {m: seed_mean([v[0][m] for v in per_seed.values()]) for m in METRICS}
+            sources[system] = {str(seed): v[1] for seed, v in per_seed.items()}
+        tests = {m: paired_test(values[control][m], values[treatment][m], permutations=args.permutations,
+                                resamples=args.permutations) for m in METRICS}
+        pairs.append({"treatment": treatment, "control": control,
+                      "seeds": {s: sorted(runs[s]) for s in (treatment, control)},
+                      "per_query_values": sources, "metrics": tests})
+
+    lines = table_head(["treatment - control (seeds)", "metric", "control", "treatment", "diff", "95% CI",
+                        "p", "wins/losses/ties"])
+    for p in pairs:
+        label = (f"{p['treatment']} ({','.join(map(str, p['seeds'][p['treatment']]))}) - "
+                 f"{p['control']} ({','.join(map(str, p['seeds'][p['control']]))})")
+        for m, t in p["metrics"].items():
+            lines.append(f"| {label} | {m} | {t['control']:.4f} | {t['treatment']:.4f} | {t['diff']:+.4f} | "
+                         f"[{t['ci95'][0]:+.4f}, {t['ci95'][1]:+.4f}] | {t['p']:.3f} | "
+                         f"{t['wins']}/{t['losses']}/{t['ties']} |")
+    print("\n".join(lines))
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{cfg.name}-significance.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "date": date.today().isoformat(), "machine": machine(),
+        "command": " ".join(["python", "benchmarks/significance_scifact.py", *(argv if argv is not None else sys.argv[1:])]),
+        "split": c.test_split, "queries": next(iter(pairs[0]["metrics"].values()))["queries"] if pairs else 0,
+        "test": "paired randomization (sign flips) over queries, each query averaged over a system's seeds; "
+                "95% bootstrap interval of the mean difference (distill.significance)",
+        "permutations": args.permutations, "pairs": pairs}, indent=2) + "\n")
+    print(f"[significance] wrote {out}")
+    return 0 if pairs else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
