@@ -9,8 +9,9 @@ run is its ``sweep.base_label``), reads each run's metrics per test query (``eva
 them through the run's own student and FAISS index where the run was evaluated before that file existed),
 averages each query over a system's seeds and runs the paired randomization test and bootstrap interval of
 distill.significance on nDCG@10, MRR@10 and Recall@100. Prints a table and writes
-``benchmarks/results/<run>-significance.json``. Only the seeds whose runs are on this machine count; the
-JSON lists them.
+``benchmarks/results/<run>-significance.json``, with every run's per-query values, so that a later sitting
+whose machine no longer has those runs pools them with its own: ``--merge EARLIER.json`` adds the seeds of an
+earlier file that are not on this machine (a seed on both is taken from this machine's run).
 """
 
 from __future__ import annotations
@@ -61,12 +62,41 @@ def student_per_query(rd, data) -> tuple[dict[str, dict[str, float]], str]:
     return per_query(qrels, student_ranking(rd, qids, qtexts)[2]), "recomputed"
 
 
+def seed_values(runs: dict, data, earlier: dict, system: str) -> dict[str, tuple[dict, str]]:
+    """{seed: (``{metric: {qid: value}}``, where it came from)} of ``system``: this machine's runs, then the seeds
+    of an earlier results file's ``per_query`` that are not here."""
+    out = {str(seed): student_per_query(rd, data) for seed, rd in sorted(runs.get(system, {}).items())}
+    for seed, values in earlier.get(system, {}).items():
+        out.setdefault(seed, (values, "merged"))
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
+def write_results(path: Path, head: dict, per_query: dict[str, dict[str, dict]]) -> None:
+    """``head`` as indented JSON plus ``qids`` and ``per_query`` (``{system: {seed: {metric: [value per qid]}}}``,
+    six decimals) each on one line: every run's values, compact."""
+    qids = sorted({q for seeds in per_query.values() for v in seeds.values() for q in v[METRICS[0]]})
+    compact = {s: {k: {m: [round(v[m][q], 6) for q in qids] for m in METRICS} for k, v in seeds.items()}
+               for s, seeds in per_query.items()}
+    text = json.dumps(head, indent=2)[:-2]
+    text += ',\n  "qids": ' + json.dumps(qids) + ',\n  "per_query": ' + json.dumps(compact, separators=(",", ":"))
+    path.write_text(text + "\n}\n")
+
+
+def read_per_query(path: Path) -> dict[str, dict[str, dict]]:
+    """An earlier results file's runs as ``{system: {seed: {metric: {qid: value}}}}``."""
+    res = json.loads(path.read_text())
+    qids = res.get("qids", [])
+    return {s: {k: {m: dict(zip(qids, vals)) for m, vals in v.items()} for k, v in seeds.items()}
+            for s, seeds in res.get("per_query", {}).items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/scifact_cpu.yaml")
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--pair", action="append", help="TREATMENT:CONTROL (repeatable); default: " + ", ".join(PAIRS))
     ap.add_argument("--permutations", type=int, default=10_000)
+    ap.add_argument("--merge", help="an earlier results JSON of this script: its seeds not on this machine join")
     ap.add_argument("--out", help="results JSON (default benchmarks/results/<run>-significance.json)")
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. runs_dir=/work/runs")
     args = ap.parse_args(argv)
@@ -80,24 +110,27 @@ def main(argv: list[str] | None = None) -> int:
     c = cfg.data
     data = read_beir(c.dir, c.corpus, c.queries, (c.test_split,), c.max_reject_share)
     runs = runs_by_system(cfg)
-    pairs = []
+    earlier = read_per_query(Path(args.merge)) if args.merge else {}
+    pairs, kept = [], {}
     for spec in args.pair or PAIRS:
         treatment, _, control = spec.partition(":")
-        missing = [s for s in (treatment, control) if not runs.get(s)]
-        if not control or missing:
-            print(f"[significance] {spec}: skipped, " + (f"no finished run of {', '.join(missing)} under "
-                  f"{cfg.run_dir}" if control else "not TREATMENT:CONTROL"), flush=True)
+        if not control:
+            print(f"[significance] {spec}: skipped, not TREATMENT:CONTROL", flush=True)
             continue
-        values, sources = {}, {}
-        for system in (treatment, control):
-            per_seed = {seed: student_per_query(rd, data) for seed, rd in sorted(runs[system].items())}
-            values[system] = {m: seed_mean([v[0][m] for v in per_seed.values()]) for m in METRICS}
-            sources[system] = {str(seed): v[1] for seed, v in per_seed.items()}
+        per_seed = {s: kept.get(s) or seed_values(runs, data, earlier, s) for s in (treatment, control)}
+        missing = [s for s, v in per_seed.items() if not v]
+        if missing:
+            print(f"[significance] {spec}: skipped, no finished run of {', '.join(missing)} under {cfg.run_dir}"
+                  + (f" nor in {args.merge}" if args.merge else ""), flush=True)
+            continue
+        kept.update(per_seed)
+        values = {s: {m: seed_mean([v[0][m] for v in per_seed[s].values()]) for m in METRICS} for s in per_seed}
         tests = {m: paired_test(values[control][m], values[treatment][m], permutations=args.permutations,
                                 resamples=args.permutations) for m in METRICS}
         pairs.append({"treatment": treatment, "control": control,
-                      "seeds": {s: sorted(runs[s]) for s in (treatment, control)},
-                      "per_query_values": sources, "metrics": tests})
+                      "seeds": {s: [int(k) for k in per_seed[s]] for s in (treatment, control)},
+                      "per_query_values": {s: {k: v[1] for k, v in per_seed[s].items()} for s in per_seed},
+                      "metrics": tests})
 
     lines = table_head(["treatment - control (seeds)", "metric", "control", "treatment", "diff", "95% CI",
                         "p", "wins/losses/ties"])
@@ -111,13 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{cfg.name}-significance.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
+    write_results(out, {
         "date": date.today().isoformat(), "machine": machine(),
         "command": " ".join(["python", "benchmarks/significance_scifact.py", *(argv if argv is not None else sys.argv[1:])]),
         "split": c.test_split, "queries": next(iter(pairs[0]["metrics"].values()))["queries"] if pairs else 0,
         "test": "paired randomization (sign flips) over queries, each query averaged over a system's seeds; "
                 "95% bootstrap interval of the mean difference (distill.significance)",
-        "permutations": args.permutations, "pairs": pairs}, indent=2) + "\n")
+        "permutations": args.permutations, "pairs": pairs}, {s: {k: v[0] for k, v in seeds.items()}
+                                                           for s, seeds in kept.items()})
     print(f"[significance] wrote {out}")
     return 0 if pairs else 1
 

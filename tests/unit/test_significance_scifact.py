@@ -71,3 +71,29 @@ def test_no_pair_with_runs_is_a_failure(tmp_path, capsys):
     code = sig.main(["--config", str(ROOT / "configs" / "scifact_cpu.yaml"), "--data-dir", str(data),
                      "--out", str(tmp_path / "sig.json"), f"runs_dir={tmp_path / 'runs'}"])
     assert code == 1 and "kl0.25+hard_label:hard_label: skipped" in capsys.readouterr().out
+
+
+def test_an_earlier_file_adds_the_seeds_this_machine_lacks(tmp_path, capsys):
+    data = _beir(tmp_path / "beir")
+    conf = str(ROOT / "configs" / "scifact_cpu.yaml")
+    first = [f"runs_dir={tmp_path / 'runs1'}"]
+    cfg1 = load_config(conf, [f"data.dir={data}", *first])
+    _finished(cfg1, "treat", 0, [1.0, 1.0, 1.0, 1.0, 1.0, 0.0])
+    _finished(cfg1, "ctrl", 0, [0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    assert sig.main(["--config", conf, "--data-dir", str(data), "--pair", "treat:ctrl", "--permutations", "99",
+                     "--out", str(tmp_path / "one.json"), *first]) == 0
+    # another machine: only seed 1 of each system is here; seed 0 comes from the first file
+    second = [f"runs_dir={tmp_path / 'runs2'}"]
+    cfg2 = load_config(conf, [f"data.dir={data}", *second])
+    _finished(cfg2, "treat", 1, [0.0, 1.0, 1.0, 1.0, 1.0, 0.0])
+    _finished(cfg2, "ctrl", 1, [0.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+    assert sig.main(["--config", conf, "--data-dir", str(data), "--pair", "treat:ctrl", "--permutations", "99",
+                     "--merge", str(tmp_path / "one.json"), "--out", str(tmp_path / "two.json"), *second]) == 0
+    res = json.loads((tmp_path / "two.json").read_text())
+    pair = res["pairs"][0]
+    assert pair["seeds"] == {"treat": [0, 1], "ctrl": [0, 1]}
+    assert pair["per_query_values"] == {"treat": {"0": "merged", "1": "stored"}, "ctrl": {"0": "merged", "1": "stored"}}
+    assert pair["metrics"]["ndcg@10"]["treatment"] == pytest.approx(9 / 12)
+    assert pair["metrics"]["ndcg@10"]["control"] == pytest.approx(3 / 12)
+    assert res["qids"] == QIDS and res["per_query"]["treat"]["0"]["ndcg@10"] == [1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    assert sig.read_per_query(tmp_path / "two.json")["ctrl"]["1"]["recall@100"]["q5"] == 1.0
