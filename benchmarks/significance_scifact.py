@@ -8,7 +8,8 @@ controls) it finds the finished runs of both systems under ``runs/<name>/sweep/`
 run is its ``sweep.base_label``), reads each run's metrics per test query (``eval/per_query.json``, or recomputes
 them through the run's own student and FAISS index where the run was evaluated before that file existed),
 averages each query over a system's seeds and runs the paired randomization test and bootstrap interval of
-distill.significance on nDCG@10, MRR@10 and Recall@100. Prints a table and writes
+distill.significance on nDCG@10, MRR@10 and Recall@100 (distill.compare, as ``ray-distill compare`` does for any
+runs). Prints a table and writes
 ``benchmarks/results/<run>-significance.json``, with every run's per-query values, so that a later sitting
 whose machine no longer has those runs pools them with its own: ``--merge EARLIER.json`` adds the seeds of an
 earlier file that are not on this machine (a seed on both is taken from this machine's run).
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from distill.config import load_config
     from distill.data import read_beir
-    from distill.significance import paired_test, seed_mean
+    from distill.compare import COLUMNS, compare, table_rows
     from quality_scifact import machine
 
     cfg = load_config(args.config, [f"data.dir={args.data_dir}", *args.overrides])
@@ -124,23 +125,17 @@ def main(argv: list[str] | None = None) -> int:
                   + (f" nor in {args.merge}" if args.merge else ""), flush=True)
             continue
         kept.update(per_seed)
-        values = {s: {m: seed_mean([v[0][m] for v in per_seed[s].values()]) for m in METRICS} for s in per_seed}
-        tests = {m: paired_test(values[control][m], values[treatment][m], permutations=args.permutations,
-                                resamples=args.permutations) for m in METRICS}
+        tests = compare([v[0] for v in per_seed[control].values()], [v[0] for v in per_seed[treatment].values()],
+                        permutations=args.permutations)
         pairs.append({"treatment": treatment, "control": control,
                       "seeds": {s: [int(k) for k in per_seed[s]] for s in (treatment, control)},
                       "per_query_values": {s: {k: v[1] for k, v in per_seed[s].items()} for s in per_seed},
                       "metrics": tests})
 
-    lines = table_head(["treatment - control (seeds)", "metric", "control", "treatment", "diff", "95% CI",
-                        "p", "wins/losses/ties"])
+    lines = table_head(["treatment - control (seeds)", *COLUMNS[1:]])
     for p in pairs:
-        label = (f"{p['treatment']} ({','.join(map(str, p['seeds'][p['treatment']]))}) - "
-                 f"{p['control']} ({','.join(map(str, p['seeds'][p['control']]))})")
-        for m, t in p["metrics"].items():
-            lines.append(f"| {label} | {m} | {t['control']:.4f} | {t['treatment']:.4f} | {t['diff']:+.4f} | "
-                         f"[{t['ci95'][0]:+.4f}, {t['ci95'][1]:+.4f}] | {t['p']:.3f} | "
-                         f"{t['wins']}/{t['losses']}/{t['ties']} |")
+        lines += table_rows(f"{p['treatment']} ({','.join(map(str, p['seeds'][p['treatment']]))}) - "
+                            f"{p['control']} ({','.join(map(str, p['seeds'][p['control']]))})", p["metrics"])
     print("\n".join(lines))
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{cfg.name}-significance.json"
     out.parent.mkdir(parents=True, exist_ok=True)

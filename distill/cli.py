@@ -5,6 +5,7 @@
     python -m distill show-config configs/demo.yaml      # the validated config with defaults filled in
     ray-distill serve runs/demo [--rerank] [--port 8000] # serve a run (the same as python -m serve)
     ray-distill export-onnx runs/demo/student [OUT]      # the student as ONNX (python -m distill.onnx_export)
+    ray-distill compare --control runs/a --treatment runs/b   # paired test over queries (distill.compare)
     ray-distill --version
 """
 
@@ -30,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                    "(`ray-distill serve --help` for its options)")
     sub.add_parser("export-onnx", add_help=False, help="export a transformer student to ONNX: the same as "
                    "`python -m distill.onnx_export` (needs the [onnx] extra)")
+    sub.add_parser("compare", add_help=False, help="is one set of runs better than another, query by query? "
+                   "(`ray-distill compare --help`)")
     for name in ["run", "show-config", *STAGES]:
         sp = sub.add_parser(name, help="run every configured stage" if name == "run" else
                             "print the validated config" if name == "show-config" else f"run the {name} stage")
@@ -70,6 +73,10 @@ def _main(argv: list[str]) -> int:
         from distill.onnx_export import main as onnx_main
 
         return onnx_main(argv[1:], prog="ray-distill export-onnx")
+    if argv[:1] == ["compare"]:
+        from distill.compare import main as compare_main
+
+        return compare_main(argv[1:], prog="ray-distill compare")
     args = _parser().parse_args(argv)
     from distill.config import ConfigError, load_config
     from distill.data import DataError
