@@ -7,7 +7,8 @@ student through the run's FAISS index. The report also gives parameter counts an
 teacher's own queries/s and passages/s), each as a ratio to the teacher's.
 Writes ``eval/report.json``, ``eval/report.md``, ``eval/metrics.png`` and the teacher's rerank scores
 (``eval/teacher_rerank.parquet``), and every first-stage ranking's metrics per query (``eval/per_query.json``:
-BM25, zero-shot, distilled; the distilled only in a sweep or later round) for paired tests between runs.
+BM25, zero-shot, distilled; the distilled only in a sweep or later round) for paired tests between runs; the
+report's ``gain_over_start`` is such a test of the distilled student against its own zero-shot start.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from distill.bm25 import BM25
+from distill.compare import CompareError, compare
 from distill.index import build_index, load_index
 from distill.layout import PER_QUERY
 from distill.metrics import METRICS, evaluate_run, metrics_table, per_query, to_run
@@ -348,10 +350,14 @@ def evaluate_all(rd, data, teacher_dir: str) -> dict:
     if dev:
         report["dev"] = dev
     report["precision"] = _precision_record(rd)
+    values = per_query_values(qrels, rankings)
+    gain = gain_over_start(values, zs_name)
+    if gain:
+        report["gain_over_start"] = gain
     with rd.atomic_output("evaluate") as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
         (tmp / "report.md").write_text(render_markdown(report))
-        write_per_query(tmp, qrels, rankings)
+        write_per_query(tmp, values)
         plot(systems, tmp / "metrics.png")
         scored[["qid", "docid", "teacher_score"]].to_parquet(tmp / "teacher_rerank.parquet", index=False)
     rd.mark_done("evaluate", {"queries": len(qids), "systems": len(systems)})
@@ -435,7 +441,7 @@ def evaluate_student(rd, data, label: str) -> dict:
             student, index.search, dev_qrels, data, cfg.evaluation.first_stage_depth)}}
     with rd.atomic_output("evaluate") as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
-        write_per_query(tmp, qrels, {"student_distilled": ranking})
+        write_per_query(tmp, per_query_values(qrels, {"student_distilled": ranking}))
         (tmp / "report.md").write_text(
             f"# Evaluation: run `{cfg.name}`, {label}, split `{cfg.data.test_split}` ({len(qids)} queries)\n\n"
             + "\n".join(metrics_table([("student_distilled", metrics)])) + "\n")
@@ -452,10 +458,28 @@ def student_ranking(rd, qids: list[str], qtexts: list[str]):
     return student, index, to_run(qids, ids, scores)
 
 
-def write_per_query(out_dir, qrels: dict, rankings: dict[str, dict]) -> None:
-    """``eval/per_query.json``: ``{system: {metric: {qid: value}}}`` of the reported split, for paired tests
-    between runs (distill.significance, benchmarks/significance_scifact.py)."""
-    (out_dir / PER_QUERY).write_text(json.dumps({name: per_query(qrels, run) for name, run in rankings.items()}))
+def per_query_values(qrels: dict, rankings: dict[str, dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{system: {metric: {qid: value}}}``: each ranking's metrics per judged query of the reported split."""
+    return {name: per_query(qrels, run) for name, run in rankings.items()}
+
+
+def write_per_query(out_dir, values: dict) -> None:
+    """``eval/per_query.json``: :func:`per_query_values`, for paired tests between runs (distill.compare,
+    benchmarks/significance_scifact.py)."""
+    (out_dir / PER_QUERY).write_text(json.dumps(values))
+
+
+def gain_over_start(values: dict, start: str) -> dict | None:
+    """The distilled student against its own zero-shot start over the same queries: distill.compare's paired
+    randomization test and bootstrap interval per metric, ``{control, treatment, tests: {metric: {...}}}``;
+    None where either ranking is missing or there is no judged query."""
+    if start not in values or "student_distilled" not in values:
+        return None
+    try:
+        tests = compare([values[start]], [values["student_distilled"]])
+    except CompareError:
+        return None
+    return {"control": start, "treatment": "student_distilled", "tests": tests}
 
 
 def render_markdown(report: dict) -> str:
@@ -509,6 +533,11 @@ def payoff_lines(report: dict) -> list[str]:
     out = [f"Distillation on this split (nDCG@10): teacher {teacher:.4f} vs the student's zero-shot start "
            f"{zs:.4f} ({teacher - zs:+.4f}); distilled student {dist:.4f} ({dist - zs:+.4f} over its start, "
            f"{dist / teacher:.1%} of the teacher)."]
+    t = report.get("gain_over_start", {}).get("tests", {}).get("ndcg@10")
+    if t:
+        out.append(f"Paired over the {t['queries']} queries, distilled vs its start: {t['diff']:+.4f} nDCG@10 "
+                   f"(95% CI [{t['ci95'][0]:+.4f}, {t['ci95'][1]:+.4f}], randomization p {t['p']:.4f}); better on "
+                   f"{t['wins']} queries, worse on {t['losses']}, level on {t['ties']}.")
     speed = ""
     if "teacher_query_latency_ms" in sp:
         speed = (f"; one query encodes in {sp['student_query_latency_ms']:.1f} ms vs the teacher's "

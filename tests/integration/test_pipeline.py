@@ -131,6 +131,12 @@ def test_pipeline_resumes_after_kill_and_distils(ray_session, assets, monkeypatc
     for system, values in per_q.items():
         assert all(len(values[k]) == 30 for k in m[system])
         assert {k: sum(v.values()) / 30 for k, v in values.items()} == pytest.approx(m[system])
+    # the distilled student against its own start, paired over the same 30 queries, in the report and its text
+    g = report["gain_over_start"]["tests"]["ndcg@10"]
+    assert g["queries"] == 30 and g["diff"] == pytest.approx(m["student_distilled"]["ndcg@10"]
+                                                           - m["student_zero_shot"]["ndcg@10"])
+    assert g["wins"] + g["losses"] + g["ties"] == 30 and 0 < g["p"] <= 1
+    assert "Paired over the 30 queries, distilled vs its start" in (cfg.run_dir / "eval" / "report.md").read_text()
     assert report["sizes"]["teacher_parameters"] > report["sizes"]["student_parameters"]
     # the dev split is evaluated beside test (for choosing settings), never instead of it
     assert report["split"] == "test" and report["queries"] == 30 and report["dev"]["queries"] == 10

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from distill.metrics import evaluate_run
-from distill.stages.evaluate import reranked_run
+from distill.stages.evaluate import gain_over_start, payoff_lines, per_query_values, reranked_run
 
 
 def test_rerank_reorders_the_top_depth_and_keeps_the_first_stage_tail():
@@ -17,6 +18,35 @@ def test_rerank_reorders_the_top_depth_and_keeps_the_first_stage_tail():
     # a judged document ranked below the rerank depth still counts for recall
     m = evaluate_run({"q1": {"e": 1}, "q2": {"y": 1}}, run)
     assert m["recall@100"] == 1.0 and m["mrr@10"] == (0.2 + 1.0) / 2
+
+
+def test_the_report_tests_the_distilled_student_against_its_own_start():
+    # 12 queries, one relevant document each: the start ranks it 2nd everywhere, the distilled student 1st on
+    # 9 queries, 2nd on 2 (level) and 3rd on one (worse)
+    qrels = {f"q{i}": {"rel": 1} for i in range(12)}
+    start = {q: {"x": 3.0, "rel": 2.0, "y": 1.0} for q in qrels}
+    ranks = [1] * 9 + [2, 2, 3]
+    dist = {q: {"rel": 3.0, "x": 2.0, "y": 1.0} if r == 1 else start[q] if r == 2 else {"x": 3.0, "y": 2.0, "rel": 1.0}
+            for q, r in zip(qrels, ranks)}
+    values = per_query_values(qrels, {"student_zero_shot": start, "student_distilled": dist})
+    gain = gain_over_start(values, "student_zero_shot")
+    t = gain["tests"]["mrr@10"]
+    assert (gain["control"], gain["treatment"]) == ("student_zero_shot", "student_distilled")
+    assert (t["queries"], t["wins"], t["losses"], t["ties"]) == (12, 9, 1, 2)
+    assert t["control"] == 0.5 and t["diff"] == pytest.approx((9 * 0.5 - (0.5 - 1 / 3)) / 12)
+    assert t["p"] < 0.01 and t["ci95"][0] > 0 and set(gain["tests"]) == {"ndcg@10", "mrr@10", "recall@100"}
+    # the report's payoff lines say it in words
+    report = {"metrics": {"student_zero_shot": {"ndcg@10": 0.6}, "student_distilled": {"ndcg@10": 0.8},
+                          "teacher_rerank@20": {"ndcg@10": 0.9}},
+              "sizes": {"student_parameters": 10, "teacher_parameters": 20, "teacher_to_student_size": 2.0},
+              "speed": {}, "gain_over_start": gain}
+    n = gain["tests"]["ndcg@10"]
+    assert (f"Paired over the 12 queries, distilled vs its start: {n['diff']:+.4f} nDCG@10" in payoff_lines(report)[1]
+            and "better on 9 queries, worse on 1, level on 2." in payoff_lines(report)[1])
+    # nothing to test: a ranking missing, or no judged query
+    assert gain_over_start({"student_distilled": values["student_distilled"]}, "student_zero_shot") is None
+    assert gain_over_start({"student_zero_shot": {"ndcg@10": {}}, "student_distilled": {"ndcg@10": {}}},
+                           "student_zero_shot") is None
 
 
 def test_dev_split_metrics_through_an_index(tmp_path):
