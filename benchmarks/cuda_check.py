@@ -22,7 +22,6 @@ for a training step).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import math

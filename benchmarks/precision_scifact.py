@@ -78,7 +78,7 @@ def main() -> None:
         s = "(run)" if seconds[p] is None else f"{seconds[p]:.1f}"
         print(f"{p:<10}{rows[p]['ndcg@10']:>9.4f}{rows[p]['mrr@10']:>9.4f}{rows[p]['recall@100']:>9.4f}{s:>10}")
     diff = {k: rows["bf16"][k] - rows["fp32"][k] for k in rows["fp32"]}
-    print(f"bf16 - fp32: " + ", ".join(f"{k} {v:+.4f}" for k, v in diff.items())
+    print("bf16 - fp32: " + ", ".join(f"{k} {v:+.4f}" for k, v in diff.items())
           + f"; passage cosine mean {cos.mean():.6f}, min {cos.min():.6f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({

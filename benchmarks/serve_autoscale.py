@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,14 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from serve_load import Conn, free_port, machine, make_bodies, wait_ready  # noqa: E402
-
-
-def pct(xs: list[float], p: float) -> float | None:
-    if not xs:
-        return None
-    xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] * 1000, 1)
+from serve_load import Conn, free_port, machine, make_bodies, outcome, pct, sample_run, wait_ready  # noqa: E402
 
 
 class ReplicaWatcher(threading.Thread):
@@ -103,15 +95,8 @@ async def ramp(port: int, bodies: list[bytes], phases: list[tuple[int, float]], 
                     conn.close()
                     await asyncio.sleep(0.05)
                     continue
-                try:
-                    status, _ = await asyncio.wait_for(conn.post("/search", bodies[n % len(bodies)]), client_timeout)
-                    what = str(status)
-                except asyncio.TimeoutError:
-                    conn.close()
-                    what = "client_timeout"
-                except (OSError, asyncio.IncompleteReadError, ValueError):
-                    conn.close()
-                    what = "conn_error"
+                what = await outcome(conn, conn.post("/search", bodies[n % len(bodies)]), client_timeout)
+                if what == "conn_error":
                     await asyncio.sleep(0.05)
                 answers.append((now, time.perf_counter() - t0 - now, what))
                 n += 7
@@ -273,16 +258,9 @@ def main(argv: list[str] | None = None) -> int:
 
     a = parse_args(argv)
     phases = [(int(c), float(s)) for c, _, s in (x.partition(":") for x in a.phases.split(","))]
-    from serve.testing import make_sample_run, read_queries
+    from serve.testing import read_queries
 
-    tmp = None
-    if a.run_dir:
-        run_dir = a.run_dir
-    else:
-        base = Path(a.work_dir) if a.work_dir else Path(tmp := tempfile.mkdtemp(prefix="serve-autoscale-"))
-        run_dir = str(base / "sample-run")
-        if not (Path(run_dir) / "index" / "meta.json").exists():
-            make_sample_run(run_dir)
+    run_dir, tmp = sample_run(a, "serve-autoscale-")
     bodies = make_bodies(read_queries(ROOT / "data" / "sample" / "queries.jsonl"), a.k, False, 1)
     mach = machine(a.precision)
     answers, watch, direct = serve_and_ramp(a, run_dir, phases, bodies)

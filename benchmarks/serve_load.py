@@ -96,6 +96,60 @@ class Conn:
         self.reader = self.writer = None
 
 
+async def get(conn: Conn, path: str) -> int:
+    """``GET path`` on a keep-alive connection: the status (the body is read and dropped)."""
+    if conn.writer is None:
+        await conn.open()
+    conn.writer.write(f"GET {path} HTTP/1.1\r\nHost: {conn.host}:{conn.port}\r\n\r\n".encode())
+    head = await conn.reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+    await conn.reader.readexactly(int(headers.get("content-length", "0")))
+    return int(lines[0].split()[1])
+
+
+async def outcome(conn: Conn, request, timeout: float) -> str:
+    """What one request on ``conn`` came to: its HTTP status as text, ``client_timeout`` when no answer came
+    within ``timeout`` s, or ``conn_error`` when the connection failed (a refusal, a reset, a bad answer).
+    ``request`` is the awaitable (``conn.post(...)`` or ``get(conn, ...)``); on either failure the connection
+    is closed, so the next request opens a fresh one."""
+    try:
+        answer = await asyncio.wait_for(request, timeout)
+    except asyncio.TimeoutError:
+        conn.close()
+        return "client_timeout"
+    except (OSError, asyncio.IncompleteReadError, ValueError):
+        conn.close()
+        return "conn_error"
+    return str(answer[0] if isinstance(answer, tuple) else answer)
+
+
+def pct(xs: list[float], p: float) -> float | None:
+    """The p-th percentile of ``xs`` (seconds) in ms, rounded to 0.1 (nearest rank); None for no values."""
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] * 1000, 1)
+
+
+def sample_run(a: argparse.Namespace, prefix: str) -> tuple[str, str | None]:
+    """The run the serve benchmarks load: ``--run-dir`` as given, else MiniLM over data/sample built under
+    ``--work-dir`` (kept, and reused when its index is there) or a fresh temp dir. Returns (run_dir, the temp
+    dir to remove afterwards or None)."""
+    from serve.testing import make_sample_run
+
+    if a.run_dir:
+        return a.run_dir, None
+    tmp = None
+    base = Path(a.work_dir) if a.work_dir else Path(tmp := tempfile.mkdtemp(prefix=prefix))
+    run_dir = str(base / "sample-run")
+    if not (Path(run_dir) / "index" / "meta.json").exists():
+        t = time.time()
+        make_sample_run(run_dir)
+        print(f"built {run_dir} (MiniLM over data/sample) in {time.time() - t:.0f} s", flush=True)
+    return run_dir, tmp
+
+
 async def run_cell(
     host: str,
     port: int,
@@ -517,20 +571,11 @@ def main(argv: list[str] | None = None) -> int:
         plain_server_main(a.run_dir, a.port, int(a.plain_threads), a.rerank_server, a.precision)
         return 0
 
-    from serve.testing import make_sample_run, read_queries
+    from serve.testing import read_queries
 
     modes = [m for m in a.modes.split(",") if m]
     conc = [int(c) for c in a.concurrency.split(",")]
-    tmp = None
-    if a.run_dir:
-        run_dir = a.run_dir
-    else:
-        base = Path(a.work_dir) if a.work_dir else Path(tmp := tempfile.mkdtemp(prefix="serve-bench-"))
-        run_dir = str(base / "sample-run")
-        if not (Path(run_dir) / "index" / "meta.json").exists():
-            t = time.time()
-            make_sample_run(run_dir)
-            print(f"built {run_dir} (MiniLM over data/sample) in {time.time() - t:.0f} s", flush=True)
+    run_dir, tmp = sample_run(a, "serve-bench-")
     queries = read_queries(ROOT / "data" / "sample" / "queries.jsonl")
     m = machine(a.precision)
     print(

@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,31 +34,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from serve_load import Conn, ServeServer, make_bodies  # noqa: E402
+from serve_load import Conn, ServeServer, get, make_bodies, outcome, pct, sample_run  # noqa: E402
 
 # The admission of sessions 6-8, measured side by side with the default: 64 waiting at most whatever the
 # wait, and a refusal answered at once (clients that re-send at once then make refusals a storm).
 BEFORE = {"max_queued_requests": 64, "queue_wait_s": 1e9, "shed_hold_s": 0.0}
 PROBE_TIMEOUT_S = 2.0  # a /healthz unanswered this long counts as a timeout (its latency: this), then reconnects
-
-
-async def get(conn: Conn, path: str) -> int:
-    """``GET path`` on a keep-alive connection: the status (the body is read and dropped)."""
-    if conn.writer is None:
-        await conn.open()
-    conn.writer.write(f"GET {path} HTTP/1.1\r\nHost: {conn.host}:{conn.port}\r\n\r\n".encode())
-    head = await conn.reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
-    await conn.reader.readexactly(int(headers.get("content-length", "0")))
-    return int(lines[0].split()[1])
-
-
-def pct(xs: list[float], p: float) -> float | None:
-    if not xs:
-        return None
-    xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] * 1000, 1)
 
 
 async def overload_cell(port: int, bodies: list[bytes], clients: int, duration: float, warmup: float,
@@ -74,15 +54,8 @@ async def overload_cell(port: int, bodies: list[bytes], clients: int, duration: 
         conn, n = Conn("127.0.0.1", port), i
         try:
             while (ts := time.perf_counter()) < t_end:
-                try:
-                    status, _ = await asyncio.wait_for(conn.post("/search", bodies[n % len(bodies)]), client_timeout)
-                    what = str(status)
-                except asyncio.TimeoutError:
-                    conn.close()
-                    what = "client_timeout"
-                except (OSError, asyncio.IncompleteReadError, ValueError):
-                    conn.close()
-                    what = "conn_error"
+                what = await outcome(conn, conn.post("/search", bodies[n % len(bodies)]), client_timeout)
+                if what == "conn_error":
                     await asyncio.sleep(0.05)
                 answers.append((ts, time.perf_counter() - ts, what))
                 n += clients
@@ -93,14 +66,7 @@ async def overload_cell(port: int, bodies: list[bytes], clients: int, duration: 
         conn = Conn("127.0.0.1", port)
         try:
             while (ts := time.perf_counter()) < t_end:
-                try:
-                    what = str(await asyncio.wait_for(get(conn, "/healthz"), PROBE_TIMEOUT_S))
-                except asyncio.TimeoutError:
-                    conn.close()
-                    what = "client_timeout"
-                except (OSError, asyncio.IncompleteReadError, ValueError):
-                    conn.close()
-                    what = "conn_error"
+                what = await outcome(conn, get(conn, "/healthz"), PROBE_TIMEOUT_S)
                 if ts >= t_measure:
                     health.append((time.perf_counter() - ts, what))
                 await asyncio.sleep(max(0.0, 0.1 - (time.perf_counter() - ts)))
@@ -155,18 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "serve_overload.json"))
     a = p.parse_args(argv)
 
-    from serve.testing import make_sample_run, read_queries
+    from serve.testing import read_queries
 
-    tmp = None
-    if a.run_dir:
-        run_dir = a.run_dir
-    else:
-        base = Path(a.work_dir) if a.work_dir else Path(tmp := tempfile.mkdtemp(prefix="serve-overload-"))
-        run_dir = str(base / "sample-run")
-        if not (Path(run_dir) / "index" / "meta.json").exists():
-            t = time.time()
-            make_sample_run(run_dir)
-            print(f"built {run_dir} (MiniLM over data/sample) in {time.time() - t:.0f} s", flush=True)
+    run_dir, tmp = sample_run(a, "serve-overload-")
     queries = read_queries(ROOT / "data" / "sample" / "queries.jsonl")
     bodies = make_bodies(queries, a.k, False, 1)  # no rerank: the depth is unused (but must be valid)
     # ServeServer's knobs: serve_load's defaults (fast path, direct ingress unless --proxy, no extra env).

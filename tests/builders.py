@@ -12,6 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
+TEST_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}  # what every Ray worker of a test sees
+
+
+def start_local_ray(object_store_mb: int = 300, **kwargs) -> None:
+    """A test's own local Ray cluster on the 2 cores CI has: no dashboard, a small object store, and TEST_ENV
+    in every worker (``kwargs`` go to ray.init: log_to_driver, _system_config, ...)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=object_store_mb * 1024 * 1024,
+             runtime_env={"env_vars": dict(TEST_ENV)}, **kwargs)
+
+
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 FILLER = ["the", "a", "of", "and", "in", "on", "with", "for", "about", "study", "report", "note"]
 

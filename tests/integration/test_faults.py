@@ -44,15 +44,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def ray_session():
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024 * 1024,
-                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     info = make_beir(root / "data", topics=12, docs_per_topic=10, train_queries=40, test_queries=10)

@@ -14,7 +14,6 @@ distill/faults.py stop an actor at a known batch (``hold``), so no test races th
 """
 
 import json
-import os
 import threading
 import time
 from pathlib import Path

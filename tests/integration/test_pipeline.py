@@ -15,7 +15,7 @@ from distill.config import build_config
 from distill.manifest import STAGES
 from distill.pipeline import run_pipeline
 from distill.sweep import run_with_sweep
-from builders import make_beir, make_bow_encoder, make_tiny_bert
+from builders import make_beir, make_bow_encoder, make_tiny_bert, start_local_ray
 
 pytestmark = pytest.mark.ray
 
@@ -28,9 +28,7 @@ NO_PRESTART = {"prestart_worker_first_driver": False, "enable_worker_prestart": 
 @pytest.fixture(scope="module")
 def ray_session():
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024 * 1024,
-                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
-                 _system_config=NO_PRESTART)
+        start_local_ray(_system_config=NO_PRESTART)
     yield
     ray.shutdown()
 

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import ray
 
 from distill.config import build_config
 from distill.manifest import ROUND_STAGES, STAGES
@@ -21,15 +20,6 @@ from distill.pipeline import run_pipeline
 from builders import make_beir, make_tiny_bert, make_tiny_t5
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024 * 1024,
-                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
-    yield
-    ray.shutdown()
 
 
 def _write_answers(data) -> int:

@@ -70,6 +70,7 @@ def served(runs):
     from ray import serve as rs
 
     from serve.app import FAST_PATH_ENV, deploy, direct_ingress_env
+    from builders import start_local_ray
 
     port = _free_port()
     env = {"HF_HUB_OFFLINE": "1", "DISTILL_SERVE_TOKEN": TOKEN, **FAST_PATH_ENV,  # token: read by build_app
@@ -78,14 +79,7 @@ def served(runs):
     os.environ.update(env)
     started = not ray.is_initialized()
     if started:
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            object_store_memory=200 * 1024 * 1024,
-            runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
-            log_to_driver=False,
-        )
+        start_local_ray(object_store_mb=200, log_to_driver=False)
     try:
         # fp32: answers are checked against the offline fp32 encoder and teacher (bf16: tests/unit/test_precision.py)
         # A 60 s deadline (default 10 s): the swap test counts every failed request, and on a loaded 2-core

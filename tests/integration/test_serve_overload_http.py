@@ -36,6 +36,7 @@ def cluster(tmp_path_factory):
     from ray import serve as rs
 
     from serve.app import FAST_PATH_ENV, choose_ingress, direct_ingress_env
+    from builders import start_local_ray
     from serve.testing import make_serve_run
 
     run = make_serve_run(tmp_path_factory.mktemp("overload") / "run", version="v1", seed=0)
@@ -44,9 +45,7 @@ def cluster(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in [*env, "DISTILL_SERVE_TOKEN"]}
     os.environ.update(env)
     os.environ.pop("DISTILL_SERVE_TOKEN", None)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
-             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
-             log_to_driver=False)
+    start_local_ray(object_store_mb=200, log_to_driver=False)
     assert choose_ingress(None, port) == (True, None)  # deploy() serves HTTP from the ingress replica
     try:
         yield {"run": run, "port": port}

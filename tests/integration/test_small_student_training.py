@@ -10,7 +10,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import ray
 
 from distill.config import build_config
 from distill.manifest import RunDir
@@ -20,15 +19,6 @@ from builders import make_beir, make_tiny_bert
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 CNN = {"arch": "cnn", "num_layers": 2, "hidden_size": 16, "embed_dim": 8, "output_dim": 16}
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024 * 1024,
-                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
-    yield
-    ray.shutdown()
 
 
 def _overlap_scores(root) -> pd.DataFrame:

@@ -47,3 +47,40 @@ def test_json_carries_date_machine_precision_and_command(tmp_path, monkeypatch):
     assert m["cpu_model"] and m["cpu_capability"] and m["cpus"] >= 1 and m["precision"] in ("fp32", "bf16")
     assert d["precision"] == m["precision"] and d["http_path"] == {"serve": "direct ingress"}
     assert {r["server"] for r in d["summary"]} == {"serve"} and d["results"]["serve"]["retrieval@16"]["qps"] == 235.6
+
+
+def test_outcome_names_each_way_a_request_ends_and_drops_a_failed_connection():
+    import asyncio
+
+    class Probe(sl.Conn):
+        closed = 0
+
+        def close(self):
+            Probe.closed += 1
+            super().close()
+
+    async def answer(value):
+        return value
+
+    async def fail(exc):
+        raise exc
+
+    async def hang():
+        await asyncio.sleep(10)
+
+    conn = Probe("127.0.0.1", 1)
+    run = asyncio.run
+    assert run(sl.outcome(conn, answer((200, b"{}")), 1.0)) == "200"  # conn.post's (status, body)
+    assert run(sl.outcome(conn, answer(503), 1.0)) == "503"  # get()'s status
+    assert Probe.closed == 0
+    assert run(sl.outcome(conn, hang(), 0.01)) == "client_timeout"
+    assert run(sl.outcome(conn, fail(ConnectionResetError()), 1.0)) == "conn_error"
+    assert run(sl.outcome(conn, fail(asyncio.IncompleteReadError(b"", 10)), 1.0)) == "conn_error"
+    assert run(sl.outcome(conn, fail(ValueError("bad status line")), 1.0)) == "conn_error"
+    assert Probe.closed == 4
+
+
+def test_pct_is_the_nearest_rank_percentile_in_ms():
+    xs = [0.010, 0.020, 0.030, 0.040, 0.050]
+    assert (sl.pct(xs, 50), sl.pct(xs, 0), sl.pct(xs, 100), sl.pct(xs, 99)) == (30.0, 10.0, 50.0, 50.0)
+    assert sl.pct(list(reversed(xs)), 50) == 30.0 and sl.pct([], 50) is None

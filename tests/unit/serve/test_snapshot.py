@@ -12,7 +12,7 @@ import pytest
 
 from distill.atomic import atomic_dir
 from distill.config import build_config
-from distill.manifest import RunDir, content_digest, dir_checksums, file_sha256
+from distill.manifest import RunDir, dir_checksums, file_sha256
 from serve import snapshot
 from serve.core import RunArtifacts, ServeSetupError
 
