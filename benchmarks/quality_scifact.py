@@ -179,9 +179,10 @@ def checks(table: dict) -> list[dict]:
                     "threshold": TARGET_TEACHER, "margin": teachers[best] - TARGET_TEACHER,
                     "met": teachers[best] >= TARGET_TEACHER})
     name = table.get("selected_on_dev") or table["base_label"]
-    nd = table["systems"][name]["mean"]["ndcg@10"]
-    out.append({"target": f"distilled nDCG@10 >= {TARGET_NDCG}", "system": name, "value": nd,
-                "threshold": TARGET_NDCG, "margin": nd - TARGET_NDCG, "met": nd >= TARGET_NDCG})
+    if name in table["systems"]:  # a table of reference rows alone (teacher_rows_only) has no student
+        nd = table["systems"][name]["mean"]["ndcg@10"]
+        out.append({"target": f"distilled nDCG@10 >= {TARGET_NDCG}", "system": name, "value": nd,
+                    "threshold": TARGET_NDCG, "margin": nd - TARGET_NDCG, "met": nd >= TARGET_NDCG})
     curve = label_budget(table)
     for series, what in (("kl", ""), ("kl_e2e", " end to end (the teacher saw no more labels than the student)")):
         for pct in (0, 10):
@@ -430,6 +431,19 @@ def add_teacher_rows(res: dict, sources: list[Path], used_by: list[str]) -> dict
                                     "from": [Path(p).name for p in sources], "used_by": list(used_by)})
 
 
+def teacher_rows_only(cfg, command: str) -> dict | None:
+    """The results of a run that evaluated without a sweep (a teacher measured on its own, its student only a
+    stand-in so that ``evaluate`` runs): its reference rows alone, no systems; ``teacher_rows_only`` marks it.
+    What ``--teacher-rows`` reads. None where the run has not finished ``evaluate``."""
+    from distill.manifest import RunDir
+    from distill.sweep import collect
+
+    base = RunDir(cfg)
+    if not base.is_done("evaluate"):
+        return None
+    return {**results(collect(cfg, base, []), command), "teacher_rows_only": True}
+
+
 def section(cfg, command: str, wall_s: float | None, sweep_dir: Path | None = None) -> str:
     run_dir = cfg.run_dir
     sweep_dir = sweep_dir or run_dir / "sweep"
@@ -502,8 +516,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"the run failed (exit {rc})", file=sys.stderr)
             return rc
     if not (sweep_dir / "table.json").exists():
-        print(f"no table in {sweep_dir}: the base run trained no student (sweep.system_seeds "
-              f"{{{cfg.sweep.base_label}: []}}); add the runs to a committed table with --add-to")
+        res = teacher_rows_only(cfg, command) if not args.partial else None
+        if res is None:
+            print(f"no table in {sweep_dir}: the base run trained no student (sweep.system_seeds "
+                  f"{{{cfg.sweep.base_label}: []}}); add the runs to a committed table with --add-to")
+            return 0
+        out = ROOT / "benchmarks" / "results"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{cfg.name}.json").write_text(json.dumps(res, indent=2) + "\n")
+        print("\n".join(f"- {k}: " + ", ".join(f"{m} {v:.4f}" for m, v in row.items())
+                        for k, row in res["table"]["reference"].items()))
+        print(f"no sweep: reference rows only (for --teacher-rows): {out / (cfg.name + '.json')}")
         return 0
     text = section(cfg, command, wall, sweep_dir)
     print(text)

@@ -262,3 +262,13 @@ def test_teacher_rows_of_another_committed_run_join_the_reference_and_the_best_t
     dev.write_text(json.dumps({"table": {"run": "t2", "split": "dev", "queries": 100, "reference": {}}}))
     with pytest.raises(SystemExit, match="not comparable"):
         qs.add_teacher_rows(committed, [dev], ["t2_kl"])
+
+
+def test_a_table_of_reference_rows_alone_gives_the_teacher_target_only():
+    """A run that measured a teacher on its own (no sweep, no student systems) gives results with the best-teacher
+    target alone and no curve: what ``--teacher-rows`` reads from it."""
+    table = {"run": "lf", "split": "test", "queries": 300, "reference": dict(REFERENCE), "base_label": "kl",
+             "systems": {}, "variants": {}}
+    res = qs.results(table, "teacher only")
+    assert [t["system"] for t in res["targets"]] == ["teacher_ensemble_union@20"]
+    assert res["targets"][0]["value"] == 0.76 and res["label_budget"] == {}
