@@ -21,16 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from distill import precision as P  # noqa: E402
 from distill.models import resolve_model  # noqa: E402  (the project's loading path)
-
-
-def best_seconds(fn, repeats: int = 3) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from distill.timing import best_seconds  # noqa: E402
 
 
 def main() -> int:

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from distill.timing import best_seconds  # noqa: E402
 
 
 def matmul_peak(dtype_name: str, n: int = 2048, repeats: int = 5) -> float:
@@ -49,13 +50,7 @@ def matmul_peak(dtype_name: str, n: int = 2048, repeats: int = 5) -> float:
 
     dt = torch.bfloat16 if dtype_name == "bf16" else torch.float32
     a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best
+    return 2 * n ** 3 / best_seconds(lambda: a @ b, repeats)
 
 
 def useful_flops(tokenizer, texts, pairs=None, layers=6, hidden=384, nonemb_params=21.3e6 - 11.9e6, max_len=128):

@@ -70,20 +70,17 @@ BF16_MIN_SPEEDUP = 1.1  # bf16 must beat fp32 by this factor for ``auto`` to pic
 
 def _time_matmul(dtype, reps: int = 5, inner: int = 8) -> float:
     """Best seconds of ``inner`` (512 x 384) @ (384 x 1536) matmuls in ``dtype``: MiniLM's feed-forward shape."""
-    import time
-
     import torch
 
+    from distill.timing import best_seconds
+
     x, w = torch.randn(512, 384).to(dtype), torch.randn(1536, 384).to(dtype)
-    for _ in range(2):
-        torch.nn.functional.linear(x, w)
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
+
+    def run():
         for _ in range(inner):
             torch.nn.functional.linear(x, w)
-        best = min(best, time.perf_counter() - t0)
-    return best
+
+    return best_seconds(run, repeats=reps, warmup=2)
 
 
 def _probe_path() -> Path:

@@ -28,17 +28,12 @@ from distill.models import CrossEncoder, DualEncoder, count_parameters, resolve_
 from distill.stages.encode import read_embeddings
 from distill.stages.mine import zero_shot_kwargs
 from distill.stages.score import score_pairs
+from distill.timing import best_seconds
 
 
 def _timed(fn, n: int, repeats: int = 3) -> float:
-    """Items per second: best of ``repeats`` timed calls after a warm-up (the least disturbed run)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return n / best
+    """Items per second: ``n`` over the best of ``repeats`` timed calls after a warm-up (distill.timing)."""
+    return n / best_seconds(fn, repeats)
 
 
 def speed(student: DualEncoder, teacher: CrossEncoder | None, queries: list[str], docs: list[str],
