@@ -10,7 +10,6 @@ file is a DataError.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
@@ -20,7 +19,7 @@ def read_answers(path: str | Path, queries: dict[str, str], rejects=None) -> tup
     Rows without an ``answers`` key are counted (``no_answers``: a queries file may hold unanswered test
     queries); broken rows, unknown query ids, malformed or empty answers and duplicates are rejected with
     their reason (into ``rejects`` when given) and counted."""
-    from distill.data import DataError, _lines
+    from distill.data import DataError, json_rows
 
     path = Path(path)
     if not path.exists() and Path(str(path) + ".gz").exists():
@@ -32,21 +31,12 @@ def read_answers(path: str | Path, queries: dict[str, str], rejects=None) -> tup
 
     def reject(n: int, reason: str, raw: str) -> None:
         counts["rejected"] += 1
+        counts["rows"] += reason == "bad_json"  # a row, unlike a line that is not text at all
         if rejects is not None:
             rejects.add(path.name, n, reason, raw)
 
-    for n, line, raw in _lines(path):
-        if line is None:
-            reject(n, "not_utf8", raw.decode("utf-8", "replace"))
-            continue
-        if not line.strip():
-            continue
+    for n, line, row in json_rows(path, reject):
         counts["rows"] += 1
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            reject(n, "bad_json", line)
-            continue
         if not isinstance(row, dict) or row.get("_id", row.get("id")) is None:
             reject(n, "missing_id", line)
             continue

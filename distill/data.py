@@ -15,7 +15,9 @@ import gzip
 import json
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 
@@ -99,6 +101,29 @@ def _lines(path: Path):
                         "re-create or re-download the file") from None
 
 
+def text_rows(path: Path, reject) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each non-blank line of ``path`` (plain or gzip); a line whose bytes are not
+    UTF-8 goes to ``reject(n, "not_utf8", text)`` (bad bytes replaced) instead. Blank lines are layout, not
+    rows: neither yielded nor rejected."""
+    for n, line, raw in _lines(path):
+        if line is None:
+            reject(n, "not_utf8", raw.decode("utf-8", "replace"))
+        elif line.strip():
+            yield n, line
+
+
+def json_rows(path: Path, reject) -> Iterator[tuple[int, str, object]]:
+    """(line number, text, parsed JSON value) for each row of :func:`text_rows`; a row that is not JSON goes to
+    ``reject(n, "bad_json", text)`` instead. The value may be any JSON type: callers check its shape."""
+    for n, line in text_rows(path, reject):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            reject(n, "bad_json", line)
+            continue
+        yield n, line, row
+
+
 def _check_share(name: str, good: int, rejected: int, max_share: float) -> None:
     total = good + rejected
     if good == 0:
@@ -112,17 +137,7 @@ def _check_share(name: str, good: int, rejected: int, max_share: float) -> None:
 def _read_jsonl(path: Path, rejects: Rejects, need_title: bool) -> dict:
     out: dict = {}
     name = path.name
-    for n, line, raw in _lines(path):
-        if line is None:
-            rejects.add(name, n, "not_utf8", raw.decode("utf-8", "replace"))
-            continue
-        if not line.strip():
-            continue  # blank lines are layout, not rows
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            rejects.add(name, n, "bad_json", line)
-            continue
+    for n, line, row in json_rows(path, partial(rejects.add, name)):
         add_record(out, row, rejects, name, n, line, need_title)
     return out
 
@@ -154,12 +169,7 @@ def add_record(out: dict, row, rejects: Rejects, name: str, n: int, raw: str, ne
 def _read_qrels(path: Path, corpus: dict, queries: dict, rejects: Rejects) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     name = f"qrels/{path.name}"
-    for n, line, raw in _lines(path):
-        if line is None:
-            rejects.add(name, n, "not_utf8", raw.decode("utf-8", "replace"))
-            continue
-        if not line.strip():
-            continue
+    for n, line in text_rows(path, partial(rejects.add, name)):
         cols = line.rstrip("\r\n").split("\t")
         if n == 1 and cols[0].strip().lower() in ("query-id", "query_id", "qid"):
             continue  # header

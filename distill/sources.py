@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 
-from distill.data import BeirData, DataError, Rejects, _check_share, _lines, add_qrel, add_record
+from distill.data import BeirData, DataError, Rejects, _check_share, add_qrel, add_record, json_rows
 
 QREL_COLUMNS = (("query-id", "query_id", "qid"), ("corpus-id", "corpus_id", "docid", "doc_id"), ("score", "relevance"))
 
@@ -213,17 +214,7 @@ def _imported_pairs(path: Path, data, rejects: Rejects):
     for docid, (title, text) in data.corpus.items():
         for key in dict.fromkeys((data.doc_text(docid).strip(), text.strip())):
             by_doc.setdefault(key, []).append(docid)
-    for n, line, raw in _lines(path):
-        if line is None:
-            rejects.add(name, n, "not_utf8", raw.decode("utf-8", "replace"))
-            continue
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            rejects.add(name, n, "bad_json", line)
-            continue
+    for n, line, row in json_rows(path, partial(rejects.add, name)):
         if not isinstance(row, dict):
             rejects.add(name, n, "not_an_object", line)
             continue

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from distill.data import DataError, read_beir
+from distill.data import DataError, json_rows, read_beir, text_rows
 
 
 def _write(d, corpus_lines, query_lines, train_lines, test_lines=None):
@@ -77,3 +77,17 @@ def test_sample_dataset_is_clean():
     data = read_beir("data/sample", max_reject_share=0.0)
     assert data.row_counts == {"corpus": 320, "queries": 111, "qrels/train": 73, "qrels/test": 40}
     assert not set(data.qrels["train"]) & set(data.qrels["test"])
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_text_and_json_rows_yield_rows_and_reject_the_rest_by_line(tmp_path, gz):
+    body = b"\xef\xbb\xbf" + b'{"a": 1}\n\n   \n[2]\n{broken\n\xff\xfe\n"s"\n'
+    path = tmp_path / ("f.jsonl.gz" if gz else "f.jsonl")
+    path.write_bytes(gzip.compress(body) if gz else body)
+    rejected = []
+    rows = list(json_rows(path, lambda n, reason, raw: rejected.append((n, reason, raw))))
+    assert [(n, row) for n, _, row in rows] == [(1, {"a": 1}), (4, [2]), (7, "s")]  # BOM gone, blanks skipped
+    assert rejected == [(5, "bad_json", "{broken\n"), (6, "not_utf8", "\ufffd\ufffd\n")]
+    rejected.clear()
+    assert [n for n, _ in text_rows(path, lambda *a: rejected.append(a))] == [1, 4, 5, 7]
+    assert rejected == [(6, "not_utf8", "\ufffd\ufffd\n")]
