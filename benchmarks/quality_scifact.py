@@ -356,12 +356,30 @@ def base_report_of(table: dict) -> dict:
             "speed": speed, "dev": {"queries": table.get("dev_queries"), "metrics": table.get("dev_reference", {})}}
 
 
-def add_runs(res: dict, cfg, command: str) -> dict:
+def budget_plot_path(results_json: Path) -> Path:
+    """The label-budget PNG beside a results file: ``<its stem>_label_budget.png``, named after the file the curve
+    is in, not after the run that added rows to it (``--add-to`` from another run's sweep)."""
+    return results_json.with_name(f"{results_json.stem}_label_budget.png")
+
+
+def teacher_overrides(cfg, file_cfg) -> dict:
+    """``teacher.<key>: value`` for each teacher setting in which the run's config (``cfg``, with the command line's
+    overrides) differs from its config file's (``file_cfg``): a sweep added from a base run given another teacher on
+    the command line records that teacher with its systems, so that what it saw of the labels is known."""
+    if file_cfg is None:
+        return {}
+    ran, filed = cfg.teacher.model_dump(mode="json"), file_cfg.teacher.model_dump(mode="json")
+    return {f"teacher.{k}": v for k, v in ran.items() if v != filed.get(k)}
+
+
+def add_runs(res: dict, cfg, command: str, file_cfg=None) -> dict:
     """``res`` (a committed results JSON) with the finished runs of ``cfg``'s sweep other than the base run added:
     a new system becomes a row, a new seed of a known system joins its row (a seed already there is an error:
     nothing is overwritten); selection, targets and the curve are recomputed, and ``added`` records what came
     in, when and by which command. For a sweep continued on another machine or sitting whose base run has the
-    same teacher, candidates and scores (stage digests) but was not itself trained or evaluated there."""
+    same teacher, candidates and scores (stage digests) but was not itself trained or evaluated there. With
+    ``file_cfg`` (the config file without the command line's overrides) a teacher set on the command line is
+    recorded in each new system's overrides (:func:`teacher_overrides`)."""
     from distill.manifest import RunDir
     from distill.sweep import collect, finished_runs, precision_checks, select_on_dev, summarise
 
@@ -383,7 +401,7 @@ def add_runs(res: dict, cfg, command: str) -> dict:
             old.pop("dev_mean", None)
             row = summarise(old, table["reference"], table["teacher"])
         table["systems"][name] = row
-        table["variants"][name] = cfg.sweep.variants.get(name)
+        table["variants"][name] = {**teacher_overrides(cfg, file_cfg), **(cfg.sweep.variants.get(name) or {})} or None
     table["selected_on_dev"] = select_on_dev(table["systems"], table["base_label"],
                                              precision_checks({k: v for k, v in table["variants"].items() if v}))
     return _recomputed(res, table, {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": command,
@@ -497,10 +515,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.add_to:
         res = json.loads(args.add_to.read_text())
         res = (add_teacher_rows(res, args.teacher_rows, args.used_by) if args.teacher_rows
-               else add_runs(res, cfg, command))
+               else add_runs(res, cfg, command, load_config(args.config, [f"data.dir={args.data_dir}"])))
         args.add_to.write_text(json.dumps(res, indent=2) + "\n")
         if res["label_budget"]:
-            plot_budget(res["label_budget"], args.add_to.with_name(f"{cfg.name}_label_budget.png"))
+            plot_budget(res["label_budget"], budget_plot_path(args.add_to))
         print("\n".join(f"- {t['target']}" + ("" if t["target"].endswith(("met", "missed")) else
                                                " met" if t["met"] else " missed") for t in res["targets"]))
         what = res["added"][-1].get("runs") or res["added"][-1]["teacher_rows"]
@@ -541,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export check (SentenceTransformer outside the project): {res['export_check']}")
     (out / f"{cfg.name}.json").write_text(json.dumps(res, indent=2) + "\n")
     if res["label_budget"]:
-        plot_budget(res["label_budget"], out / f"{cfg.name}_label_budget.png")
+        plot_budget(res["label_budget"], budget_plot_path(out / f"{cfg.name}.json"))
     print(f"results: {out / (cfg.name + '.json')}")
     return 0
 

@@ -223,6 +223,12 @@ def test_add_runs_adds_new_systems_and_seeds_never_overwrites(tmp_path):
     assert committed["partial"]["missing"] == ["hard_label-seed1", "hard_label-seed2"]
     with pytest.raises(SystemExit, match="already in the table"):
         qs.add_runs(res, cfg, "third")
+    # a base run given another teacher on the command line: its systems record that teacher
+    filed = build_config({"runs_dir": str(tmp_path), "teacher": {"model": "t0"}, "student": {"model": "s"}})
+    res = qs.add_runs(committed, cfg, "second", file_cfg=filed)
+    assert res["table"]["variants"]["mse_bf16"] == {"teacher.model": "t", "training.precision": "bf16",
+                                                    "training.losses": {"kl": 0.0, "margin_mse": 1.0}}
+    assert qs.teacher_overrides(cfg, cfg) == {} and qs.teacher_overrides(cfg, None) == {}
 
 
 def test_teacher_rows_of_another_committed_run_join_the_reference_and_the_best_teacher_target(tmp_path):
@@ -272,3 +278,7 @@ def test_a_table_of_reference_rows_alone_gives_the_teacher_target_only():
     res = qs.results(table, "teacher only")
     assert [t["system"] for t in res["targets"]] == ["teacher_ensemble_union@20"]
     assert res["targets"][0]["value"] == 0.76 and res["label_budget"] == {}
+
+
+def test_the_budget_plot_is_named_after_the_results_file_not_the_run_that_added_to_it():
+    assert qs.budget_plot_path(Path("out/scifact-cpu.json")) == Path("out/scifact-cpu_label_budget.png")
