@@ -13,8 +13,10 @@ value, threshold and margin, the label-budget curve) and the curve to ``benchmar
 
 Label-budget variants are named ``labels<pct>_<recipe>`` (a teacher signal + the labels there are; of several
 recipes at one share, the best on dev is the curve's point, ``labels<pct>_kl`` by default) and ``labels<pct>_hard``
-(hard labels only), with ``training.label_share: <pct>/100``; at 100% the system selected on dev (else the base)
-and ``hard_label`` stand in, and at 0% the hard-label point is the zero-shot student (nothing to train on).
+(hard labels only; ``labels<pct>_hard<anything>`` are more hard-label recipes, and the control is chosen among
+them as the teacher-trained point is, :func:`pick_control`), with ``training.label_share: <pct>/100``; at 100% the
+system selected on dev (else the base) and ``hard_label`` stand in, and at 0% the hard-label point is the
+zero-shot student (nothing to train on).
 Those students learn from the config's teacher, fine-tuned on every train qrel. A third series, ``kl_e2e``,
 holds the budget end to end: teacher-signal students (any name) whose teacher saw no more labels than they
 did: ``teacher.label_share`` equal to ``training.label_share``, or at any share a teacher of members none of
@@ -46,7 +48,7 @@ TARGET_TEACHER = 0.75  # the best teacher row's nDCG@10
 TARGET_NDCG = 0.74  # the distilled system selected on dev
 TARGET_SHARE = 0.95
 BUDGET_MARGIN = 0.03  # at 0% and 10% of the labels: teacher-trained >= hard-label + this (nDCG@10)
-BUDGET = re.compile(r"^labels(\d+)_(hard|.+)$")  # labels<pct>_hard, or labels<pct>_<a teacher-signal recipe>
+BUDGET = re.compile(r"^labels(\d+)_(.+)$")  # labels<pct>_hard[...] (hard labels only) or labels<pct>_<a teacher-signal recipe>
 
 
 def machine() -> str:
@@ -105,6 +107,22 @@ def _best_on_dev(systems: dict, names: list[str], default: str) -> str:
     return default if default in names else sorted(names)[0]
 
 
+def pick_control(table: dict, names: list[str]) -> str:
+    """Of several hard-label controls of one setting, the one a soft system is measured against: those trained
+    for the config's epochs (no ``training.epochs`` override: every student as long), then the best on dev
+    (never test), as the teacher-trained systems are chosen; the plainest (fewest overrides) unless every one
+    has dev metrics."""
+    variants, as_long = table.get("variants") or {}, trained_as_long(table, names)
+    plainest = min(sorted(as_long), key=lambda n: len(variants.get(n) or {}))
+    return _best_on_dev(table["systems"], as_long, plainest)
+
+
+def trained_as_long(table: dict, names: list[str]) -> list[str]:
+    """Those of ``names`` trained for the config's epochs (no ``training.epochs`` override); all if none is."""
+    variants = table.get("variants") or {}
+    return [n for n in names if "training.epochs" not in (variants.get(n) or {})] or list(names)
+
+
 def teacher_label_share(overrides: dict | None) -> float:
     """The share of the train qrels a variant's teacher saw: ``teacher.label_share``; 0 for an ensemble
     of members none of which is fine-tuned, with fixed weights; else 1 (the config's own teacher, fine-tuned
@@ -135,18 +153,21 @@ def label_budget(table: dict) -> dict:
     """nDCG@10 (mean, sd, seeds, system) per label share for the teacher-trained (``kl``) and hard-label
     (``hard``) students. Teacher-trained at ``pct``%: a ``labels<pct>_<recipe>`` system with a teacher-signal
     loss (the recipe selected on dev where there are several, ``labels<pct>_kl`` by default); at 100% the
-    system selected on dev (else the base). Hard-label: ``labels<pct>_hard``; at 100% ``hard_label``; at 0%
-    the zero-shot student."""
-    systems, curve, pools = table["systems"], {"kl": {}, "hard": {}}, {}
+    system selected on dev (else the base). Hard-label: ``labels<pct>_hard`` (of several ``labels<pct>_hard...``
+    recipes, :func:`pick_control`); at 100% ``hard_label``; at 0% the zero-shot student. A hard-label student
+    never reads the teacher, so which teacher its run had does not matter."""
+    systems, curve, pools, controls = table["systems"], {"kl": {}, "hard": {}}, {}, {}
     for name, r in systems.items():
         m = BUDGET.match(name)
-        if not m or teacher_label_share((table.get("variants") or {}).get(name)) < 1:
+        if not m:
             continue
-        pct = int(m.group(1))
-        if m.group(2) == "hard":
-            curve["hard"][pct] = _point(systems, name)
-        elif SOFT_LOSSES & set(r.get("losses") or {}):
+        pct, soft = int(m.group(1)), bool(SOFT_LOSSES & set(r.get("losses") or {}))
+        if not soft and m.group(2).startswith("hard"):
+            controls.setdefault(pct, []).append(name)
+        elif soft and teacher_label_share((table.get("variants") or {}).get(name)) >= 1:
             pools.setdefault(pct, []).append(name)
+    for pct, names in controls.items():
+        curve["hard"][pct] = _point(systems, pick_control(table, names), trained_as_long(table, names))
     for pct, names in pools.items():
         curve["kl"][pct] = _point(systems, _best_on_dev(systems, names, f"labels{pct}_kl"), names)
     if not curve["kl"] and not curve["hard"]:
@@ -310,12 +331,13 @@ def _setting(table: dict, name: str) -> tuple:
 def soft_vs_hard(table: dict, skip: str | None = None) -> list[str]:
     """Every other system trained on teacher signals against the hard-label control of its setting (a system
     whose loss weights are hard labels only, with the same parameter count and label share; of several, one
-    trained for the config's epochs before one with more): above on every metric?"""
-    systems, variants = table["systems"], table.get("variants") or {}
-    hard = [n for n, r in systems.items() if r.get("losses") and not SOFT_LOSSES & set(r["losses"])]
-    controls = {}
-    for n in sorted(hard, key=lambda n: "training.epochs" not in (variants.get(n) or {})):  # as trained last
-        controls[_setting(table, n)] = n
+    chosen by :func:`pick_control`): above on every metric?"""
+    systems = table["systems"]
+    by_setting: dict[tuple, list[str]] = {}
+    for n, r in systems.items():
+        if r.get("losses") and not SOFT_LOSSES & set(r["losses"]):
+            by_setting.setdefault(_setting(table, n), []).append(n)
+    controls = {k: pick_control(table, names) for k, names in by_setting.items()}
     out = []
     for name, r in systems.items():
         ctrl = controls.get(_setting(table, name))

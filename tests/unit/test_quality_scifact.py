@@ -110,6 +110,38 @@ def test_label_budget_takes_the_recipe_best_on_dev_at_each_share_never_test():
     assert qs.label_budget(table)["kl"][10]["system"] == "labels10_kl"
 
 
+def test_the_hard_label_control_is_chosen_on_dev_among_those_trained_as_long_never_test():
+    def dev(row, nd):
+        return {**row, "dev_mean": {"ndcg@10": nd}}
+
+    label_free = {"teacher.members": [{"name": "bm25", "kind": "bm25"}], "teacher.fit_weights": False}
+    variants = {"hard_label": {"training.losses": {"kl": 0.0, "infonce": 1.0}},
+                "labels10_kl": {"training.label_share": 0.1},
+                "labels10_hard": {"training.label_share": 0.1},
+                "labels10_hard_steps": {"training.label_share": 0.1, "training.epochs": 22},
+                # a run with another teacher: a hard-label student never reads it, so it is still a control
+                "labels10_hard_lr1e-4": {**label_free, "training.label_share": 0.1, "training.learning_rate": 1e-4}}
+    systems = {"kl": _row(100, {"kl": 1.0}, 0.70, 0.6, 0.9), "hard_label": _row(100, {"infonce": 1.0}, 0.72, 0.6, 0.9),
+               "labels10_kl": dev(_row(100, {"kl": 1.0}, 0.69, 0.66, 0.93), 0.64),
+               "labels10_hard": dev(_row(100, {"infonce": 1.0}, 0.67, 0.63, 0.92), 0.60),  # best on test
+               "labels10_hard_steps": dev(_row(100, {"infonce": 1.0}, 0.64, 0.60, 0.90), 0.70),  # trained longer
+               "labels10_hard_lr1e-4": dev(_row(100, {"infonce": 1.0}, 0.66, 0.62, 0.92), 0.63)}  # best on dev
+    table = {"base_label": "kl", "reference": REFERENCE, "variants": variants, "systems": systems}
+    names = ["labels10_hard", "labels10_hard_steps", "labels10_hard_lr1e-4"]
+    assert qs.trained_as_long(table, names) == ["labels10_hard", "labels10_hard_lr1e-4"]
+    assert qs.pick_control(table, names) == "labels10_hard_lr1e-4"
+    curve = qs.label_budget(table)
+    assert curve["hard"][10] == {"system": "labels10_hard_lr1e-4", "ndcg@10": 0.66, "sd": None, "seeds": 1,
+                                 "selected_on_dev_from": ["labels10_hard", "labels10_hard_lr1e-4"]}
+    ten = next(c for c in qs.checks(table) if c["target"].startswith("10%"))
+    assert ten["control"] == "labels10_hard_lr1e-4" and abs(ten["margin"] - (0.69 - 0.66 - 0.03)) < 1e-9
+    assert ("- `labels10_kl` above `labels10_hard_lr1e-4` on every metric: ndcg@10 +0.0300, mrr@10 +0.0400, "
+            "recall@100 +0.0100 met") in qs.soft_vs_hard(table)
+    del systems["labels10_hard"]["dev_mean"]  # without dev metrics for every control: the plainest one
+    assert qs.pick_control(table, names) == "labels10_hard" and qs.label_budget(table)["hard"][10]["system"] \
+        == "labels10_hard"
+
+
 def test_end_to_end_budget_is_a_series_of_its_own_never_mixed_into_the_curve(tmp_path):
     """A student whose teacher saw no more labels than it did (teacher.label_share, or a label-free
     ensemble) is the kl_e2e series and its own targets; the main curve keeps the teacher of every label."""
