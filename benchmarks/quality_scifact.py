@@ -49,6 +49,7 @@ TARGET_NDCG = 0.74  # the distilled system selected on dev
 TARGET_SHARE = 0.95
 BUDGET_MARGIN = 0.03  # at 0% and 10% of the labels: teacher-trained >= hard-label + this (nDCG@10)
 BUDGET = re.compile(r"^labels(\d+)_(.+)$")  # labels<pct>_hard[...] (hard labels only) or labels<pct>_<a teacher-signal recipe>
+SWEEP_STUDENT = re.compile(r"/sweep/(.+)-seed\d+/student/?$")  # a sweep system's exported student
 
 
 def machine() -> str:
@@ -123,18 +124,30 @@ def trained_as_long(table: dict, names: list[str]) -> list[str]:
     return [n for n in names if "training.epochs" not in (variants.get(n) or {})] or list(names)
 
 
-def teacher_label_share(overrides: dict | None) -> float:
-    """The share of the train qrels a variant's teacher saw: ``teacher.label_share``; 0 for an ensemble
-    of members none of which is fine-tuned, with fixed weights; else 1 (the config's own teacher, fine-tuned
-    on every train qrel)."""
+def teacher_label_share(overrides: dict | None, variants: dict | None = None) -> float:
+    """The share of the train qrels a variant's teacher saw: ``teacher.label_share``; for an ensemble of
+    members none of which is fine-tuned by the teacher stage, with fixed weights, the most any member saw: 0
+    for a zero-shot model, and for a student of this sweep (``.../sweep/<variant>-seed<k>/student``, a round of
+    student -> teacher) that variant's ``training.label_share``, looked up in ``variants`` (1 if unknown);
+    else 1 (the config's own teacher, fine-tuned on every train qrel)."""
     over = overrides or {}
     if over.get("teacher.label_share") is not None:
         return float(over["teacher.label_share"])
     members = over.get("teacher.members")
     if members is not None and over.get("teacher.fit_weights") is False \
             and not any(m.get("model") == "finetuned" for m in members):
-        return 0.0
+        return max([0.0] + [_student_share(str(m.get("model", "")), variants or {}) for m in members])
     return 1.0
+
+
+def _student_share(model: str, variants: dict) -> float:
+    """0 for a model that is not a sweep student; else the label share its variant trained with."""
+    m = SWEEP_STUDENT.search(model)
+    if not m:
+        return 0.0
+    if m.group(1) not in variants:
+        return 1.0
+    return float((variants[m.group(1)] or {}).get("training.label_share", 1.0))
 
 
 def _end_to_end(table: dict) -> dict[int, list[str]]:
@@ -144,7 +157,7 @@ def _end_to_end(table: dict) -> dict[int, list[str]]:
     for name, r in table["systems"].items():
         over = (table.get("variants") or {}).get(name) or {}
         share = float(over.get("training.label_share", 1.0))
-        if SOFT_LOSSES & set(r.get("losses") or {}) and share < 1 and teacher_label_share(over) <= share:
+        if SOFT_LOSSES & set(r.get("losses") or {}) and share < 1 and teacher_label_share(over, table.get("variants")) <= share:
             out.setdefault(round(100 * share), []).append(name)
     return out
 
@@ -164,7 +177,7 @@ def label_budget(table: dict) -> dict:
         pct, soft = int(m.group(1)), bool(SOFT_LOSSES & set(r.get("losses") or {}))
         if not soft and m.group(2).startswith("hard"):
             controls.setdefault(pct, []).append(name)
-        elif soft and teacher_label_share((table.get("variants") or {}).get(name)) >= 1:
+        elif soft and teacher_label_share((table.get("variants") or {}).get(name), table.get("variants")) >= 1:
             pools.setdefault(pct, []).append(name)
     for pct, names in controls.items():
         curve["hard"][pct] = _point(systems, pick_control(table, names), trained_as_long(table, names))

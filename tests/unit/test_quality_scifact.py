@@ -183,6 +183,31 @@ def test_end_to_end_budget_is_a_series_of_its_own_never_mixed_into_the_curve(tmp
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_sweep_student_in_the_teacher_brings_the_labels_it_trained_on():
+    """A round of student -> teacher: a fixed-weight ensemble with a member that is a student of this sweep saw
+    the labels that student trained on (its variant's training.label_share; all of them if the variant is
+    unknown), so the round-2 student at 10% stays in the 10% end-to-end series and never enters the 0% one."""
+    zero_shot = {"name": "mpnet", "kind": "dual-encoder", "model": "/models/all-mpnet-base-v2", "weight": 0.4}
+    bm25 = {"name": "bm25", "kind": "bm25", "weight": 0.4}
+
+    def member(path):
+        return {"name": "s", "kind": "dual-encoder", "model": path, "weight": 0.2}
+
+    variants = {"labels10_hard": {"training.label_share": 0.1, "training.losses": {"kl": 0.0, "infonce": 1.0}},
+                "r2_kl": {"teacher.members": [zero_shot, bm25, member("runs/x/sweep/labels10_hard-seed0/student")],
+                          "teacher.fit_weights": False, "training.label_share": 0.1},
+                "r2_0_kl": {"teacher.members": [zero_shot, bm25, member("runs/x/sweep/labels10_hard-seed0/student")],
+                            "teacher.fit_weights": False, "training.label_share": 0.0},
+                "unknown_kl": {"teacher.members": [zero_shot, member("/r/sweep/gone-seed3/student/")],
+                               "teacher.fit_weights": False, "training.label_share": 0.1}}
+    assert [qs.teacher_label_share(variants[n], variants) for n in ("r2_kl", "r2_0_kl", "unknown_kl")] \
+        == [0.1, 0.1, 1.0]
+    assert qs.teacher_label_share({"teacher.members": [zero_shot, bm25], "teacher.fit_weights": False}) == 0.0
+    systems = {n: _row(100, {"kl": 1.0}, 0.7, 0.6, 0.9) for n in ("r2_kl", "r2_0_kl", "unknown_kl")}
+    table = {"base_label": "kl", "reference": REFERENCE, "systems": systems, "variants": variants}
+    assert qs._end_to_end(table) == {10: ["r2_kl"]}
+
+
 def test_outside_evaluation_agrees_with_the_projects(tmp_path):
     """A student saved by the project, evaluated with SentenceTransformer + numpy + ranx on the BEIR files,
     gives the nDCG@10 the project's own exact search and metrics give."""
